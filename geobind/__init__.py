@@ -1,0 +1,54 @@
+"""geobind: one embedding space for many modalities, bound through satellite imagery.
+
+The public API is importable from here. Names resolve lazily, so ``import geobind`` (and the
+command line) stays fast and pulls in torch only when an encoder is actually used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "hookimpl": "geobind.hookspecs",
+    "hookspec": "geobind.hookspecs",
+    "Modality": "geobind.modality",
+    "DatasetSource": "geobind.datasets",
+    "get_registry": "geobind.plugins",
+    "PluginError": "geobind.plugins",
+    "PluginWarning": "geobind.plugins",
+    "make_config": "geobind.config",
+    "GeobindError": "geobind.errors",
+    "ConfigError": "geobind.errors",
+    "InputError": "geobind.errors",
+    "EncoderShapeError": "geobind.errors",
+    "WeightsError": "geobind.errors",
+    "decode_image": "geobind.media",
+    "check_image": "geobind.media",
+    "Encoder": "geobind.encoder",
+    "build_encoder": "geobind.encoder",
+    "VisionConfig": "geobind.vision",
+    "build_vision_tower": "geobind.vision",
+    "vision_preprocess": "geobind.vision",
+    "ANCHOR": "geobind.anchor",
+    "read_state_dict": "geobind.weights",
+    "load_into": "geobind.weights",
+    "strip_prefix": "geobind.weights",
+    "save_state_dict": "geobind.weights",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'geobind' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,46 @@
+"""Typed configurations: a dataclass of defaults, merged with overrides through omegaconf."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, TypeVar
+
+from geobind.errors import ConfigError
+
+__all__ = ["make_config"]
+
+T = TypeVar("T")
+
+
+def make_config(cls: type[T], overrides: Any = None, where: str = "config") -> T:
+    """An instance of dataclass ``cls`` with ``overrides`` (a mapping, a dataclass or None).
+
+    An unknown key or a value of the wrong type is a :class:`ConfigError` that names ``where``,
+    the key, and the valid keys.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    if isinstance(overrides, cls):
+        return overrides
+    base = OmegaConf.structured(cls)
+    try:
+        merged = OmegaConf.merge(base, _as_container(overrides))
+    except ConfigKeyError as exc:
+        valid = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"{where}: unknown key {exc.key!r}; valid keys: {valid}") from None
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: key {exc.full_key!r}: {exc.msg}") from None
+    return OmegaConf.to_object(merged)
+
+
+def _as_container(overrides: Any) -> Any:
+    from omegaconf import DictConfig, OmegaConf
+
+    if overrides is None:
+        return {}
+    if dataclasses.is_dataclass(overrides):
+        return OmegaConf.structured(overrides)
+    if isinstance(overrides, (Mapping, DictConfig)):
+        return overrides
+    raise ConfigError(f"expected a mapping of settings, got {type(overrides).__name__}")

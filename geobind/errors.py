@@ -1,0 +1,25 @@
+"""The errors geobind raises; each message names the thing at fault."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "EncoderShapeError", "GeobindError", "InputError", "WeightsError"]
+
+
+class GeobindError(Exception):
+    """Base class of geobind's own errors."""
+
+
+class ConfigError(GeobindError, ValueError):
+    """A recipe or encoder configuration names an unknown key or holds a wrong value."""
+
+
+class InputError(GeobindError, ValueError):
+    """A raw value (image, audio, text) cannot be decoded or is empty."""
+
+
+class EncoderShapeError(GeobindError, RuntimeError):
+    """An encoder returned embeddings of the wrong shape."""
+
+
+class WeightsError(GeobindError, RuntimeError):
+    """A weights file is missing, corrupt, or does not match the architecture."""

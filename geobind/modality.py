@@ -1,0 +1,69 @@
+"""What a plugin registers for a modality.
+
+A :class:`Modality` is plain data and callables: registering one imports nothing heavy, so
+listing plugins stays fast. Networks are built only when :func:`geobind.build_encoder` is called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+
+__all__ = ["Modality", "Storage"]
+
+#: How a modality's raw values are stored in a pair dataset: encoded file bytes or a string.
+Storage = Literal["binary", "string"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A kind of data that can be bound to the anchor, as a plugin registers it.
+
+    :param name: unique name, lower-case (``"audio"``); also the default dataset column.
+    :param config: a dataclass whose fields are the encoder's settings; its defaults are a
+        small configuration that trains on a CPU. It must have an ``embed_dim: int`` field.
+    :param build_encoder: ``(config, weights) -> torch.nn.Module`` building the network from a
+        config and an optional local file of pretrained weights. Its forward takes a batch from
+        ``build_preprocess`` and returns ``[batch, config.embed_dim]``; geobind normalises it.
+    :param build_preprocess: ``(config, train) -> (raw value -> Tensor)``: decodes one raw
+        value (file bytes or a string) and turns it into the encoder's input tensor. Batches are
+        stacked with torch's ``default_collate``. It must be picklable for data workers.
+    :param check: ``raw value -> None``: a cheap validation that raises ``ValueError`` saying
+        what is wrong with a raw value; importers use it to reject bad rows.
+    :param storage: ``"binary"`` (encoded file bytes) or ``"string"``.
+    :param column: the pair-dataset column holding the raw values (default: ``name``).
+    :param recipe: path of the default stage recipe (omegaconf YAML) aligning this modality.
+    :param description: one line for ``geobind plugins``.
+    """
+
+    name: str
+    config: type
+    build_encoder: Callable[[Any, Optional["Path"]], "torch.nn.Module"]
+    build_preprocess: Callable[[Any, bool], Callable[[Any], "torch.Tensor"]]
+    check: Callable[[Any], None]
+    storage: Storage = "binary"
+    column: str = ""
+    recipe: Optional[str] = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"modality name {self.name!r} must match {_NAME.pattern}")
+        if not self.column:
+            object.__setattr__(self, "column", self.name)
+        if self.storage not in ("binary", "string"):
+            raise ValueError(f"modality {self.name!r}: storage must be 'binary' or 'string'")
+        fields = {f.name for f in dataclasses.fields(self.config)} if dataclasses.is_dataclass(
+            self.config) else set()
+        if "embed_dim" not in fields:
+            raise TypeError(f"modality {self.name!r}: config must be a dataclass with an "
+                            f"'embed_dim' field, got {self.config!r}")

@@ -1,0 +1,292 @@
+"""The plugin manager: finds plugins, isolates broken ones and holds what they registered.
+
+Plugins are distributions with an entry point in the group ``geobind``. geobind's own parts
+(the satellite anchor, the synthetic world) register through the same hooks. Loading is lazy and
+runs once per process; :func:`get_registry` is the way in.
+
+Environment:
+
+- ``GEOBIND_LOAD_PLUGINS``: comma-separated distribution names to load (an empty string loads
+  none); unset loads every installed plugin. geobind's built-ins always load.
+- ``GEOBIND_STRICT_PLUGINS=1``: a plugin that fails to import or register raises instead of
+  being skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import threading
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import pluggy
+
+from geobind import hookspecs
+from geobind.datasets import DatasetSource
+from geobind.errors import GeobindError
+from geobind.modality import Modality
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BrokenPlugin",
+    "PluginError",
+    "PluginInfo",
+    "PluginWarning",
+    "Registry",
+    "get_registry",
+    "reset_registry",
+]
+
+ENTRY_POINT_GROUP = "geobind"
+ALLOW_ENV = "GEOBIND_LOAD_PLUGINS"
+STRICT_ENV = "GEOBIND_STRICT_PLUGINS"
+BUILTIN = "geobind"
+#: The distributions that provide geobind's own modalities, for "install X" hints.
+KNOWN_DISTRIBUTIONS = {"ground": "geobind-ground", "text": "geobind-text",
+                       "audio": "geobind-audio"}
+
+
+class PluginError(GeobindError, RuntimeError):
+    """A plugin could not be loaded or registered something invalid."""
+
+
+class PluginWarning(UserWarning):
+    """A broken plugin was skipped."""
+
+
+@dataclass
+class PluginInfo:
+    """One loaded plugin and what it contributed."""
+
+    distribution: str
+    version: str
+    hooks: list[str] = field(default_factory=list)
+    modalities: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    builtin: bool = False
+
+
+@dataclass
+class BrokenPlugin:
+    """A plugin that was skipped, and why."""
+
+    distribution: str
+    version: str
+    error: str
+
+
+def canonical(name: str) -> str:
+    """A distribution name in PEP 503 normal form, for comparing names as pip does."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def strict_mode() -> bool:
+    """Whether broken plugins raise instead of warning (``GEOBIND_STRICT_PLUGINS``)."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def allowed_distributions() -> set[str] | None:
+    """The allow-list from ``GEOBIND_LOAD_PLUGINS``: None when unset, else canonical names."""
+    value = os.environ.get(ALLOW_ENV)
+    if value is None:
+        return None
+    return {canonical(part) for part in value.split(",") if part.strip()}
+
+
+class Registry:
+    """The plugin manager and the modalities and dataset sources registered through it."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.broken: list[BrokenPlugin] = []
+        self.modalities: dict[str, Modality] = {}
+        self.datasets: dict[str, DatasetSource] = {}
+        self._owners: dict[tuple[str, str], str] = {}
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self) -> "Registry":
+        """Register geobind's built-ins, then every allowed installed plugin."""
+        from geobind import builtins
+
+        self.add(builtins, BUILTIN, _version(BUILTIN), builtin=True)
+        for dist, version, load in _entry_points():
+            self._load_one(dist, version, load)
+        return self
+
+    def _load_one(self, dist: str, version: str, load: Callable[[], Any]) -> None:
+        allowed = allowed_distributions()
+        if allowed is not None and canonical(dist) not in allowed:
+            return
+        try:
+            self.add(load(), dist, version)
+        except _DuplicateName:
+            raise
+        except Exception as exc:  # a plugin may fail in any way; it must not take geobind down
+            self._skip(dist, version, exc)
+
+    def _skip(self, dist: str, version: str, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        if strict_mode():
+            raise PluginError(f"plugin {dist} {version} is broken: {message}") from exc
+        self.broken.append(BrokenPlugin(dist, version, message))
+        warnings.warn(f"geobind: skipping broken plugin {dist} {version}: {message}",
+                      PluginWarning, stacklevel=3)
+
+    def add(self, plugin: object, distribution: str, version: str = "0",
+            builtin: bool = False) -> PluginInfo:
+        """Register ``plugin`` (a module or object with hook implementations) under a name.
+
+        Its hook implementations are validated (a misspelt ``geobind_`` hook is an error) and
+        called at once; if any step fails nothing it registered is kept.
+        """
+        if distribution in self.plugins:
+            raise PluginError(f"a plugin named {distribution!r} is already registered")
+        self.pm.register(plugin, name=distribution)
+        try:
+            _check_pending(self.pm, distribution)
+            info = PluginInfo(distribution, version, builtin=builtin,
+                              hooks=sorted(h.name for h in self.pm.get_hookcallers(plugin)))
+            modalities, datasets = self._collect(plugin)
+            self._commit(info, modalities, datasets)
+        except BaseException:
+            self.pm.unregister(plugin)
+            raise
+        return info
+
+    def remove(self, distribution: str) -> None:
+        """Unregister a plugin and everything it registered."""
+        info = self.plugins.pop(distribution)
+        self.pm.unregister(name=distribution)
+        for name in info.modalities:
+            del self.modalities[name], self._owners[("modality", name)]
+        for name in info.datasets:
+            del self.datasets[name], self._owners[("dataset source", name)]
+
+    def _collect(self, plugin: object) -> tuple[list[Modality], list[DatasetSource]]:
+        # Each implementation is called on its own rather than through pm.hook so that what a
+        # plugin registers is attributed to it, and one plugin's failure stays its own.
+        found: dict[str, list] = {"geobind_register_modalities": [],
+                                  "geobind_register_datasets": []}
+        kinds = {"geobind_register_modalities": Modality,
+                 "geobind_register_datasets": DatasetSource}
+        for hook_name, bucket in found.items():
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.plugin is plugin:
+                    impl.function(**_args(impl.argnames, _collector(bucket, kinds[hook_name])))
+        return found["geobind_register_modalities"], found["geobind_register_datasets"]
+
+    def _commit(self, info: PluginInfo, modalities: list[Modality],
+                datasets: list[DatasetSource]) -> None:
+        for kind, items in (("modality", modalities), ("dataset source", datasets)):
+            names = [item.name for item in items]
+            for name in names:
+                owner = self._owners.get((kind, name))
+                if owner is not None or names.count(name) > 1:
+                    raise _DuplicateName(
+                        f"{kind} {name!r} is registered by both {owner or info.distribution} "
+                        f"and {info.distribution}; uninstall one, or choose with {ALLOW_ENV}")
+        for item in modalities:
+            self.modalities[item.name] = item
+            self._owners[("modality", item.name)] = info.distribution
+        for item in datasets:
+            self.datasets[item.name] = item
+            self._owners[("dataset source", item.name)] = info.distribution
+        info.modalities = [m.name for m in modalities]
+        info.datasets = [d.name for d in datasets]
+        self.plugins[info.distribution] = info
+
+    # -- lookups -------------------------------------------------------------------------
+    def modality(self, name: str) -> Modality:
+        """The registered modality ``name``, or an error saying which plugin to install."""
+        if name in self.modalities:
+            return self.modalities[name]
+        dist = KNOWN_DISTRIBUTIONS.get(name)
+        hint = (f"install it with `pip install {dist}`" if dist else
+                f"install a plugin that provides it")
+        known = ", ".join(sorted(self.modalities)) or "none"
+        raise PluginError(f"no installed plugin registers modality {name!r} "
+                          f"(registered: {known}); {hint}")
+
+    def dataset_source(self, name: str) -> DatasetSource:
+        """The registered generator or importer ``name``."""
+        if name not in self.datasets:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise PluginError(f"no installed plugin registers dataset source {name!r} "
+                              f"(registered: {known})")
+        return self.datasets[name]
+
+    def owner(self, modality: str) -> PluginInfo:
+        """The plugin that registered ``modality``."""
+        return self.plugins[self._owners[("modality", modality)]]
+
+    def as_dict(self) -> dict:
+        """Plugins, broken plugins and what each registered, for ``geobind plugins --json``."""
+        return {"plugins": [asdict(p) for p in self.plugins.values()],
+                "broken": [asdict(b) for b in self.broken]}
+
+
+class _DuplicateName(PluginError):
+    """Two plugins registered the same name: always an error, never a skipped plugin."""
+
+
+def _collector(bucket: list, kind: type) -> Callable[[Any], None]:
+    def register(item: Any) -> None:
+        if not isinstance(item, kind):
+            raise TypeError(f"register() takes a {kind.__name__}, got {type(item).__name__}")
+        bucket.append(item)
+    return register
+
+
+def _args(argnames: Iterable[str], register: Callable[[Any], None]) -> dict:
+    return {name: register for name in argnames if name == "register"}
+
+
+def _check_pending(pm: pluggy.PluginManager, distribution: str) -> None:
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {distribution} implements an unknown hook: {exc}") from None
+
+
+def _entry_points() -> list[tuple[str, str, Callable[[], Any]]]:
+    """Installed plugins as (distribution, version, loader), one per distribution."""
+    seen: dict[str, tuple[str, str, Callable[[], Any]]] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist else ep.module
+        version = ep.dist.version if ep.dist else "?"
+        seen.setdefault(canonical(dist), (dist, version, ep.load))
+    return [seen[key] for key in sorted(seen)]
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        from geobind import __version__
+        return __version__
+
+
+_registry: Registry | None = None
+_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading plugins on first use only."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = Registry().load()
+        return _registry
+
+
+def reset_registry() -> None:
+    """Forget the loaded plugins; the next :func:`get_registry` loads them again."""
+    global _registry
+    with _lock:
+        _registry = None
+
