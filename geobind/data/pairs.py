@@ -1,0 +1,74 @@
+"""The pair-dataset schema, in one place.
+
+Every row is one place: a stable ``id``, ``lat``/``lon`` in degrees, a ``split`` (train, val or
+test), and one column per modality named after it (``satellite``, ``ground``, ``audio``,
+``text``, ...). Images and audio stay as encoded file bytes in Lance blob columns; text is a
+string column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import lance
+    import pyarrow as pa
+
+    from geobind.modality import Storage
+
+__all__ = ["BASE_COLUMNS", "SPLITS", "open_pairs", "pair_schema", "read_values", "write_pairs"]
+
+BASE_COLUMNS = ("id", "lat", "lon", "split")
+SPLITS = ("train", "val", "test")
+
+
+def pair_schema(storages: Mapping[str, "Storage"]) -> "pa.Schema":
+    """The Arrow schema of a pair dataset with the given ``{column: storage}`` modalities."""
+    import lance
+    import pyarrow as pa
+
+    fields = [pa.field("id", pa.string(), nullable=False), pa.field("lat", pa.float64()),
+              pa.field("lon", pa.float64()), pa.field("split", pa.string())]
+    for column, storage in storages.items():
+        fields.append(lance.blob_field(column) if storage == "binary"
+                      else pa.field(column, pa.string()))
+    return pa.schema(fields)
+
+
+def write_pairs(uri: str | Path, rows: Sequence[Mapping[str, Any]],
+                storages: Mapping[str, "Storage"], mode: str = "create") -> "lance.LanceDataset":
+    """Write rows (dicts with the base columns and each modality's raw value) to Lance."""
+    import lance
+    import pyarrow as pa
+
+    schema = pair_schema(storages)
+    columns = {name: [row[name] for row in rows] for name in schema.names}
+    arrays = [lance.blob_array(columns[f.name]) if f.name in storages and
+              storages[f.name] == "binary" else pa.array(columns[f.name], type=f.type)
+              for f in schema]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    return lance.write_dataset(table, str(uri), schema=schema, mode=mode)
+
+
+def open_pairs(uri: str | Path) -> "lance.LanceDataset":
+    """Open a pair dataset, with an error naming the path when it is not one."""
+    import lance
+
+    from geobind.errors import GeobindError
+
+    try:
+        return lance.dataset(str(uri))
+    except (ValueError, OSError) as exc:
+        raise GeobindError(f"not a Lance pair dataset: {uri} ({exc})") from None
+
+
+def read_values(ds: "lance.LanceDataset", column: str, indices: Iterable[int]) -> list:
+    """Raw values of one column at row ``indices``, in that order (bytes or strings)."""
+    from lance.blob import BlobType
+
+    indices = list(indices)
+    if isinstance(ds.schema.field(column).type, BlobType):
+        # without preserve_order, blobs come back in address order, not the order asked for
+        return [data for _, data in ds.read_blobs(column, indices=indices, preserve_order=True)]
+    return ds.take(indices, columns=[column]).column(column).to_pylist()

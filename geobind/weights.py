@@ -1,0 +1,88 @@
+"""Reading and writing weights files: safetensors, and torch checkpoints loaded safely."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+from geobind.errors import WeightsError
+
+if TYPE_CHECKING:  # plugins import these helpers at top level: keep that free of torch
+    import torch
+    from torch import nn
+
+__all__ = ["atomic_write", "load_into", "read_state_dict", "save_state_dict", "strip_prefix"]
+
+
+def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
+    """Tensors of a local weights file: ``.safetensors``, or a torch checkpoint.
+
+    torch checkpoints load with ``weights_only=True``; a ``{"state_dict": ...}`` wrapper (as
+    Lightning and laion_clap write) is unwrapped.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt files raise many types; all mean "unreadable"
+        raise WeightsError(f"cannot read weights file {path}: {exc}") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not tensors")
+    return state
+
+
+def strip_prefix(state: Mapping[str, "torch.Tensor"], prefix: str) -> dict[str, "torch.Tensor"]:
+    """The entries under ``prefix`` with it removed; all entries if none has it."""
+    inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return inner or dict(state)
+
+
+def load_into(module: "nn.Module", state: Mapping[str, "torch.Tensor"], source: str) -> None:
+    """Load ``state`` into ``module`` exactly; a mismatch names the first differing keys."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise WeightsError(f"{source} does not match the architecture: "
+                           f"{len(missing)} missing (first: {missing[:5]}), "
+                           f"{len(unexpected)} unexpected (first: {unexpected[:5]}), "
+                           f"{len(shapes)} of another shape (first: {shapes[:3]})")
+    module.load_state_dict(dict(state), strict=True)
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_state_dict(path: str | Path, state: Mapping[str, "torch.Tensor"],
+                    metadata: Mapping[str, str] | None = None) -> None:
+    """Save tensors as safetensors, atomically."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    atomic_write(path, save(tensors, metadata=dict(metadata or {})))
