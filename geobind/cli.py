@@ -1,0 +1,92 @@
+"""The ``geobind`` command line: thin over the library, and quick to start.
+
+Nothing heavy is imported at module level; each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from geobind import __version__
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List installed plugins, what they register, and broken plugins."""
+    from geobind.plugins import get_registry
+
+    registry = get_registry()
+    if args.json:
+        print(json.dumps(registry.as_dict(), indent=2))
+        return 0
+    for info in registry.plugins.values():
+        tag = " (built-in)" if info.builtin else ""
+        print(f"{info.distribution} {info.version}{tag}")
+        print(f"  hooks:      {', '.join(info.hooks) or '-'}")
+        print(f"  modalities: {_describe(registry.modalities, info.modalities)}")
+        if info.datasets:
+            print(f"  datasets:   {_describe(registry.datasets, info.datasets)}")
+    for broken in registry.broken:
+        print(f"{broken.distribution} {broken.version} (BROKEN, skipped)\n  error: {broken.error}")
+    return 0
+
+
+def _describe(table: dict, names: Sequence[str]) -> str:
+    return "; ".join(f"{n} ({table[n].description})" if table[n].description else n
+                     for n in names) or "-"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the embedded default."""
+    from geobind.plugins import get_registry
+
+    registry = get_registry()
+    print(f"geobind {__version__}: the space binds these modalities through the anchor:")
+    for name, modality in registry.modalities.items():
+        print(f"  {name:10s} from {registry.owner(name).distribution:16s} {modality.description}")
+    missing = [m for m in ("ground", "text", "audio") if m not in registry.modalities]
+    if missing:
+        print(f"missing modalities: {', '.join(missing)} (run `make demo` to install them)")
+        return 1
+    print("Training on the synthetic world is not wired in yet: the world generator, the stage "
+          "trainer and the retrieval table come next (see the README's roadmap).")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="geobind",
+        description="Bind ground photos, text, audio and plugin modalities into one embedding "
+                    "space through satellite imagery.")
+    parser.add_argument("--version", action="version", version=f"geobind {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    plugins = sub.add_parser("plugins", help="list plugins and the modalities they register")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(run=cmd_plugins)
+
+    demo = sub.add_parser("demo", help="run the main job on the embedded synthetic world")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``geobind`` command."""
+    args = build_parser().parse_args(argv)
+    from geobind.errors import GeobindError
+    from geobind.plugins import PluginError
+
+    try:
+        return args.run(args)
+    except (GeobindError, PluginError) as exc:
+        print(f"geobind: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

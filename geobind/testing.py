@@ -1,0 +1,105 @@
+"""Fixtures for plugin authors, installed as a pytest plugin (entry point ``pytest11``).
+
+Any test run in an environment with geobind installed can use:
+
+- ``register_plugin``: register a plugin object for one test; undone afterwards.
+- ``tiny_anchor``: a small satellite encoder (an :class:`geobind.Encoder`).
+- ``tiny_pair_dataset``: a Lance pair dataset of 12 places with satellite tiles, ground photos
+  and captions.
+- ``pair_dataset_factory``: ``(column, values, storage="binary")`` -> a Lance pair dataset of
+  satellite tiles paired with your modality's raw values.
+
+This module imports nothing heavy at load time: it is loaded by every pytest run.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Callable, Iterator, Sequence
+
+import pytest
+
+__all__ = ["TINY_VISION", "png_bytes", "pair_rows"]
+
+#: A vision tower small enough for unit tests.
+TINY_VISION = dict(embed_dim=32, image_size=32, patch_size=8, width=64, layers=2,
+                   head_width=32)
+
+
+def png_bytes(seed: int, size: int = 32) -> bytes:
+    """A small deterministic PNG: a colour field with a seed-dependent pattern."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=3)
+    noise = rng.integers(-40, 40, size=(size, size, 3))
+    pixels = np.clip(base + noise, 0, 255).astype("uint8")
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pair_rows(values: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Rows for :func:`geobind.data.write_pairs`: ids, coordinates, splits and the values."""
+    n = len(next(iter(values.values())))
+    splits = ["train", "train", "val", "test"]
+    return [dict(id=f"place-{i:04d}", lat=40.0 + i / 100, lon=-74.0 + i / 100,
+                 split=splits[i % len(splits)], **{k: v[i] for k, v in values.items()})
+            for i in range(n)]
+
+
+@pytest.fixture
+def register_plugin() -> Iterator[Callable[..., Any]]:
+    """``register_plugin(plugin, name="test-plugin", version="0")`` for the test's duration."""
+    from geobind.plugins import get_registry
+
+    registry = get_registry()
+    added: list[str] = []
+
+    def register(plugin: object, name: str = "test-plugin", version: str = "0") -> Any:
+        info = registry.add(plugin, name, version)
+        added.append(name)
+        return info
+
+    yield register
+    for name in reversed(added):
+        registry.remove(name)
+
+
+@pytest.fixture
+def tiny_anchor() -> Any:
+    """A small satellite encoder, randomly initialised."""
+    import torch
+
+    from geobind.encoder import build_encoder
+
+    torch.manual_seed(0)
+    return build_encoder("satellite", TINY_VISION)
+
+
+@pytest.fixture
+def pair_dataset_factory(tmp_path: Any) -> Callable[..., Any]:
+    """``(column, values, storage="binary")`` -> a Lance dataset pairing tiles with values."""
+    from geobind.data import write_pairs
+
+    def make(column: str, values: Sequence[Any], storage: str = "binary") -> Any:
+        tiles = [png_bytes(i) for i in range(len(values))]
+        rows = pair_rows({"satellite": tiles, column: list(values)})
+        uri = tmp_path / f"satellite-{column}.lance"
+        return write_pairs(uri, rows, {"satellite": "binary", column: storage})
+
+    return make
+
+
+@pytest.fixture
+def tiny_pair_dataset(tmp_path: Any) -> Any:
+    """12 places with satellite tiles, ground photos and captions, over train/val/test."""
+    from geobind.data import write_pairs
+
+    n = 12
+    rows = pair_rows({"satellite": [png_bytes(i) for i in range(n)],
+                      "ground": [png_bytes(1000 + i) for i in range(n)],
+                      "text": [f"place number {i}" for i in range(n)]})
+    storages = {"satellite": "binary", "ground": "binary", "text": "string"}
+    return write_pairs(tmp_path / "tiny.lance", rows, storages)
