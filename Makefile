@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# The virtualenv is made once; installs re-run only when a pyproject or the constraints change.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PLUGINS := plugins/geobind-ground plugins/geobind-text plugins/geobind-audio
+STAMP  := $(VENV)/.geobind-installed
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: demo test install bench clean
+
+demo: $(STAMP)
+	$(VENV)/bin/geobind demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLUGINS))
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(PY) benchmarks/cli_startup.py
+
+clean:
+	rm -rf $(VENV) geobind-demo

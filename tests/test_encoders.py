@@ -1,0 +1,160 @@
+"""The anchor and the encoder wrapper: configs, shapes, normalisation, weights, bad input."""
+
+from __future__ import annotations
+
+import io
+import types
+from dataclasses import dataclass
+
+import pytest
+import torch
+from PIL import Image
+
+import geobind
+from geobind.testing import TINY_VISION, png_bytes
+
+
+def jpeg_bytes(seed: int, size: int = 48) -> bytes:
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(png_bytes(seed, size))).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_anchor_embeds_png_and_jpeg_as_unit_vectors(tiny_anchor):
+    z = tiny_anchor.embed([png_bytes(1), jpeg_bytes(2), png_bytes(3, size=80)])
+    assert z.shape == (3, TINY_VISION["embed_dim"])
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(3))
+    assert not torch.allclose(z[0], z[1])
+
+
+def test_embedding_is_deterministic_in_eval(tiny_anchor):
+    tiny_anchor.train()  # embed() must switch to eval and back
+    a = tiny_anchor.embed([png_bytes(5)])
+    b = tiny_anchor.embed([png_bytes(5)])
+    torch.testing.assert_close(a, b)
+    assert tiny_anchor.training
+
+
+def test_preprocess_gives_the_configured_size(tiny_anchor):
+    batch = tiny_anchor.collate([png_bytes(1, size=100), png_bytes(2, size=20)])
+    assert batch.shape == (2, 3, TINY_VISION["image_size"], TINY_VISION["image_size"])
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty file"),
+    (b"definitely not an image", "not a recognised image format"),
+    (png_bytes(1)[:60], "corrupt or truncated"),
+    (jpeg_bytes(1)[:200], "corrupt or truncated"),
+])
+def test_bad_images_raise_an_input_error_saying_why(tiny_anchor, data, reason):
+    with pytest.raises(geobind.InputError, match=reason):
+        tiny_anchor.embed([data])
+
+
+def test_unknown_config_key_names_it_and_the_valid_keys():
+    with pytest.raises(geobind.ConfigError,
+                       match=r"modality 'satellite' config: unknown key 'widht'.*valid keys: "
+                             r"embed_dim, image_size"):
+        geobind.build_encoder("satellite", {"widht": 64})
+
+
+def test_wrong_config_type_is_a_config_error():
+    with pytest.raises(geobind.ConfigError, match="layers"):
+        geobind.build_encoder("satellite", {"layers": "many"})
+
+
+@dataclass
+class ShapeConfig:
+    embed_dim: int = 8
+
+
+class WrongShape(torch.nn.Module):
+    def forward(self, batch):
+        return torch.zeros(batch.shape[0], 5)
+
+
+def test_wrong_output_shape_names_the_plugin_and_shapes(register_plugin):
+    modality = geobind.Modality(name="wrongshape", config=ShapeConfig,
+                                build_encoder=lambda c, w: WrongShape(),
+                                build_preprocess=lambda c, t: (lambda v: torch.tensor([v])),
+                                check=lambda v: None)
+
+    @geobind.hookimpl
+    def geobind_register_modalities(register):
+        register(modality)
+
+    register_plugin(types.SimpleNamespace(geobind_register_modalities=geobind_register_modalities),
+                    name="acme-wrongshape")
+    encoder = geobind.build_encoder("wrongshape")
+    with pytest.raises(geobind.EncoderShapeError,
+                       match=r"'wrongshape' \(plugin acme-wrongshape\) returned \(3, 5\), "
+                             r"expected .*\[3, 8\]"):
+        encoder.embed([1.0, 2.0, 3.0])
+
+
+def clip_state_dict(embed_dim: int = 32) -> tuple:
+    """A small open_clip CLIP and its state dict, as a CLIP checkpoint holds it."""
+    import open_clip
+
+    torch.manual_seed(3)
+    vision = {k: v for k, v in TINY_VISION.items() if k != "embed_dim"}
+    model = open_clip.CLIP(embed_dim, vision_cfg=vision,
+                           text_cfg=dict(context_length=16, width=64, heads=2, layers=1))
+    return model.state_dict(), model
+
+
+def test_anchor_initialises_from_a_clip_checkpoint_vision_tower(tmp_path):
+    state, model = clip_state_dict()
+    path = tmp_path / "clip.pt"
+    torch.save({"state_dict": state}, path)
+    anchor = geobind.build_encoder("satellite", TINY_VISION, weights=path)
+    pixels = anchor.collate([png_bytes(7)])
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model.encode_image(pixels), dim=-1)
+    torch.testing.assert_close(anchor.eval()(pixels), expected)
+
+
+def test_mismatching_weights_name_the_differing_keys(tmp_path):
+    state, _ = clip_state_dict()
+    state = {k: v for k, v in state.items() if k != "visual.proj"}
+    state["visual.extra_head.weight"] = torch.zeros(2)
+    path = tmp_path / "clip.safetensors"
+    geobind.save_state_dict(path, state)
+    with pytest.raises(geobind.WeightsError,
+                       match=r"1 missing \(first: \['proj'\]\), 1 unexpected \(first: "
+                             r"\['extra_head.weight'\]\)"):
+        geobind.build_encoder("satellite", TINY_VISION, weights=path)
+
+
+@pytest.mark.parametrize("content, match", [(None, "not found"), (b"garbage", "cannot read")])
+def test_unreadable_weights_file_is_named(tmp_path, content, match):
+    path = tmp_path / "anchor.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(geobind.WeightsError, match=f"{match}.*anchor.pt"):
+        geobind.build_encoder("satellite", TINY_VISION, weights=path)
+
+
+def test_torch_checkpoints_load_weights_only(tmp_path):
+    import argparse
+
+    path = tmp_path / "evil.pt"
+    payload = argparse.Namespace(x=1)  # an arbitrary class: weights_only refuses to unpickle it
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "obj": payload}, path)
+    with pytest.raises(geobind.WeightsError, match="cannot read"):
+        geobind.read_state_dict(path)
+
+
+def test_saved_weights_are_written_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "w.safetensors"
+    geobind.save_state_dict(path, {"a": torch.ones(2)})
+    import geobind.weights as weights
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(weights.os, "fsync", crash)
+    with pytest.raises(OSError):
+        geobind.save_state_dict(path, {"a": torch.zeros(2)})
+    assert geobind.read_state_dict(path)["a"].tolist() == [1.0, 1.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
