@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from geobind.datasets import DatasetSource
 from geobind.hookspecs import hookimpl
 from geobind.modality import Modality
 
@@ -14,3 +15,17 @@ def geobind_register_modalities(register: Callable[[Modality], None]) -> None:
     from geobind.anchor import anchor_modality
 
     register(anchor_modality())
+
+
+@hookimpl
+def geobind_register_datasets(register: Callable[[DatasetSource], None]) -> None:
+    """Importers of the real layouts the GeoBind papers use, and of generic tables."""
+    from geobind.data import importers as imp
+
+    register(DatasetSource("sat2cap", "importer", imp.Sat2CapOptions, imp.import_sat2cap,
+                           "Sat2Cap/YFCC webdataset shards -> satellite+ground pairs"))
+    register(DatasetSource("soundingearth", "importer", imp.SoundingEarthOptions,
+                           imp.import_soundingearth,
+                           "SoundingEarth metadata CSV, images, audio -> satellite+audio pairs"))
+    register(DatasetSource("table", "importer", imp.TableOptions, imp.import_table,
+                           "a CSV/Parquet table with a modality=column mapping"))

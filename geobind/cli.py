@@ -57,6 +57,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def options_parser(prog: str, options: type, description: str) -> argparse.ArgumentParser:
+    """A parser whose flags are the fields of an options dataclass (``--field VALUE``)."""
+    import dataclasses
+    import typing
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    hints = typing.get_type_hints(options)
+    for f in dataclasses.fields(options):
+        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+        text = f.metadata.get("help", "")
+        if typing.get_origin(kind) is list:
+            parser.add_argument(flag, dest=f.name, action="append", default=None, help=text)
+        elif kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=text)
+        else:
+            base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+            required = f.default == "" and base is str
+            parser.add_argument(flag, dest=f.name, type=base, default=None, required=required,
+                                help=text if required or f.default is None
+                                else f"{text} (default: {f.default})")
+    return parser
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a real dataset layout into a Lance pair dataset."""
+    from geobind.plugins import get_registry
+
+    source = get_registry().dataset_source(args.source)
+    parser = options_parser(f"geobind import {source.name}", source.options, source.description)
+    given = {k: v for k, v in vars(parser.parse_args(args.options)).items() if v is not None}
+    report = source.run(source.options(**given))
+    print(report.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(
@@ -70,14 +106,39 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(run=cmd_plugins)
 
+    imp = sub.add_parser("import", help="import a real dataset layout into a Lance dataset",
+                         description="geobind import SOURCE --help lists a source's options",
+                         add_help=True)
+    imp.add_argument("source", help="sat2cap, soundingearth, table, or a plugin's importer")
+    imp.add_argument("options", nargs=argparse.REMAINDER, help="the source's options")
+    imp.set_defaults(run=cmd_import)
+
     demo = sub.add_parser("demo", help="run the main job on the embedded synthetic world")
     demo.set_defaults(run=cmd_demo)
     return parser
 
 
+def _plugin_warnings_as_lines() -> None:
+    """Print a skipped plugin as one line on stderr, not as a Python warning with source."""
+    import warnings
+
+    from geobind.plugins import PluginWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, PluginWarning):
+            print(f"geobind: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``geobind`` command."""
     args = build_parser().parse_args(argv)
+    _plugin_warnings_as_lines()
     from geobind.errors import GeobindError
     from geobind.plugins import PluginError
 

@@ -7,9 +7,14 @@ from typing import Any, Mapping, TypeVar
 
 from geobind.errors import ConfigError
 
-__all__ = ["make_config"]
+__all__ = ["make_config", "opt"]
 
 T = TypeVar("T")
+
+
+def opt(default: Any, help: str) -> Any:
+    """A dataclass field with a default and the help text the command line shows."""
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def make_config(cls: type[T], overrides: Any = None, where: str = "config") -> T:

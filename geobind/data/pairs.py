@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
     from geobind.modality import Storage
 
-__all__ = ["BASE_COLUMNS", "SPLITS", "open_pairs", "pair_schema", "read_values", "write_pairs"]
+__all__ = ["BASE_COLUMNS", "SPLITS", "open_pairs", "pair_schema", "read_values", "to_record_batch",
+           "write_pairs"]
 
 BASE_COLUMNS = ("id", "lat", "lon", "split")
 SPLITS = ("train", "val", "test")
@@ -40,15 +41,21 @@ def write_pairs(uri: str | Path, rows: Sequence[Mapping[str, Any]],
                 storages: Mapping[str, "Storage"], mode: str = "create") -> "lance.LanceDataset":
     """Write rows (dicts with the base columns and each modality's raw value) to Lance."""
     import lance
-    import pyarrow as pa
 
     schema = pair_schema(storages)
-    columns = {name: [row[name] for row in rows] for name in schema.names}
-    arrays = [lance.blob_array(columns[f.name]) if f.name in storages and
-              storages[f.name] == "binary" else pa.array(columns[f.name], type=f.type)
-              for f in schema]
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    return lance.write_dataset(table, str(uri), schema=schema, mode=mode)
+    return lance.write_dataset(to_record_batch(rows, schema, storages), str(uri), schema=schema,
+                               mode=mode)
+
+
+def to_record_batch(rows: Sequence[Mapping[str, Any]], schema: "pa.Schema",
+                    storages: Mapping[str, "Storage"]) -> "pa.RecordBatch":
+    """Rows as one Arrow batch of ``schema``; binary modality columns become Lance blobs."""
+    import lance
+    import pyarrow as pa
+
+    arrays = [lance.blob_array([r[f.name] for r in rows]) if storages.get(f.name) == "binary"
+              else pa.array([r[f.name] for r in rows], type=f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def open_pairs(uri: str | Path) -> "lance.LanceDataset":

@@ -1,0 +1,226 @@
+"""Bringing rows into a pair dataset: validation, a rejects report, atomic idempotent writes.
+
+Importers (the Sat2Cap and SoundingEarth layouts, generic tables, the synthetic world) read
+their sources into :class:`Candidate` rows and hand them to :func:`import_pairs`, which
+checks every row, rejects bad ones with their id and reason, and appends the good ones in one
+Lance commit: an import that dies part-way leaves the dataset as it was, and running the same
+import again adds no duplicate rows.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+
+from geobind.data.pairs import SPLITS, pair_schema, to_record_batch
+from geobind.errors import GeobindError, InputError
+
+__all__ = ["Candidate", "ImportReport", "MissingFile", "assign_split", "import_pairs"]
+
+#: How many rows go into one Arrow batch while importing.
+BATCH_ROWS = 256
+#: How many rejected rows a report quotes.
+EXAMPLES = 10
+
+
+class MissingFile(GeobindError, FileNotFoundError):
+    """A row refers to a file that is not there."""
+
+
+@dataclass
+class Candidate:
+    """One row as an importer reads it, before validation.
+
+    :param values: column -> raw value, or a zero-argument callable that reads it (so a
+        file is read only when its row is imported).
+    :param extra: further columns written as they are (e.g. ``landcover`` labels).
+    """
+
+    id: Any
+    lat: Any
+    lon: Any
+    values: dict[str, Any]
+    split: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts, reasons, the first rejected rows."""
+
+    dataset: str
+    imported: int = 0
+    already_present: int = 0
+    rejected: int = 0
+    reasons: collections.Counter = field(default_factory=collections.Counter)
+    examples: list[tuple[str, str]] = field(default_factory=list)
+    rejects_file: Optional[str] = None
+    version: Optional[int] = None
+
+    def reject(self, row_id: str, reason: str) -> None:
+        """Count a rejected row and keep it as an example if it is among the first."""
+        self.rejected += 1
+        self.reasons[reason.split(":")[0]] += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append((row_id, reason))
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        lines = [f"{self.dataset}: imported {self.imported} rows, {self.already_present} "
+                 f"already present, rejected {self.rejected} (version {self.version})"]
+        lines += [f"  {count:6d} x {reason}" for reason, count in self.reasons.most_common()]
+        lines += [f"  e.g. {row_id}: {reason}" for row_id, reason in self.examples]
+        if self.rejects_file:
+            lines.append(f"  every rejected row: {self.rejects_file}")
+        return "\n".join(lines)
+
+
+def assign_split(row_id: str, fractions: Sequence[float] = (0.9, 0.05, 0.05)) -> str:
+    """A stable train/val/test split from a hash of the id (same id, same split, anywhere)."""
+    digest = hashlib.blake2b(row_id.encode(), digest_size=8).digest()
+    u = int.from_bytes(digest, "big") / 2**64
+    edges = [sum(fractions[:i + 1]) / sum(fractions) for i in range(len(SPLITS))]
+    return next(split for split, edge in zip(SPLITS, edges) if u < edge)
+
+
+def import_pairs(uri: str | Path, candidates: Iterable[Candidate], columns: Mapping[str, Any],
+                 extra: Mapping[str, Any] | None = None, rejects: str | Path | None = None,
+                 progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Validate ``candidates`` and append the good ones to the Lance dataset at ``uri``.
+
+    :param columns: modality column -> :class:`geobind.Modality` (its ``check`` validates
+        values, its ``storage`` gives the column type).
+    :param extra: further column -> Arrow type, copied from ``Candidate.extra``.
+    :param rejects: optional JSON-lines file listing every rejected row with its reason.
+    :param progress: called with the number of candidates read so far.
+    """
+    import lance
+    import pyarrow as pa
+
+    uri = str(uri)
+    storages = {c: m.storage for c, m in columns.items()}
+    schema = pair_schema(storages)
+    for name, type_ in (extra or {}).items():
+        schema = schema.append(pa.field(name, type_))
+    existing = _existing(uri, schema)
+    report = ImportReport(dataset=uri)
+    failure: list[BaseException] = []
+    rows = _validated(candidates, columns, existing, report, rejects, progress)
+    batches = _batches(rows, schema, storages, failure)
+    reader = pa.RecordBatchReader.from_batches(schema, batches)
+    try:
+        ds = lance.write_dataset(reader, uri, schema=schema,
+                                 mode="append" if existing is not None else "create")
+    except Exception:
+        if failure:  # Lance wraps what our generator raised: surface the original
+            raise failure[0] from None
+        raise
+    report.version = ds.version
+    return report
+
+
+def _existing(uri: str, schema: Any) -> Optional[set[str]]:
+    """Ids already in the dataset (None if there is none); its schema must match."""
+    import lance
+
+    if not (Path(uri).exists() or "://" in uri):
+        return None
+    try:
+        ds = lance.dataset(uri)
+    except (ValueError, OSError):
+        return None
+    if ds.schema.names != schema.names:
+        raise GeobindError(f"{uri} has columns {ds.schema.names}, this import writes "
+                           f"{schema.names}: import into a new dataset")
+    return set(ds.to_table(columns=["id"]).column("id").to_pylist())
+
+
+def _validated(candidates: Iterable[Candidate], columns: Mapping[str, Any],
+               existing: Optional[set[str]], report: ImportReport,
+               rejects: str | Path | None, progress: Callable[[int], None] | None
+               ) -> Iterator[dict[str, Any]]:
+    seen = set(existing or ())
+    out = open(rejects, "w") if rejects else None
+    report.rejects_file = str(rejects) if rejects else None
+    try:
+        for n, candidate in enumerate(candidates, 1):
+            if progress:
+                progress(n)
+            row_id = str(candidate.id)
+            try:
+                row = _row(candidate, columns)
+            except (InputError, MissingFile, ValueError, OSError) as exc:
+                _reject(report, out, row_id, str(exc))
+                continue
+            if row["id"] in seen:
+                if existing is not None and row["id"] in existing:
+                    report.already_present += 1
+                else:
+                    _reject(report, out, row_id, "duplicate id: seen earlier in this import")
+                continue
+            seen.add(row["id"])
+            report.imported += 1
+            yield row
+    finally:
+        if out:
+            out.close()
+
+
+def _reject(report: ImportReport, out: Any, row_id: str, reason: str) -> None:
+    report.reject(row_id, reason)
+    if out:
+        out.write(json.dumps({"id": row_id, "reason": reason}) + "\n")
+
+
+def _row(candidate: Candidate, columns: Mapping[str, Any]) -> dict[str, Any]:
+    """A validated row, or ValueError/InputError/MissingFile saying what is wrong."""
+    row_id = candidate.id
+    if not isinstance(row_id, str) or not row_id.strip():
+        raise ValueError(f"bad id: {row_id!r}")
+    lat, lon = _coordinate(candidate.lat, "lat", 90), _coordinate(candidate.lon, "lon", 180)
+    split = candidate.split or assign_split(row_id)
+    if split not in SPLITS:
+        raise ValueError(f"bad split: {split!r} (expected one of {', '.join(SPLITS)})")
+    row = {"id": row_id, "lat": lat, "lon": lon, "split": split, **candidate.extra}
+    for column, modality in columns.items():
+        if column not in candidate.values:
+            raise ValueError(f"missing value: no {column}")
+        value = candidate.values[column]
+        value = value() if callable(value) else value
+        try:
+            modality.check(value)
+        except InputError as exc:
+            raise InputError(f"bad {column}: {exc}") from None
+        row[column] = value
+    return row
+
+
+def _coordinate(value: Any, name: str, bound: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"bad {name}: {value!r} is not a number") from None
+    if not math.isfinite(number) or abs(number) > bound:
+        raise ValueError(f"{name} out of range: {value!r} (expected -{bound}..{bound})")
+    return number
+
+
+def _batches(rows: Iterator[dict[str, Any]], schema: Any, storages: Mapping[str, str],
+             failure: list[BaseException]) -> Iterator[Any]:
+    chunk: list[dict[str, Any]] = []
+    try:
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) == BATCH_ROWS:
+                yield to_record_batch(chunk, schema, storages)
+                chunk = []
+        if chunk:
+            yield to_record_batch(chunk, schema, storages)
+    except BaseException as exc:
+        failure.append(exc)
+        raise

@@ -1,0 +1,77 @@
+"""Reading pair datasets for training: decoded, preprocessed tensors from random rows.
+
+A small map-style Dataset over Lance ``take``/``read_blobs`` (``lance.torch.data`` does not
+handle Lance 2.2 blobs, and its samplers ignore ``set_epoch``). Lance is not fork-safe, so the
+dataset is opened lazily in each process and worker processes are started with ``spawn``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+from geobind.data.pairs import open_pairs, read_values
+
+__all__ = ["PairDataset", "pair_loader", "split_rows"]
+
+
+def split_rows(ds: Any, split: Optional[str]) -> list[int]:
+    """Row indices of one split (all rows if ``split`` is None), in dataset order."""
+    splits = ds.to_table(columns=["split"]).column("split").to_pylist()
+    return [i for i, s in enumerate(splits) if split is None or s == split]
+
+
+class PairDataset(Dataset):
+    """Rows of a Lance pair dataset as ``{"row": index, column: tensor, ...}``.
+
+    :param uri: the Lance dataset.
+    :param preprocess: column -> function turning one raw value into a tensor (see
+        :meth:`geobind.Encoder.preprocess`).
+    :param split: keep only this split's rows (``train``, ``val``, ``test``), or all.
+    """
+
+    def __init__(self, uri: str | Path, preprocess: Mapping[str, Callable[[Any], Any]],
+                 split: Optional[str] = None) -> None:
+        self.uri = str(uri)
+        self.preprocess = dict(preprocess)
+        self._ds: Any = None
+        self.rows = split_rows(self.dataset, split)
+
+    @property
+    def dataset(self) -> Any:
+        """The Lance dataset, opened on first use in this process."""
+        if self._ds is None:
+            self._ds = open_pairs(self.uri)
+        return self._ds
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_ds": None}  # Lance handles do not cross processes
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, items: Sequence[int]) -> list[dict[str, Any]]:
+        rows = [self.rows[i] for i in items]
+        samples: list[dict[str, Any]] = [{"row": r} for r in rows]
+        for column, prep in self.preprocess.items():
+            for sample, value in zip(samples, read_values(self.dataset, column, rows)):
+                sample[column] = prep(value)
+        return samples
+
+
+def pair_loader(dataset: PairDataset, batch_size: int, sampler: Optional[Sampler] = None,
+                shuffle: bool = False, workers: int = 0, drop_last: bool = False,
+                seed: int = 0) -> DataLoader:
+    """A DataLoader over a :class:`PairDataset`: batched reads, ``spawn`` workers."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                      shuffle=shuffle if sampler is None else False, num_workers=workers,
+                      collate_fn=default_collate, drop_last=drop_last, generator=generator,
+                      multiprocessing_context="spawn" if workers > 0 else None,
+                      persistent_workers=workers > 0)
