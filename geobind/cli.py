@@ -93,6 +93,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the stages of a recipe into its space."""
+    from geobind.train import load_recipe, train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    train(recipe)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(
@@ -112,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("source", help="sat2cap, soundingearth, table, or a plugin's importer")
     imp.add_argument("options", nargs=argparse.REMAINDER, help="the source's options")
     imp.set_defaults(run=cmd_import)
+
+    tr = sub.add_parser("train", help="train a recipe's stages into its space",
+                        description="Train each enabled stage of RECIPE, in the recipe's order. "
+                                    "Stages already in the space are skipped; an interrupted "
+                                    "stage resumes from its last checkpoint.")
+    tr.add_argument("recipe", help="an omegaconf YAML recipe (see recipes/)")
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="dot-list overrides, e.g. stages.anchor.lr=1e-4 space=out/space")
+    tr.set_defaults(run=cmd_train)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded synthetic world")
     demo.set_defaults(run=cmd_demo)

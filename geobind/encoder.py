@@ -37,6 +37,16 @@ class Encoder(nn.Module):
         self.config = config
         self.net = net
         self.plugin = plugin
+        self.frozen = False
+
+    def freeze(self) -> "Encoder":
+        """No gradients, and eval mode that a later ``train()`` call cannot undo."""
+        self.frozen = True
+        self.requires_grad_(False)
+        return self.eval()
+
+    def train(self, mode: bool = True) -> "Encoder":
+        return super().train(mode and not self.frozen)
 
     @property
     def name(self) -> str:

@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # plugins import these helpers at top level: keep that free o
     import torch
     from torch import nn
 
-__all__ = ["atomic_write", "load_into", "read_state_dict", "save_state_dict", "strip_prefix"]
+__all__ = ["atomic_write", "load_into", "read_state_dict", "save_state_dict", "sha256_hex",
+           "state_bytes", "strip_prefix"]
 
 
 def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
@@ -86,3 +87,17 @@ def save_state_dict(path: str | Path, state: Mapping[str, "torch.Tensor"],
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     atomic_write(path, save(tensors, metadata=dict(metadata or {})))
+
+
+def state_bytes(module: "nn.Module") -> bytes:
+    """A module's weights serialised as safetensors (no metadata): what a space stores."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
+
+
+def sha256_hex(data: bytes) -> str:
+    """The sha256 of bytes, as hex."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,61 @@
+"""Resumable stage state: weights as safetensors, the rest as a weights-only torch file.
+
+Each checkpoint is a folder ``step-NNNNNNN`` written under a temporary name and renamed when
+complete, so a process killed at any moment leaves either the previous checkpoint or the new
+one, never a mix. Resuming restores weights, optimiser, schedule, RNG and data position, so a
+resumed stage ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from geobind.weights import atomic_write, read_state_dict, state_bytes
+
+__all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+
+
+def save_checkpoint(folder: Path, step: int, modules: dict[str, torch.nn.Module],
+                    state: dict[str, Any], keep: int = 1) -> Path:
+    """Write ``modules`` (as safetensors) and ``state`` for ``step``; keep the newest only."""
+    final = folder / f"step-{step:07d}"
+    tmp = folder / f".step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, module in modules.items():
+        atomic_write(tmp / f"{name}.safetensors", state_bytes(module))
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    torch.save({**state, "step": step, "rng": rng}, tmp / "state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(folder.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Optional[Path]:
+    """The newest complete checkpoint in ``folder``, if any."""
+    done = sorted(p for p in folder.glob("step-*") if (p / "state.pt").exists())
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module]) -> dict[str, Any]:
+    """Load weights into ``modules`` and restore the RNG; return the saved state."""
+    for name, module in modules.items():
+        module.load_state_dict(read_state_dict(path / f"{name}.safetensors"))
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(_as_tuples(state["rng"]["python"]))
+    return state
+
+
+def _as_tuples(value: Any) -> Any:
+    """random.setstate needs tuples all the way down; serialisation may give lists."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(v) for v in value)
+    return value

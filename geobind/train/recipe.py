@@ -1,0 +1,143 @@
+"""Recipes: omegaconf YAML, checked against typed dataclasses.
+
+A recipe file names the space to build and its stages, in order. A stage may be written
+inline or as the path of another recipe file whose single stage it takes, so the per-stage
+recipes and the whole-sequence recipe share one definition of each stage::
+
+    space: geobind-demo/space
+    data_dir: geobind-demo/world
+    stages:
+      clip: clip.yaml        # relative to this file
+      anchor: anchor.yaml
+      audio: audio.yaml
+
+Command-line overrides are dot-lists (``stages.anchor.lr=1e-4``). An unknown key is an error
+naming it and the valid keys; the order of stages is the recipe's, never the plugins'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from geobind.config import config_error
+from geobind.errors import ConfigError
+
+__all__ = ["Recipe", "SideRecipe", "StageRecipe", "load_recipe"]
+
+
+@dataclass
+class SideRecipe:
+    """One side of a stage: a modality, its encoder config, where its weights start."""
+
+    modality: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    #: a local weights file, or ``space`` for this modality's weights in the space being built
+    weights: Optional[str] = None
+    #: whether this side trains (the student always does; the teacher only in CLIP pre-training)
+    train: bool = False
+
+
+@dataclass
+class StageRecipe:
+    """One alignment stage: the student learns against the teacher on a pair dataset."""
+
+    data: str = ""
+    student: SideRecipe = field(default_factory=SideRecipe)
+    teacher: SideRecipe = field(default_factory=SideRecipe)
+    epochs: int = 1
+    max_steps: Optional[int] = None
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    warmup_steps: int = 20
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    seed: int = 0
+    workers: int = 0
+    val_every: int = 0
+    val_rows: int = 1000
+    checkpoint_every: int = 50
+    cache: bool = True
+    device: str = "auto"
+    enabled: bool = True
+
+
+@dataclass
+class Recipe:
+    """A space and the stages that build it, in order."""
+
+    space: str = ""
+    data_dir: str = "."
+    stages: dict[str, StageRecipe] = field(default_factory=dict)
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read a recipe file, resolve included stage files, apply dot-list overrides, check it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = Path(path)
+    raw = _read_yaml(path)
+    stages = raw.get("stages") or {}
+    if not isinstance(stages, dict):
+        raise ConfigError(f"{path}: 'stages' must be a mapping of stage name to stage")
+    raw["stages"] = {name: _stage(value, path) for name, value in stages.items()}
+    schema = OmegaConf.structured(Recipe)
+    try:
+        merged = OmegaConf.merge(schema, raw)
+        if overrides:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        recipe = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise config_error(exc, str(path)) from None
+    _check(recipe, path)
+    return recipe
+
+
+def _read_yaml(path: Path) -> dict:
+    from omegaconf import OmegaConf
+
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # YAML errors come in several types
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping")
+    return loaded
+
+
+def _stage(value: Any, recipe: Path) -> Any:
+    """A stage written inline, or the single stage of another recipe file."""
+    if not isinstance(value, str):
+        return value
+    other = _read_yaml(recipe.parent / value)
+    stages = other.get("stages") or {}
+    if len(stages) != 1:
+        raise ConfigError(f"{recipe}: included {value} must hold exactly one stage")
+    return next(iter(stages.values()))
+
+
+def _check(recipe: Recipe, path: Path) -> None:
+    from geobind.plugins import get_registry
+
+    if not recipe.space:
+        raise ConfigError(f"{path}: 'space' (the output folder) is required")
+    if not recipe.stages:
+        raise ConfigError(f"{path}: no stages")
+    registry = get_registry()
+    for name, stage in recipe.stages.items():
+        where = f"{path}: stage {name!r}"
+        if not stage.data:
+            raise ConfigError(f"{where}: 'data' (a Lance pair dataset) is required")
+        for side in ("student", "teacher"):
+            modality = getattr(stage, side).modality
+            if not modality:
+                raise ConfigError(f"{where}: {side}.modality is required")
+            registry.modality(modality)  # an uninstalled plugin fails here, naming its package
+        stage.student.train = True

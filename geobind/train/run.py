@@ -1,0 +1,48 @@
+"""Running a recipe: its stages in the recipe's order, skipping those already done."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+from geobind.space import Space
+from geobind.train.distributed import Dist
+from geobind.train.recipe import Recipe
+from geobind.train.stage import recipe_hash, train_stage
+
+__all__ = ["train"]
+
+
+def stage_done(space: Space, name: str, stage: Any) -> bool:
+    """Whether the space already holds this stage's student, trained by this same recipe."""
+    if not space.has(stage.student.modality):
+        return False
+    entry = space.entry(stage.student.modality)
+    return entry.stage == name and entry.recipe.get("hash") == recipe_hash(stage)
+
+
+def train(recipe: Recipe, say: Callable[[str], None] = print,
+          dist: Optional[Dist] = None) -> dict[str, dict]:
+    """Train every enabled stage of ``recipe`` into its space, in order; returns metrics."""
+    dist = dist or Dist.from_env()
+    space = Space(recipe.space)
+    results: dict[str, dict] = {}
+    for name, stage in recipe.stages.items():
+        if not stage.enabled:
+            continue
+        if stage_done(space, name, stage):
+            if dist.is_main:
+                say(f"stage {name}: already in {space.path}, skipped")
+            continue
+        record = {"hash": recipe_hash(stage), **dataclasses.asdict(stage)}
+        results[name] = train_stage(name, stage, space, dist, record)
+        space = Space(recipe.space)  # re-read what the stage wrote
+        if dist.is_main:
+            say(f"stage {name}: {_summary(results[name])}")
+    return results
+
+
+def _summary(metrics: dict) -> str:
+    keys = [k for k in ("steps", "val_s2t_R@1", "val_s2t_R@10", "val_s2t_median_rank")
+            if k in metrics]
+    return ", ".join(f"{k} {metrics[k]:.3g}" for k in keys)

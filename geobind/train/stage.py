@@ -1,0 +1,311 @@
+"""One stage trainer: a student side learns against a teacher side on a pair dataset.
+
+The teacher is frozen (its embeddings come from the frozen-embedding cache) except in the
+demo's CLIP pre-training, where both sides train. Loss: symmetric InfoNCE with a learnable
+temperature; AdamW with a linear warm-up then cosine schedule; checkpoints with exact resume;
+per-step metrics in JSONL; validation Recall@k on the val split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from geobind.encoder import Encoder, build_encoder
+from geobind.errors import ConfigError, GeobindError
+from geobind.evaluate import ranks, recall_metrics
+from geobind.space import Space
+from geobind.train.cache import teacher_embeddings
+from geobind.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from geobind.train.distributed import Dist
+from geobind.train.loss import ContrastiveLoss
+from geobind.train.recipe import SideRecipe, StageRecipe
+from geobind.weights import sha256_hex, state_bytes
+
+__all__ = ["StageDiverged", "StageModel", "train_stage"]
+
+
+class StageDiverged(GeobindError):
+    """The loss became NaN or infinite."""
+
+
+class StageModel(nn.Module):
+    """What trains in a stage: the student, the teacher if it trains, and the temperature."""
+
+    def __init__(self, student: Encoder, teacher: Optional[Encoder], loss: ContrastiveLoss):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher
+        self.loss = loss
+
+    def forward(self, batch: dict[str, Any], teacher_z: Optional[torch.Tensor] = None
+                ) -> torch.Tensor:
+        student_z = self.student(batch[self.student.modality.column])
+        if self.teacher is not None:
+            teacher_z = self.teacher(batch[self.teacher.modality.column])
+        return self.loss(student_z, teacher_z)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices only: no decay for biases, norms, embeddings' scalars, the temperature."""
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (plain if p.ndim < 2 or "logit_scale" in name or name.endswith("bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def warmup_cosine(warmup: int, total: int) -> Any:
+    """The LR factor at a step: linear warm-up to 1, then cosine decay to 0 at ``total``."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def _side(side: SideRecipe, space: Space) -> Encoder:
+    """Build a side's encoder.
+
+    ``weights: space`` takes this modality's encoder from the space (its recorded config and
+    verified weights); ``weights: space:OTHER`` initialises from another modality's weights in
+    the space (the anchor from the CLIP image tower); anything else is a local file or None.
+    """
+    source, _, other = (side.weights or "").partition(":")
+    if source == "space" and not other:
+        if side.config:
+            raise ConfigError(f"{side.modality}: weights 'space' take the config recorded in the "
+                              f"space; remove 'config' from this side")
+        return space.encoder(side.modality)
+    weights = str(space.weights_path(other)) if source == "space" else side.weights
+    return build_encoder(side.modality, side.config, weights=weights)
+
+
+def recipe_hash(stage: StageRecipe) -> str:
+    """A hash of what defines a stage's result (checkpoints of another recipe are ignored)."""
+    blob = json.dumps(dataclasses.asdict(stage), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class StageRun:
+    """The state of one stage while it trains."""
+
+    def __init__(self, name: str, stage: StageRecipe, space: Space, dist: Dist) -> None:
+        from geobind.data.reader import PairDataset
+
+        self.name, self.stage, self.space, self.dist = name, stage, space, dist
+        self.device = torch.device("cuda" if stage.device == "auto" and torch.cuda.is_available()
+                                   else ("cpu" if stage.device == "auto" else stage.device))
+        torch.manual_seed(stage.seed)
+        self.student = _side(stage.student, space)
+        self.teacher = _side(stage.teacher, space)
+        trains_teacher = stage.teacher.train
+        if not trains_teacher:
+            self.teacher.freeze()
+        self.teacher_sha = sha256_hex(state_bytes(self.teacher.net))
+        self.loss = ContrastiveLoss(stage.temperature, stage.learn_temperature, dist.rank,
+                                    dist.world_size)
+        self.model = StageModel(self.student, self.teacher if trains_teacher else None,
+                                self.loss).to(self.device)
+        prep = {self.student.modality.column: self.student.preprocess(train=True)}
+        if trains_teacher:
+            prep[self.teacher.modality.column] = self.teacher.preprocess(train=True)
+        self.data = PairDataset(stage.data, prep, split="train")
+        if stage.batch_size % dist.world_size:
+            raise ConfigError(f"stage {name!r}: batch_size {stage.batch_size} does not split "
+                              f"over {dist.world_size} processes")
+        self.local_batch = stage.batch_size // dist.world_size
+        self.steps_per_epoch = len(self.data) // stage.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"stage {name!r}: {len(self.data)} training rows in {stage.data} "
+                              f"is less than one batch of {stage.batch_size}")
+        total = stage.epochs * self.steps_per_epoch
+        self.total = min(total, stage.max_steps) if stage.max_steps else total
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, stage.weight_decay),
+                                           lr=stage.lr, betas=tuple(stage.betas), eps=stage.eps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(stage.warmup_steps, self.total))
+        self.folder = space.path / "checkpoints" / name
+        self.log_path = space.path / "logs" / f"{name}.jsonl"
+        self.teacher_z: Optional[torch.Tensor] = None
+        self.step = 0
+
+    # -- set-up -------------------------------------------------------------------------
+    def frozen_teacher_embeddings(self) -> None:
+        """Fill ``teacher_z`` from the cache (rank 0 computes it; the others wait and read)."""
+        if self.model.teacher is not None:
+            return
+        for turn in ("main", "others"):
+            if (turn == "main") == self.dist.is_main:
+                self.teacher_z = teacher_embeddings(self.stage.data, self.teacher,
+                                                    self.teacher_sha, use_cache=self.stage.cache)
+            self.dist.barrier()
+        self.teacher_z = self.teacher_z.to(self.device)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """What a checkpoint stores as weights."""
+        mods: dict[str, nn.Module] = {"student": self.student.net, "loss": self.loss}
+        if self.model.teacher is not None:
+            mods["teacher"] = self.teacher.net
+        return mods
+
+    def resume(self) -> None:
+        """Continue from the newest checkpoint of this same recipe, if there is one."""
+        latest = latest_checkpoint(self.folder)
+        if latest is None:
+            return
+        state = load_checkpoint(latest, self.modules())
+        if state.get("recipe") != recipe_hash(self.stage):
+            shutil.rmtree(self.folder, ignore_errors=True)  # another recipe's: start afresh
+            torch.manual_seed(self.stage.seed)
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self._truncate_log()
+
+    def _truncate_log(self) -> None:
+        if self.dist.is_main and self.log_path.exists():
+            lines = [l for l in self.log_path.read_text().splitlines()
+                     if json.loads(l).get("step", 0) <= self.step]
+            self.log_path.write_text("".join(l + "\n" for l in lines))
+
+    # -- training -----------------------------------------------------------------------
+    def batches(self) -> Any:
+        """Training batches from the current step on, epoch after epoch, in a fixed order."""
+        from torch.utils.data import DistributedSampler
+
+        from geobind.data.reader import pair_loader
+
+        sampler = DistributedSampler(self.data, num_replicas=self.dist.world_size,
+                                     rank=self.dist.rank, shuffle=True, seed=self.stage.seed,
+                                     drop_last=True)
+        while True:
+            epoch, offset = divmod(self.step, self.steps_per_epoch)
+            sampler.set_epoch(epoch)
+            order = list(sampler)[offset * self.local_batch:]
+            loader = pair_loader(self.data, self.local_batch, sampler=order,
+                                 workers=self.stage.workers, drop_last=True,
+                                 seed=self.stage.seed * 100003 + self.step)
+            yield from loader
+
+    def train_step(self, batch: dict[str, Any]) -> float:
+        """One optimiser step; returns the loss (averaged over ranks)."""
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        teacher_z = self.teacher_z[batch["row"]] if self.teacher_z is not None else None
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.device.type == "cuda"):
+            loss = self.ddp(batch, teacher_z)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            last = latest_checkpoint(self.folder)
+            raise StageDiverged(f"stage {self.name!r}: loss is {value} at step {self.step + 1}; "
+                                f"stopped. Last good checkpoint: {last or 'none'}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.loss.clamp()
+        self.step += 1
+        return self.dist.mean(value)
+
+    def checkpoint(self) -> None:
+        """Save resumable state (rank 0)."""
+        if self.dist.is_main:
+            save_checkpoint(self.folder, self.step, self.modules(),
+                            {"optimizer": self.optimizer.state_dict(),
+                             "scheduler": self.scheduler.state_dict(),
+                             "recipe": recipe_hash(self.stage)})
+        self.dist.barrier()
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Recall@k of the student against the teacher on (up to ``val_rows``) val rows."""
+        from geobind.data.pairs import read_values
+        from geobind.data.reader import split_rows
+
+        ds = self.data.dataset
+        rows = split_rows(ds, "val")[:self.stage.val_rows]
+        if len(rows) < 2:
+            return {}
+        student = self.student.embed(read_values(ds, self.student.modality.column, rows))
+        if self.teacher_z is not None:
+            teacher = self.teacher_z[rows].cpu()
+        else:
+            teacher = self.teacher.embed(read_values(ds, self.teacher.modality.column, rows))
+        out = {}
+        for direction, (q, g) in {"s2t": (student, teacher), "t2s": (teacher, student)}.items():
+            m = recall_metrics(ranks(q, g), ks=(1, 10))
+            out.update({f"val_{direction}_{k}": v for k, v in m.items() if not k.startswith("chance")})
+        return out
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to the stage's metrics log (rank 0)."""
+        if self.dist.is_main:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def run(self) -> dict[str, Any]:
+        """Train to the last step; return the final metrics."""
+        from tqdm import tqdm
+
+        self.frozen_teacher_embeddings()
+        self.resume()
+        self.ddp = self.model
+        if self.dist.world_size > 1:
+            self.ddp = nn.parallel.DistributedDataParallel(self.model)
+        self.model.train()
+        bar = tqdm(total=self.total, initial=self.step, desc=self.name, unit="step",
+                   disable=not self.dist.is_main, mininterval=1.0, dynamic_ncols=True)
+        start, done_at_start = time.perf_counter(), self.step
+        batches = self.batches()
+        while self.step < self.total:
+            value = self.train_step(next(batches))
+            rate = (self.step - done_at_start) * self.stage.batch_size / (
+                time.perf_counter() - start)
+            record = {"step": self.step, "loss": value, "temperature": self.loss.temperature,
+                      "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate}
+            if self.stage.val_every and self.step % self.stage.val_every == 0:
+                record.update(self.validate())
+                self.model.train()
+            self.log(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}", T=f"{record['temperature']:.4f}",
+                            sps=f"{rate:.0f}")
+            if self.step % self.stage.checkpoint_every == 0 or self.step == self.total:
+                self.checkpoint()
+        bar.close()
+        final = {"steps": self.total, **self.validate()}
+        self.log({"step": self.total, "final": True, **final})
+        return final
+
+
+def train_stage(name: str, stage: StageRecipe, space: Space, dist: Dist | None = None,
+                recipe: Optional[dict] = None) -> dict[str, Any]:
+    """Train one stage and store its trained encoder(s) in the space; returns metrics."""
+    dist = dist or Dist()
+    run = StageRun(name, stage, space, dist)
+    metrics = run.run()
+    if dist.is_main:
+        student_sha = sha256_hex(state_bytes(run.student.net))
+        teacher_sha = sha256_hex(state_bytes(run.teacher.net))
+        if run.model.teacher is not None:
+            space.put(run.teacher, name, {"modality": run.student.name, "sha256": student_sha},
+                      recipe, metrics)
+        space.put(run.student, name, {"modality": run.teacher.name, "sha256": teacher_sha},
+                  recipe, metrics)
+        shutil.rmtree(run.folder, ignore_errors=True)
+    dist.barrier()
+    return metrics

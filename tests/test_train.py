@@ -1,0 +1,278 @@
+"""The stage trainer: loss, frozen teacher, recipes, cache, NaN, exact resume, two processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import geobind
+from geobind.data import write_pairs
+from geobind.errors import ConfigError
+from geobind.plugins import PluginError
+from geobind.space import Space
+from geobind.testing import TINY_VISION, pair_rows, png_bytes
+from geobind.train import load_recipe, train
+from geobind.train.cache import cache_dir, teacher_embeddings
+from geobind.train.loss import MAX_LOGIT_SCALE, ContrastiveLoss
+from geobind.train.stage import StageDiverged, StageModel
+
+TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
+
+RECIPE = """
+space: {space}
+data_dir: {data}
+stages:
+  clip:
+    data: ${{data_dir}}/pairs.lance
+    student: {{modality: text, config: {text}}}
+    teacher: {{modality: ground, config: {vision}, train: true}}
+    batch_size: 8
+    epochs: 1
+    checkpoint_every: 2
+  anchor:
+    data: ${{data_dir}}/pairs.lance
+    student: {{modality: satellite, config: {vision}, weights: "space:ground"}}
+    teacher: {{modality: ground, weights: space}}
+    batch_size: 8
+    epochs: {anchor_epochs}
+    lr: 1e-3
+    checkpoint_every: {ckpt}
+"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    n = 48
+    rows = pair_rows({"satellite": [png_bytes(i) for i in range(n)],
+                      "ground": [png_bytes(500 + i) for i in range(n)],
+                      "text": [f"place {i % 7} by the road" for i in range(n)]})
+    write_pairs(root / "pairs.lance", rows,
+                {"satellite": "binary", "ground": "binary", "text": "string"})
+    return root
+
+
+def write_recipe(path: Path, space: Path, data: Path, anchor_epochs: int = 1, ckpt: int = 2,
+                 extra: str = "") -> Path:
+    path.write_text(RECIPE.format(space=space, data=data, text=TINY_TEXT, vision=TINY_VISION,
+                                  anchor_epochs=anchor_epochs, ckpt=ckpt) + extra)
+    return path
+
+
+# -- loss ---------------------------------------------------------------------------------
+def test_loss_matches_open_clip_and_the_formula():
+    from open_clip.loss import ClipLoss
+
+    torch.manual_seed(0)
+    a, b = F.normalize(torch.randn(12, 16), dim=-1), F.normalize(torch.randn(12, 16), dim=-1)
+    loss = ContrastiveLoss(temperature=0.05)
+    ours = loss(a, b)
+    torch.testing.assert_close(ours, ClipLoss()(a, b, torch.tensor(1 / 0.05)))
+    logits, labels = a @ b.T / 0.05, torch.arange(12)
+    by_hand = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    torch.testing.assert_close(ours, by_hand)
+
+
+def test_temperature_starts_at_007_learns_and_is_clamped_at_ln100():
+    loss = ContrastiveLoss()
+    assert loss.temperature == pytest.approx(0.07)
+    assert loss.logit_scale.requires_grad
+    with torch.no_grad():
+        loss.logit_scale.fill_(9.0)
+    loss.clamp()
+    assert float(loss.logit_scale.detach()) == pytest.approx(MAX_LOGIT_SCALE)
+    assert loss.temperature == pytest.approx(0.01)
+
+
+def test_frozen_teacher_stays_in_eval_without_gradients():
+    student = geobind.build_encoder("satellite", TINY_VISION)
+    teacher = geobind.build_encoder("ground", TINY_VISION).freeze()
+    model = StageModel(student, teacher, ContrastiveLoss())
+    model.train()
+    teacher.train()
+    assert student.training and not teacher.training
+    assert not any(m.training for m in teacher.modules())
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+# -- recipes ------------------------------------------------------------------------------
+def test_unknown_recipe_key_names_it_and_the_valid_keys(tmp_path, data_dir):
+    path = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir)
+    with pytest.raises(ConfigError, match=r"unknown key 'stages.anchor.lrr'.*valid keys: data, "
+                                          r"student, teacher, epochs, max_steps, batch_size, lr"):
+        load_recipe(path, ["stages.anchor.lrr=0.1"])
+    with pytest.raises(ConfigError, match=r"'stages.clip.student.modalty'.*valid keys: modality, "
+                                          r"config, weights, train"):
+        load_recipe(path, ["stages.clip.student.modalty=text"])
+    with pytest.raises(ConfigError, match=r"stages.anchor.lr.*could not be converted"):
+        load_recipe(path, ["stages.anchor.lr=fast"])
+
+
+def test_modality_of_a_missing_plugin_names_the_distribution(tmp_path, data_dir, monkeypatch):
+    from geobind import plugins
+
+    path = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir)
+    text = path.read_text().replace("modality: text", "modality: audio")
+    path.write_text(text)
+    monkeypatch.setenv(plugins.ALLOW_ENV, "geobind-ground,geobind-text")
+    plugins.reset_registry()
+    try:
+        with pytest.raises(PluginError, match=r"modality 'audio'.*pip install geobind-audio"):
+            load_recipe(path)
+    finally:
+        plugins.reset_registry()
+
+
+def test_stage_files_are_included_and_overrides_apply(tmp_path, data_dir):
+    whole = write_recipe(tmp_path / "stages.yaml", tmp_path / "space", data_dir)
+    (tmp_path / "sequence.yaml").write_text(
+        f"space: {tmp_path / 'other'}\ndata_dir: {data_dir}\nstages:\n  anchor: anchor.yaml\n")
+    anchor_only = load_recipe(whole).stages["anchor"]
+    (tmp_path / "anchor.yaml").write_text(
+        "stages:\n  anchor:\n" + "\n".join("    " + line for line in whole.read_text()
+                                             .split("  anchor:\n")[1].splitlines()) + "\n")
+    recipe = load_recipe(tmp_path / "sequence.yaml", ["stages.anchor.epochs=3"])
+    assert list(recipe.stages) == ["anchor"]
+    assert recipe.stages["anchor"].data == f"{data_dir}/pairs.lance"
+    assert recipe.stages["anchor"].epochs == 3 and anchor_only.epochs == 1
+
+
+# -- training -----------------------------------------------------------------------------
+def test_stages_run_in_recipe_order_and_make_a_consistent_space(tmp_path, data_dir):
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir))
+    said: list[str] = []
+    metrics = train(recipe, say=said.append)
+    assert [line.split(":")[0] for line in said] == ["stage clip", "stage anchor"]
+    space = Space(tmp_path / "space")
+    assert list(space.entries) == ["ground", "text", "satellite"]
+    assert space.entry("satellite").aligned_to["modality"] == "ground"
+    assert space.entry("satellite").aligned_to["sha256"] == space.entry("ground").sha256
+    assert space.entry("text").aligned_to["sha256"] == space.entry("ground").sha256
+    space.check()
+    assert metrics["anchor"]["steps"] == 3 and "val_s2t_R@10" in metrics["anchor"]
+    log = (tmp_path / "space" / "logs" / "anchor.jsonl").read_text().splitlines()
+    assert len(log) == 4 and '"temperature"' in log[0]
+    assert not any((tmp_path / "space" / "checkpoints").iterdir())
+
+    said.clear()
+    assert train(recipe, say=said.append) == {}  # done stages are not trained again
+    assert all("skipped" in line for line in said)
+
+
+def test_the_frozen_anchor_stage_leaves_the_teacher_untouched(tmp_path, data_dir):
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir))
+    recipe.stages["anchor"].enabled = False
+    train(recipe, say=lambda s: None)
+    before = (tmp_path / "space" / "ground.safetensors").read_bytes()
+    recipe.stages["anchor"].enabled = True
+    train(recipe, say=lambda s: None)
+    assert (tmp_path / "space" / "ground.safetensors").read_bytes() == before
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, data_dir,
+                                                                         monkeypatch):
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir,
+                                      anchor_epochs=4, ckpt=2))
+    recipe.stages["clip"].enabled = True
+    train(recipe.__class__(space=recipe.space, data_dir=recipe.data_dir,
+                           stages={"clip": recipe.stages["clip"]}), say=lambda s: None)
+    calls = {"n": 0}
+    original = ContrastiveLoss.forward
+
+    def poisoned(self, a, b):
+        calls["n"] += 1
+        loss = original(self, a, b)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(ContrastiveLoss, "forward", poisoned)
+    with pytest.raises(StageDiverged, match=r"stage 'anchor': loss is nan at step 5.*"
+                                            r"checkpoints/anchor/step-0000004"):
+        train(recipe, say=lambda s: None)
+    assert (tmp_path / "space" / "checkpoints" / "anchor" / "step-0000004" / "state.pt").exists()
+    assert not Space(tmp_path / "space").has("satellite")
+
+
+def test_resume_after_sigkill_gives_the_weights_of_an_uninterrupted_run(tmp_path, data_dir):
+    def run(space: Path) -> subprocess.Popen:
+        recipe = write_recipe(tmp_path / f"{space.name}.yaml", space, data_dir,
+                              anchor_epochs=12, ckpt=3)
+        return subprocess.Popen([sys.executable, "-m", "geobind.cli", "train", str(recipe)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    assert run(tmp_path / "straight").wait(timeout=300) == 0
+
+    proc = run(tmp_path / "killed")
+    folder = tmp_path / "killed" / "checkpoints" / "anchor"
+    deadline = time.time() + 300
+    while not any(p.name >= "step-0000006" for p in folder.glob("step-*")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not Space(tmp_path / "killed").has("satellite")
+    resumed = run(tmp_path / "killed")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
+
+    for name in ("satellite", "ground", "text"):
+        straight = (tmp_path / "straight" / f"{name}.safetensors").read_bytes()
+        assert (tmp_path / "killed" / f"{name}.safetensors").read_bytes() == straight, name
+
+
+# -- the frozen-embedding cache -----------------------------------------------------------
+def test_teacher_embeddings_are_cached_and_invalidated(tmp_path, monkeypatch):
+    rows = pair_rows({"satellite": [png_bytes(i) for i in range(10)]})
+    uri = str(tmp_path / "d.lance")
+    write_pairs(uri, rows, {"satellite": "binary"})
+    teacher = geobind.build_encoder("satellite", TINY_VISION).freeze()
+    calls = {"n": 0}
+    forward = type(teacher).forward
+
+    def counting(self, batch):
+        calls["n"] += 1
+        return forward(self, batch)
+
+    monkeypatch.setattr(type(teacher), "forward", counting)
+    first = teacher_embeddings(uri, teacher, "sha-a")
+    assert calls["n"] == 1 and first.shape == (10, TINY_VISION["embed_dim"])
+    torch.testing.assert_close(teacher_embeddings(uri, teacher, "sha-a"), first)
+    assert calls["n"] == 1  # read from Lance, the teacher did not run
+
+    teacher_embeddings(uri, teacher, "sha-b")  # other teacher weights
+    assert calls["n"] == 2
+    write_pairs(uri, pair_rows({"satellite": [png_bytes(99)]}), {"satellite": "binary"},
+                mode="append")  # a new dataset version
+    assert teacher_embeddings(uri, teacher, "sha-b").shape[0] == 11 and calls["n"] == 3
+    assert len(list(cache_dir(uri).glob("satellite-*.lance"))) == 1  # stale tables removed
+
+
+# -- two processes ------------------------------------------------------------------------
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+    from dist_worker import stage_model
+
+    torch.manual_seed(1)
+    batch = {"pixels": torch.randn(8, 3, 32, 32),
+             "teacher": F.normalize(torch.randn(8, TINY_VISION["embed_dim"]), dim=-1)}
+    torch.save(batch, tmp_path / "batch.pt")
+    model = stage_model()
+    loss = model({"satellite": batch["pixels"]}, batch["teacher"])
+    loss.backward()
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2",
+                             str(Path(__file__).with_name("dist_worker.py")), str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in range(2):
+        out = torch.load(tmp_path / f"out.{rank}", weights_only=True)
+        torch.testing.assert_close(out["loss"], loss.detach())
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(out["grads"][name], p.grad, rtol=1e-4, atol=1e-6,
+                                       msg=lambda m: f"{name}: {m}")
