@@ -1,0 +1,197 @@
+"""Decoding audio bytes into fixed-length mono waveforms, the way CLAP feeds HTS-AT.
+
+Decoding is libsndfile's (through soundfile): WAV, FLAC, OGG/Vorbis, Opus, MP3 (libsndfile
+1.1+), AIFF and the rest of ``soundfile.available_formats()``. Other containers (M4A/AAC,
+WebM) are not read: convert them when importing a dataset.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Optional
+
+from geobind import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+__all__ = ["AudioPreprocess", "check_audio", "decode_audio", "fix_length", "resample",
+           "to_mono"]
+
+#: Frames read at a time by :func:`check_audio`, so validating a long file stays small.
+_BLOCK = 1 << 16
+
+
+def _open(data: bytes):
+    """A soundfile reader over encoded bytes, or an InputError saying why there is none."""
+    import soundfile as sf
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"audio: expected encoded bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise InputError("audio: empty file (0 bytes)")
+    try:
+        return sf.SoundFile(io.BytesIO(bytes(data)))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(f"audio: not a readable audio format ({len(data)} bytes): "
+                         f"{_reason(exc)}") from None
+
+
+def _read(f, start: int = 0, frames: int = -1) -> "np.ndarray":
+    """``frames`` frames from ``start`` as float32 ``[frames, channels]``."""
+    import soundfile as sf
+
+    try:
+        if start:
+            f.seek(start)
+        return f.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise InputError(f"audio: corrupt or truncated ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    """libsndfile's own words, without soundfile's "Error opening <BytesIO ...>" preamble."""
+    return str(getattr(exc, "error_string", "") or exc).strip()
+
+
+def _check_samples(samples: "np.ndarray", rate: int) -> None:
+    import numpy as np
+
+    if samples.shape[0] == 0:
+        raise InputError("audio: no samples (0 frames)")
+    if not np.isfinite(samples).all():
+        bad = int((~np.isfinite(samples)).any(axis=1).sum())
+        raise InputError(f"audio: {bad} of {samples.shape[0]} frames at {rate} Hz hold "
+                         f"NaN or infinite samples")
+
+
+def decode_audio(data: bytes) -> tuple["np.ndarray", int]:
+    """Decode a whole file: float32 ``[frames, channels]`` and its sample rate."""
+    with _open(data) as f:
+        samples = _read(f)
+        rate = f.samplerate
+    _check_samples(samples, rate)
+    return samples, rate
+
+
+def check_audio(data: bytes) -> None:
+    """Raise :class:`geobind.InputError` unless ``data`` decodes to finite, non-empty audio.
+
+    Reads the file block by block, so a long recording is checked in bounded memory.
+    """
+    import numpy as np
+
+    with _open(data) as f:
+        if f.samplerate <= 0:
+            raise InputError(f"audio: invalid sample rate {f.samplerate}")
+        total = 0
+        while True:
+            block = _read(f, 0, _BLOCK)
+            if block.shape[0] == 0:
+                break
+            if not np.isfinite(block).all():
+                raise InputError(f"audio: NaN or infinite samples after frame {total} "
+                                 f"at {f.samplerate} Hz")
+            total += block.shape[0]
+    if total == 0:
+        raise InputError("audio: no samples (0 frames)")
+
+
+def to_mono(samples: "np.ndarray") -> "np.ndarray":
+    """``[frames, channels]`` (or ``[frames]``) -> ``[frames]``, the mean of the channels."""
+    import numpy as np
+
+    if samples.ndim == 1:
+        return samples
+    if samples.shape[1] == 1:
+        return np.ascontiguousarray(samples[:, 0])
+    weights = np.full(samples.shape[1], 1.0 / samples.shape[1], dtype=np.float32)
+    return samples @ weights  # a matrix-vector product: ~10x numpy's mean over a short axis
+
+
+def resample(wave: "np.ndarray", rate: int, target: int) -> "np.ndarray":
+    """Mono ``wave`` from ``rate`` to ``target`` Hz with soxr: ``round(n * target / rate)``
+    samples."""
+    import numpy as np
+    import soxr
+
+    if rate == target:
+        return wave
+    out = soxr.resample(wave, rate, target)
+    if out.shape[0] == 0:
+        raise InputError(f"audio: {wave.shape[0]} frames at {rate} Hz are too short to "
+                         f"resample to {target} Hz")
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def fix_length(wave: "np.ndarray", length: int, offset: Optional[int] = None) -> "np.ndarray":
+    """A clip of exactly ``length`` samples, as laion_clap's ``repeatpad``.
+
+    A shorter clip is tiled whole times, then zero-padded; a longer one is cropped from
+    ``offset`` (default: centred).
+    """
+    import numpy as np
+
+    n = wave.shape[0]
+    if n >= length:
+        start = (n - length) // 2 if offset is None else offset
+        return wave[start:start + length]
+    out = np.zeros(length, dtype=np.float32)
+    tiled = np.tile(wave, length // n)
+    out[:tiled.shape[0]] = tiled
+    return out
+
+
+def _random_start(room: int) -> int:
+    """A start in ``[0, room]`` from torch's RNG (seeded per DataLoader worker)."""
+    import torch
+
+    return int(torch.randint(0, room + 1, ()).item())
+
+
+class AudioPreprocess:
+    """Encoded audio bytes -> float32 tensor ``[clip_samples]`` of mono audio at
+    ``sample_rate``.
+
+    Decodes, down-mixes to mono (the mean of the channels), resamples with soxr and fixes the
+    length: shorter clips are repeat-padded; longer ones are cropped at random when training
+    (torch's RNG, so ``torch.manual_seed`` and DataLoader worker seeds govern it) and centred
+    otherwise, since recordings often start with handling noise. Only the window that is kept
+    is decoded from a long file. Picklable: it holds three numbers.
+    """
+
+    def __init__(self, sample_rate: int, clip_seconds: float, train: bool) -> None:
+        self.sample_rate = int(sample_rate)
+        self.clip_samples = int(round(sample_rate * clip_seconds))
+        self.train = bool(train)
+
+    def __call__(self, data: bytes) -> "torch.Tensor":
+        import numpy as np
+        import torch
+
+        with _open(data) as f:
+            rate, total = f.samplerate, f.frames
+            start, count = self._window(rate, total)
+            samples = _read(f, start, count)
+        _check_samples(samples, rate)
+        wave = resample(to_mono(samples), rate, self.sample_rate)
+        room = wave.shape[0] - self.clip_samples
+        offset = _random_start(room) if self.train and room > 0 else None
+        return torch.from_numpy(np.ascontiguousarray(fix_length(wave, self.clip_samples,
+                                                                offset)))
+
+    def _window(self, rate: int, total: int) -> tuple[int, int]:
+        """The source frames to decode: all, or just enough for one clip from a long file."""
+        if rate <= 0:
+            return 0, -1
+        need = -(-self.clip_samples * rate // self.sample_rate)  # ceil
+        need += rate != self.sample_rate  # one spare frame against resampling's rounding
+        room = total - need
+        if room <= 0:
+            return 0, -1
+        return (_random_start(room) if self.train else room // 2), need
+
+    def __repr__(self) -> str:
+        return (f"AudioPreprocess(sample_rate={self.sample_rate}, "
+                f"clip_samples={self.clip_samples}, train={self.train})")

@@ -1,0 +1,123 @@
+"""laion_clap's HTS-AT audio branch with CLAP's audio projection, built to any size.
+
+Submodules are named ``audio_branch`` and ``audio_projection`` as in laion_clap's ``CLAP``,
+so the audio half of a (non-fusion) laion_clap checkpoint loads into this module unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Mapping, Optional
+
+import torch
+from torch import nn
+
+from geobind import ConfigError, load_into, read_state_dict, strip_prefix
+from geobind_audio.config import AudioConfig, check_geometry
+
+__all__ = ["AudioEncoder", "audio_cfg", "audio_state", "build_audio_encoder", "import_htsat"]
+
+#: The checkpoint entries that belong to the audio side of a CLAP model.
+AUDIO_PREFIXES = ("audio_branch.", "audio_projection.")
+
+
+def import_htsat() -> ModuleType:
+    """``laion_clap.clap_module.htsat``, imported offline and without growing ``sys.path``."""
+    # laion_clap loads HF tokenizers on import: online, here, it hangs for minutes
+    offline = os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", offline)
+    if offline.strip().lower() in ("1", "true", "yes", "on") and "huggingface_hub" in sys.modules:
+        # huggingface_hub reads the variable once, on its first import (open_clip's, often)
+        sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
+    path = list(sys.path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # timm deprecations in laion's imports
+            from laion_clap.clap_module import htsat
+    except ImportError as exc:
+        raise ImportError(f"the audio encoder needs laion_clap ({exc}); "
+                          f"pip install 'laion_clap>=1.1.4'") from exc
+    finally:
+        # laion_clap appends its folder to sys.path, where its top-level `training` and
+        # `clap_module` would shadow same-named modules imported later.
+        sys.path[:] = path
+    return htsat
+
+
+def audio_cfg(config: AudioConfig) -> SimpleNamespace:
+    """The ``audio_cfg`` object HTS-AT reads its spectrogram settings from."""
+    return SimpleNamespace(model_type="HTSAT", model_name="custom",
+                           sample_rate=config.sample_rate, clip_samples=config.clip_samples,
+                           window_size=config.window, hop_size=config.hop,
+                           mel_bins=config.n_mels, fmin=config.fmin, fmax=config.fmax,
+                           class_num=config.class_num)
+
+
+class AudioEncoder(nn.Module):
+    """Mono waveforms ``[batch, clip_samples]`` -> ``[batch, embed_dim]`` (not normalised).
+
+    HTS-AT turns each waveform into a log-mel spectrogram, folds it into a square image and
+    pools its Swin features into one vector (``"embedding"``); CLAP's projection (Linear, ReLU,
+    Linear) maps that vector into the joint space.
+    """
+
+    def __init__(self, config: AudioConfig) -> None:
+        super().__init__()
+        htsat = import_htsat()
+        self.audio_branch = htsat.HTSAT_Swin_Transformer(
+            spec_size=config.spec_size, patch_size=config.patch_size,
+            patch_stride=(config.patch_stride, config.patch_stride),
+            num_classes=config.class_num, embed_dim=config.swin_dim,
+            depths=list(config.depths), num_heads=list(config.num_heads),
+            window_size=config.swin_window, mlp_ratio=config.mlp_ratio,
+            drop_path_rate=config.drop_path_rate, config=audio_cfg(config))
+        self.audio_branch.spec_augmenter = (  # HTS-AT hard-codes widths for 1001 frames
+            htsat.SpecAugmentation(time_drop_width=config.time_drop_width, time_stripes_num=2,
+                                   freq_drop_width=config.freq_drop_width, freq_stripes_num=2)
+            if config.spec_augment else nn.Identity())
+        # The tagging head is off the embedding path: frozen, so DDP expects no grads for it.
+        for module in (self.audio_branch.head, self.audio_branch.tscam_conv):
+            module.requires_grad_(False)
+        width = self.audio_branch.num_features
+        self.audio_projection = nn.Sequential(nn.Linear(width, config.embed_dim), nn.ReLU(),
+                                              nn.Linear(config.embed_dim, config.embed_dim))
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.dim() != 2:
+            raise ValueError(f"audio encoder: expected waveforms [batch, samples], got "
+                             f"{list(waveform.shape)}")
+        out = self.audio_branch({"waveform": waveform}, device=waveform.device)
+        return self.audio_projection(out["embedding"])
+
+
+def audio_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The audio entries of a laion_clap checkpoint, or a plain state dict of this module.
+
+    A ``module.`` prefix (laion_clap saves its DDP wrapper) is removed and text-side entries
+    are dropped; a state holding no audio entry is returned whole, so a mismatch names its keys.
+    """
+    state = strip_prefix(state, "module.")
+    audio = {k: v for k, v in state.items() if k.startswith(AUDIO_PREFIXES)}
+    return audio or dict(state)
+
+
+def build_audio_encoder(config: AudioConfig,
+                        weights: Optional[Path] = None) -> AudioEncoder:
+    """The encoder for ``config``, optionally loaded from a local weights file.
+
+    ``weights``: a laion_clap checkpoint (non-fusion, same sizes: :func:`paper_config` for
+    HTSAT-tiny) or a state dict of :class:`AudioEncoder`, as safetensors or a torch file.
+    """
+    problems = check_geometry(config)
+    if problems:
+        raise ConfigError("audio config: " + "; ".join(problems))
+    # HTS-AT's Swin calls torch.meshgrid without `indexing`; the default it warns about is right
+    warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+    model = AudioEncoder(config)
+    if weights is not None:
+        load_into(model, audio_state(read_state_dict(weights)), f"audio weights {weights}")
+    return model

@@ -1,0 +1,277 @@
+"""geobind-audio: decoding, fixed-length clips, the HTS-AT encoder and its weights."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import geobind
+from geobind_audio import AudioConfig, paper_config
+from geobind_audio.audio import AudioPreprocess, fix_length, resample
+
+# HTS-AT calls torch.meshgrid without `indexing`; laion_clap's code, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")
+
+CFG = AudioConfig()
+L = CFG.clip_samples  # 80000: 5 s at 16 kHz
+
+
+def encode(wave: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
+    """``wave`` ([frames] or [frames, channels]) as an encoded audio file."""
+    buf = io.BytesIO()
+    sf.write(buf, wave, rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def tone(seconds: float, rate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:
+    """A sine per channel plus a little noise, float32 ``[frames, channels]``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    waves = [0.4 * np.sin(2 * np.pi * (220 + 110 * c + 40 * seed) * t) for c in range(channels)]
+    return (np.stack(waves, 1) + 0.05 * rng.standard_normal((t.size, channels))).astype("f4")
+
+
+def ramp(frames: int) -> np.ndarray:
+    """Distinct float32 values, so a crop's position can be read off its first sample."""
+    return np.linspace(-0.9, 0.9, frames, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return geobind.build_encoder("audio")
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """44.1 kHz stereo WAV and FLAC of 7 s, and a 1.5 s clip, shorter than a 5 s clip."""
+    return [encode(tone(7.0, seed=1), 44100, "WAV"), encode(tone(7.0, seed=2), 44100, "FLAC"),
+            encode(tone(1.5, seed=3), 44100, "WAV")]
+
+
+def test_registered_by_this_distribution():
+    registry = geobind.get_registry()
+    modality = registry.modality("audio")
+    assert registry.owner("audio").distribution == "geobind-audio"
+    assert (modality.storage, modality.column, modality.config) == ("binary", "audio",
+                                                                    AudioConfig)
+
+
+def test_import_is_light():
+    code = ("import sys, geobind_audio; "
+            "print('torch' in sys.modules, 'laion_clap' in sys.modules, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "False", "False"], out.stderr
+
+
+def test_embeds_real_encoded_audio_as_unit_vectors(encoder, clips):
+    z = encoder.embed(clips)
+    assert z.shape == (3, CFG.embed_dim)
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(3))
+    assert not torch.allclose(z[0], z[1])
+
+
+def test_laion_clap_does_not_stay_on_sys_path(encoder):
+    assert not [p for p in sys.path if p.rstrip("/\\").endswith("laion_clap")]
+
+
+def test_training_step_reaches_the_swin_but_not_the_unused_tagging_head(encoder, clips):
+    batch = encoder.collate(clips, train=True)
+    assert batch.shape == (3, L) and batch.dtype == torch.float32
+    encoder.train()
+    encoder.zero_grad()
+    encoder(batch).sum().backward()
+    net = encoder.net
+    assert net.audio_branch.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert net.audio_projection[0].weight.grad is not None
+    assert all(p.grad is None for p in net.audio_branch.head.parameters())
+    encoder.eval()
+
+
+def test_preprocess_outputs_a_fixed_length_mono_clip(clips):
+    for train in (False, True):
+        prep = AudioPreprocess(16000, 5.0, train)
+        for data in clips:
+            out = prep(data)
+            assert out.shape == (L,) and out.dtype == torch.float32
+
+
+def test_resampled_length_is_rate_ratio_rounded():
+    for n, rate in [(44100, 44100), (44101, 44100), (12345, 44100), (48000, 48000),
+                    (7, 44100), (22050, 22050)]:
+        assert resample(np.zeros(n, "f4"), rate, 16000).shape[0] == round(n * 16000 / rate)
+    with pytest.raises(geobind.InputError, match="too short"):
+        resample(np.zeros(1, "f4"), 44100, 16000)
+
+
+def test_short_clip_is_repeat_padded_with_whole_copies_then_zeros():
+    clip = ramp(16000 * 3 // 2)  # 1.5 s at the target rate: three whole copies fit in 5 s
+    out = AudioPreprocess(16000, 5.0, False)(encode(clip, 16000, "WAV", "FLOAT")).numpy()
+    n = clip.size
+    for k in range(3):
+        np.testing.assert_array_equal(out[k * n:(k + 1) * n], clip)
+    assert not out[3 * n:].any()
+
+
+def test_short_clip_repeats_after_resampling():
+    out = AudioPreprocess(16000, 5.0, False)(encode(tone(1.5), 44100)).numpy()
+    m = round(1.5 * 44100 * 16000 / 44100)
+    np.testing.assert_array_equal(out[:m], out[m:2 * m])
+    assert out[:m].any() and not out[3 * m:].any()
+
+
+def test_long_clip_is_centre_cropped_for_eval_and_randomly_for_training():
+    full = ramp(16000 * 12)
+    data = encode(full, 16000, "WAV", "FLOAT")
+    out = AudioPreprocess(16000, 5.0, False)(data).numpy()
+    start = (full.size - L) // 2
+    np.testing.assert_array_equal(out, full[start:start + L])
+    starts = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        crop = AudioPreprocess(16000, 5.0, True)(data).numpy()
+        start = int(np.argmin(np.abs(full - crop[0])))
+        np.testing.assert_array_equal(crop, full[start:start + L])
+        starts.add(start)
+    assert len(starts) > 1
+
+
+def test_long_file_decodes_only_the_centre_window_it_needs():
+    t = np.arange(44100 * 12) / 44100
+    wave = (0.4 * np.sin(2 * np.pi * 50 * t)).astype("f4")
+    out = AudioPreprocess(16000, 5.0, False)(encode(wave, 44100, "FLAC")).numpy()
+    whole = fix_length(resample(wave, 44100, 16000), L)  # the centre of the whole file
+    inner = slice(200, L - 200)  # the resampler's edges differ
+    error = min(np.abs(np.roll(out, shift)[inner] - whole[inner]).max() for shift in (-1, 0, 1))
+    assert error < 5e-3  # the same window, to within a sample
+
+
+def test_stereo_is_down_mixed_to_the_channel_mean():
+    left, right = ramp(16000), np.full(16000, 0.25, "f4")
+    data = encode(np.stack([left, right], 1), 16000, "WAV", "FLOAT")
+    out = AudioPreprocess(16000, 1.0, False)(data).numpy()
+    np.testing.assert_allclose(out, (left + right) / 2, atol=1e-7)
+
+
+@pytest.mark.parametrize("data, problem", [
+    (b"", "empty file"),
+    (b"this is not audio at all" * 20, "not a readable audio format"),
+    (encode(np.zeros((0, 2), "f4"), 44100), "no samples"),
+    (encode(np.array([0.1, np.nan, 0.2], "f4"), 16000, "WAV", "FLOAT"), "NaN or infinite"),
+    ("a string", "expected encoded bytes"),
+])
+def test_bad_input_raises_input_error_naming_the_problem(data, problem):
+    check = geobind.get_registry().modality("audio").check
+    with pytest.raises(geobind.InputError, match=problem):
+        check(data)
+    with pytest.raises(geobind.InputError, match=problem):
+        AudioPreprocess(16000, 5.0, False)(data)
+
+
+def test_check_accepts_good_audio(clips):
+    for data in clips + [encode(tone(1.0), 44100, "OGG")]:
+        geobind.get_registry().modality("audio").check(data)
+
+
+def test_preprocess_pickles(clips):
+    prep = AudioPreprocess(16000, 5.0, False)
+    torch.testing.assert_close(pickle.loads(pickle.dumps(prep))(clips[0]), prep(clips[0]))
+
+
+def laion_checkpoint(net: torch.nn.Module, path, drop: str = "", extra: str = "") -> None:
+    """Save ``net``'s weights as laion_clap does: DDP-prefixed, with a text branch."""
+    state = {f"module.{k}": v for k, v in net.state_dict().items() if k != drop}
+    state["module.text_branch.embeddings.word_embeddings.weight"] = torch.zeros(4, 3)
+    state["module.text_projection.0.weight"] = torch.zeros(3, 3)
+    state["module.logit_scale_a"] = torch.zeros(())
+    if extra:
+        state[f"module.{extra}"] = torch.zeros(1)
+    torch.save({"state_dict": state, "epoch": 3}, path)
+
+
+def test_laion_clap_checkpoint_loads_and_embeds_identically(encoder, clips, tmp_path):
+    path = tmp_path / "clap.pt"
+    laion_checkpoint(encoder.net, path)
+    torch.manual_seed(123)  # a different random init, overwritten by the checkpoint
+    loaded = geobind.build_encoder("audio", weights=path)
+    torch.testing.assert_close(loaded.embed(clips), encoder.embed(clips), rtol=0, atol=0)
+
+
+def test_plain_state_dict_loads(encoder, clips, tmp_path):
+    path = tmp_path / "audio.safetensors"
+    geobind.save_state_dict(path, encoder.net.state_dict())
+    loaded = geobind.build_encoder("audio", weights=path)
+    torch.testing.assert_close(loaded.embed(clips[:1]), encoder.embed(clips[:1]))
+
+
+def test_mismatching_checkpoint_names_the_keys(encoder, tmp_path):
+    path = tmp_path / "bad.pt"
+    laion_checkpoint(encoder.net, path, drop="audio_projection.2.weight",
+                     extra="audio_branch.fusion_model.weight")
+    with pytest.raises(geobind.WeightsError, match="audio_projection.2.weight") as err:
+        geobind.build_encoder("audio", weights=path)
+    assert "audio_branch.fusion_model.weight" in str(err.value)
+    assert "text_branch" not in str(err.value)
+
+
+def test_checkpoint_of_another_size_names_the_shapes(encoder, tmp_path):
+    path = tmp_path / "wide.pt"
+    laion_checkpoint(encoder.net, path)
+    with pytest.raises(geobind.WeightsError, match="of another shape"):
+        geobind.build_encoder("audio", {"embed_dim": 32}, weights=path)
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    ({"n_mels": 48}, "multiple of n_mels"),
+    ({"clip_seconds": 10.0}, "frames at hop"),
+    ({"swin_window": 5}, "swin_window"),
+    ({"fmax": 9000.0}, "fmax"),
+])
+def test_impossible_geometry_is_a_config_error(overrides, problem):
+    with pytest.raises(geobind.ConfigError, match=problem):
+        geobind.build_encoder("audio", overrides)
+
+
+@pytest.mark.slow
+def test_paper_size_htsat_tiny_builds_runs_and_matches_laion_clap_layout():
+    from laion_clap.clap_module.htsat import create_htsat_model
+
+    from geobind_audio.model import audio_cfg
+
+    config = paper_config()
+    encoder = geobind.build_encoder("audio", config)
+    with torch.no_grad():
+        z = encoder(torch.randn(2, config.clip_samples) * 0.1)
+    assert z.shape == (2, 512) and config.clip_samples == 480000
+    laion_cfg = audio_cfg(config)
+    laion_cfg.model_name = "tiny"  # laion_clap's own HTSAT-tiny, to compare layouts with
+    reference = create_htsat_model(laion_cfg)
+    ours = {k: v.shape for k, v in encoder.net.audio_branch.state_dict().items()}
+    assert ours == {k: v.shape for k, v in reference.state_dict().items()}
+    assert encoder.net.audio_projection[0].weight.shape == (512, 768)  # CLAP's 768 -> 512
+
+
+def test_builds_offline_even_when_huggingface_hub_was_imported_first():
+    """open_clip imports huggingface_hub before laion_clap, which fixes its offline flag then."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code = ("import open_clip, geobind, huggingface_hub\n"
+            "assert not huggingface_hub.constants.HF_HUB_OFFLINE\n"
+            "geobind.build_encoder('audio')\n"
+            "print('offline', huggingface_hub.constants.HF_HUB_OFFLINE)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("offline True")
+    assert "huggingface.co" not in result.stderr
