@@ -1,0 +1,332 @@
+"""The synthetic world: a map, and places on it seen from above, from the ground, by ear and
+in words."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Optional, Union
+
+import numpy as np
+
+from geobind.world.attributes import Conditions, draw_conditions
+from geobind.world.audio import SoundBank, encode_audio
+from geobind.world.caption import write_caption
+from geobind.world.config import LAND_COVERS, WorldConfig
+from geobind.world.ground import GroundRenderer
+from geobind.world.mosaic import render_mosaic
+from geobind.world.noise import hash_u01
+from geobind.world.terrain import ROAD, SEA, WATER, build_terrain
+
+__all__ = ["MODALITIES", "Place", "World", "generate"]
+
+#: What a place can record besides its satellite tile, which is always cut.
+MODALITIES = ("ground", "audio", "caption")
+
+_PLASTIC = 1.32471795724474602596  # R2 low-discrepancy sequence constant
+
+
+@dataclass
+class Place:
+    """One place of the world and everything recorded there.
+
+    :param id: stable identifier (``w{seed}-{index:06d}``, or from lat/lon for ad-hoc places).
+    :param satellite: PNG bytes, ``tile_size`` square, a crop of the world's mosaic.
+    :param ground: PNG bytes, ``ground_size`` square, a view from the ground.
+    :param audio: FLAC or WAV bytes (16-bit mono, ``sample_rate``, ``clip_seconds``).
+    :param caption: one English sentence.
+    :param fractions: float32 ``[len(LAND_COVERS)]``, the true land-cover fractions of the tile.
+    :param conditions: time of day, weather, viewing direction and recording level.
+    :param view_fractions: float32, the land-cover share of the ground view's non-sky pixels.
+    """
+
+    id: str
+    index: Optional[int]
+    lat: float
+    lon: float
+    satellite: bytes
+    ground: bytes
+    audio: bytes
+    caption: str
+    fractions: np.ndarray
+    conditions: Conditions
+    view_fractions: np.ndarray = field(repr=False)
+
+    @property
+    def dominant(self) -> str:
+        """The land cover with the largest fraction."""
+        return LAND_COVERS[int(np.argmax(self.fractions))]
+
+    @property
+    def attributes(self) -> dict:
+        """Conditions and fractions as plain values (for dataset columns)."""
+        out = self.conditions.as_dict()
+        out.update({f"frac_{name}": float(v) for name, v in zip(LAND_COVERS, self.fractions)})
+        return out
+
+
+class World:
+    """A synthetic world built deterministically from ``config.seed``.
+
+    Building takes a few seconds (the rasters and the mosaic); places are then made on
+    demand, each from its own random stream, so ``place(i)`` is the same whatever else is
+    generated, in whatever order.
+    """
+
+    def __init__(self, config: Optional[WorldConfig] = None) -> None:
+        self.config = cfg = config if config is not None else WorldConfig()
+        self.terrain = build_terrain(cfg)
+        self.rgb = render_mosaic(self.terrain, cfg.seed)
+        self.height_px, self.width_px = self.terrain.labels.shape
+        self._ground = GroundRenderer(self.terrain, cfg.ground_size, cfg.ground_supersample, cfg.seed)
+        self._sound: Optional[SoundBank] = None
+        self._locations: list[tuple[float, float]] = []
+        self._candidates = 0  # R2 points examined so far
+
+    # ---- geometry -------------------------------------------------------------------------
+    def latlon_to_pixel(self, lat, lon):
+        """Mosaic pixel coordinates ``(x, y)`` (floats; pixel ``i`` spans ``[i, i+1)``)."""
+        c = self.config
+        x = (np.asarray(lon, np.float64) - c.lon_min) / (c.lon_max - c.lon_min) * self.width_px
+        y = (c.lat_max - np.asarray(lat, np.float64)) / (c.lat_max - c.lat_min) * self.height_px
+        return (float(x), float(y)) if np.ndim(x) == 0 else (x, y)
+
+    def pixel_to_latlon(self, x, y):
+        """Inverse of :meth:`latlon_to_pixel`: ``(lat, lon)``."""
+        c = self.config
+        lon = c.lon_min + np.asarray(x, np.float64) / self.width_px * (c.lon_max - c.lon_min)
+        lat = c.lat_max - np.asarray(y, np.float64) / self.height_px * (c.lat_max - c.lat_min)
+        return (float(lat), float(lon)) if np.ndim(lat) == 0 else (lat, lon)
+
+    def _window(self, lat: float, lon: float) -> tuple[int, int]:
+        """Top-left pixel of the tile centred on (lat, lon), kept inside the mosaic."""
+        x, y = self.latlon_to_pixel(lat, lon)
+        T = self.config.tile_size
+        x0 = int(np.clip(round(x - T / 2), 0, self.width_px - T))
+        y0 = int(np.clip(round(y - T / 2), 0, self.height_px - T))
+        return x0, y0
+
+    def tile(self, lat: float, lon: float) -> np.ndarray:
+        """The satellite tile at (lat, lon): ``tile_size x tile_size x 3`` uint8 (a view)."""
+        x0, y0 = self._window(lat, lon)
+        T = self.config.tile_size
+        return self.rgb[y0 : y0 + T, x0 : x0 + T]
+
+    def fractions(self, lat, lon) -> np.ndarray:
+        """Land-cover fractions in the tile's footprint: ``[C]`` float32, or ``[n, C]`` for arrays."""
+        if np.ndim(lat) > 0:
+            return np.stack([self.fractions(a, b) for a, b in zip(np.ravel(lat), np.ravel(lon))])
+        x0, y0 = self._window(float(lat), float(lon))
+        T = self.config.tile_size
+        counts = np.bincount(self.terrain.labels[y0 : y0 + T, x0 : x0 + T].ravel(), minlength=len(LAND_COVERS))
+        return (counts / counts.sum()).astype(np.float32)
+
+    def mosaic_image(self):
+        """The whole map as a PIL image (north up)."""
+        from PIL import Image
+
+        return Image.fromarray(self.rgb)
+
+    def label_image(self):
+        """The land-cover map as a PIL image with a fixed colour per cover."""
+        from PIL import Image
+
+        palette = np.array(
+            [(40, 80, 160), (230, 210, 150), (140, 190, 90), (220, 190, 90), (30, 100, 40), (200, 60, 60), (40, 40, 40), (150, 140, 130)],
+            np.uint8,
+        )
+        return Image.fromarray(palette[self.terrain.labels])
+
+    # ---- where places are -----------------------------------------------------------------
+    def sample_places(self, n: int, rng: Union[None, int, np.random.Generator] = None) -> list[tuple[float, float]]:
+        """``n`` (lat, lon) points spread evenly over the map (a jittered low-discrepancy
+        sequence; open sea is thinned out). ``rng`` None or an int seed gives points that do
+        not depend on ``n`` (the first ``m`` of ``n`` points are the ``m`` points); a
+        Generator draws a fresh layout.
+        """
+        if rng is None or isinstance(rng, (int, np.integer)):
+            seed = self.config.seed if rng is None else int(rng)
+            if seed == self.config.seed:
+                self._extend(n)
+                return list(self._locations[:n])
+            return self._sequence(n, seed, None)
+        return self._sequence(n, None, rng)
+
+    def _sequence(self, n: int, seed: Optional[int], rng: Optional[np.random.Generator]) -> list:
+        out: list = []
+        start = 0
+        while len(out) < n:
+            batch = max(256, 2 * (n - len(out)))
+            pts, _ = self._candidates_from(start, batch, seed, rng)
+            out.extend(pts)
+            start += batch
+        return out[:n]
+
+    def _extend(self, n: int) -> None:
+        while len(self._locations) < n:
+            batch = max(256, 2 * (n - len(self._locations)))
+            pts, _ = self._candidates_from(self._candidates, batch, self.config.seed, None)
+            self._locations.extend(pts)
+            self._candidates += batch
+
+    def _candidates_from(self, start: int, count: int, seed: Optional[int], rng: Optional[np.random.Generator]):
+        T = self.config.tile_size
+        i = np.arange(start, start + count)
+        if rng is None:
+            off = hash_u01(seed, -1, np.arange(2))
+            jit = np.stack([hash_u01(seed, i, 1), hash_u01(seed, i, 2)], 1) - 0.5
+            keep_draw = hash_u01(seed, i, 3)
+        else:
+            off = rng.random(2)
+            jit = rng.random((count, 2)) - 0.5
+            keep_draw = rng.random(count)
+        u = (off[0] + (i + 1) / _PLASTIC) % 1.0
+        v = (off[1] + (i + 1) / _PLASTIC**2) % 1.0
+        margin = T / 2 + 2 + 0.25 * T
+        x = margin + u * (self.width_px - 2 * margin) + jit[:, 0] * 0.5 * T
+        y = margin + v * (self.height_px - 2 * margin) + jit[:, 1] * 0.5 * T
+        lat, lon = self.pixel_to_latlon(x, y)
+        keep = []
+        for k in range(count):  # thin out open sea: keep 1 in 4 all-water places
+            f = self.fractions(lat[k], lon[k])
+            if f[WATER] < 0.97 or keep_draw[k] < 0.25:
+                keep.append((float(lat[k]), float(lon[k])))
+        return keep, count
+
+    @property
+    def locations(self) -> list[tuple[float, float]]:
+        """The world's ``config.places`` places, (lat, lon) in index order."""
+        return self.sample_places(self.config.places)
+
+    # ---- places ---------------------------------------------------------------------------
+    @property
+    def sound(self) -> SoundBank:
+        if self._sound is None:
+            c = self.config
+            self._sound = SoundBank(c.sample_rate, c.clip_samples, c.seed)
+        return self._sound
+
+    def place(self, key: Union[int, tuple[float, float]], rng: Optional[np.random.Generator] = None,
+              modalities: Optional[Iterable[str]] = None) -> Place:
+        """Place number ``key`` (any int >= 0), or an ad-hoc place at ``key = (lat, lon)``.
+
+        Everything random about it (time, weather, view direction, sounds, wording) comes from
+        ``rng``, by default a stream seeded by the world's seed and the key.
+
+        :param modalities: render only these of ``ground``, ``audio``, ``caption`` (default
+            all); the others are left empty. Each has its own random stream, so a place's
+            sound is the same whether or not its view was rendered.
+        """
+        c = self.config
+        if isinstance(key, (int, np.integer)):
+            index: Optional[int] = int(key)
+            if index < 0:
+                raise IndexError(f"place index must be >= 0, got {index}")
+            self._extend(index + 1)
+            lat, lon = self._locations[index]
+            pid = f"w{c.seed}-{index:06d}"
+            if rng is None:
+                rng = np.random.default_rng([c.seed, 0x91AC, index])
+        else:
+            index = None
+            lat, lon = (float(key[0]), float(key[1]))
+            pid = f"w{c.seed}-{lat:.5f}_{lon:.5f}"
+            if rng is None:
+                rng = np.random.default_rng([c.seed, 0x91AD, int(round((lat + 90) * 1e6)), int(round((lon + 180) * 1e6))])
+        wanted = set(MODALITIES if modalities is None else modalities)
+        if wanted - set(MODALITIES):
+            raise ValueError(f"unknown modalities {sorted(wanted - set(MODALITIES))}; "
+                             f"choose from {MODALITIES}")
+        return self._make(pid, index, lat, lon, rng, wanted)
+
+    def places(self, n: Optional[int] = None) -> Iterator[Place]:
+        """Places ``0 .. n-1`` (default ``config.places``)."""
+        for i in range(self.config.places if n is None else n):
+            yield self.place(i)
+
+    def _make(self, pid: str, index: Optional[int], lat: float, lon: float, rng: np.random.Generator,
+              wanted: set) -> Place:
+        c = self.config
+        T = c.tile_size
+        x0, y0 = self._window(lat, lon)
+        labels = self.terrain.labels[y0 : y0 + T, x0 : x0 + T]
+        counts = np.bincount(labels.ravel(), minlength=len(LAND_COVERS))
+        frac = (counts / counts.sum()).astype(np.float32)
+        water = labels == WATER
+        sea_share = float((self.terrain.aux[y0 : y0 + T, x0 : x0 + T][water] == SEA).mean()) if water.any() else 0.0
+
+        view_rng, sound_rng, caption_rng = rng.spawn(3)
+        cond = draw_conditions(rng)
+        x, y = self.latlon_to_pixel(lat, lon)
+        cx, cy, heading = self._viewpoint(x - 0.5, y - 0.5, cond.heading_deg, rng)
+        cond = Conditions(cond.time_of_day, cond.weather, heading, cond.loudness_db)
+        view, view_frac = None, np.zeros(len(LAND_COVERS), np.float32)
+        if wanted & {"ground", "caption"}:  # a caption says what the view shows
+            view, counts_view = self._ground.render(cx, cy, cond, view_rng)
+            view_frac = (counts_view / max(counts_view.sum(), 1.0)).astype(np.float32)
+        audio = b""
+        if "audio" in wanted:
+            clip = self.sound.render(frac, sea_share, cond, sound_rng)
+            audio = encode_audio(clip, c.sample_rate, c.audio_format)
+        caption = write_caption(frac, view_frac, cond, sea_share, caption_rng) if "caption" in wanted else ""
+        return Place(
+            id=pid,
+            index=index,
+            lat=lat,
+            lon=lon,
+            satellite=_png(self.rgb[y0 : y0 + T, x0 : x0 + T], c.png_compress_level),
+            ground=_png(view, c.png_compress_level) if "ground" in wanted else b"",
+            audio=audio,
+            caption=caption,
+            fractions=frac,
+            conditions=cond,
+            view_fractions=view_frac,
+        )
+
+    def _viewpoint(self, cx: float, cy: float, heading: float, rng: np.random.Generator) -> tuple[float, float, float]:
+        """Where the photographer stands and looks: often along a nearby road, or out over
+        nearby water; otherwise where the random heading points."""
+        labels = self.terrain.labels
+        r = 6
+        y0, x0 = int(round(cy)) - r, int(round(cx)) - r
+        win = labels[max(0, y0) : y0 + 2 * r + 1, max(0, x0) : x0 + 2 * r + 1]
+        ys, xs = np.nonzero(win == ROAD)
+        u = rng.random()
+        if len(ys) >= 4 and u < 0.6:
+            ys = ys + max(0, y0)
+            xs = xs + max(0, x0)
+            k = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
+            cx, cy = float(xs[k]), float(ys[k])
+            pts = np.stack([xs - xs.mean(), ys - ys.mean()], 1).astype(np.float64)
+            _, _, vt = np.linalg.svd(pts, full_matrices=False)
+            dx, dy = vt[0]
+            if rng.random() < 0.5:
+                dx, dy = -dx, -dy
+            heading = (math.degrees(math.atan2(dy, dx)) + 90.0) % 360.0
+            return cx, cy, heading
+        T = self.config.tile_size
+        r = T // 2
+        y0, x0 = int(round(cy)) - r, int(round(cx)) - r
+        win = labels[max(0, y0) : y0 + 2 * r, max(0, x0) : x0 + 2 * r]
+        ys, xs = np.nonzero(win == WATER)
+        if 0.05 * win.size < len(ys) < 0.95 * win.size and u > 0.5:
+            dx = xs.mean() + max(0, x0) - cx
+            dy = ys.mean() + max(0, y0) - cy
+            heading = (math.degrees(math.atan2(dy, dx)) + 90.0 + float(rng.uniform(-30, 30))) % 360.0
+        return cx, cy, heading
+
+
+def _png(array: np.ndarray, level: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=level)
+    return buf.getvalue()
+
+
+def generate(config: Optional[WorldConfig] = None, n: Optional[int] = None) -> Iterator[Place]:
+    """Build the world of ``config`` and yield its places ``0 .. n-1`` (default
+    ``config.places``); the same config always yields the same bytes."""
+    world = World(config)
+    yield from world.places(n)

@@ -1,0 +1,269 @@
+"""The synthetic world generator: determinism, geometry, media formats, and that the
+modalities carry the land covers."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from geobind.errors import ConfigError
+from geobind.world import (
+    COVER_WORDS,
+    LAND_COVERS,
+    WAVE_BAND_HZ,
+    Conditions,
+    World,
+    WorldConfig,
+    generate,
+    oracle_recall_at_k,
+)
+
+WATER, SAND, URBAN, ROAD = (LAND_COVERS.index(c) for c in ("water", "sand", "urban", "road"))
+
+
+def small(**kw) -> WorldConfig:
+    base = dict(seed=2, mosaic_width=768, places=200, clip_seconds=2.0)
+    base.update(kw)
+    return WorldConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World(small())
+
+
+@pytest.fixture(scope="module")
+def places(world: World) -> list:
+    return [world.place(i) for i in range(40)]
+
+
+def _png(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"))
+
+
+def _band_share(y: np.ndarray, sr: int, lo: float, hi: float) -> float:
+    power = np.abs(np.fft.rfft(y)) ** 2
+    f = np.fft.rfftfreq(len(y), 1.0 / sr)
+    return float(power[(f >= lo) & (f < hi)].sum() / power.sum())
+
+
+# ---- configuration ---------------------------------------------------------------------
+
+
+def test_config_defaults_and_validation():
+    c = WorldConfig()
+    assert (c.seed, c.places, c.tile_size, c.ground_size, c.sample_rate, c.audio_format) == (0, 3000, 64, 64, 16000, "flac")
+    assert c.clip_seconds <= 5.0 and c.clip_samples == int(c.sample_rate * c.clip_seconds)
+    h, w = c.mosaic_shape
+    assert w == c.mosaic_width and 0.5 * w < h < w  # the box is wider than tall on the ground
+    with pytest.raises(ConfigError, match="audio_format"):
+        WorldConfig(audio_format="mp3")
+    with pytest.raises(ConfigError, match="mosaic_width"):
+        WorldConfig(mosaic_width=128)
+    with pytest.raises(ConfigError, match="lat_min"):
+        WorldConfig(lat_min=41.0, lat_max=40.0)
+
+
+def test_land_covers_named():
+    for name in ("water", "sand", "grassland", "farmland", "forest", "urban", "road", "rock"):
+        assert name in LAND_COVERS
+    assert set(COVER_WORDS) == set(LAND_COVERS)
+
+
+# ---- determinism -------------------------------------------------------------------------
+
+
+def _fingerprint(p) -> tuple:
+    return (p.id, p.lat, p.lon, p.satellite, p.ground, p.audio, p.caption, p.fractions.tobytes(), p.conditions)
+
+
+def test_same_seed_same_bytes(world: World, places: list):
+    again = World(small())
+    assert np.array_equal(again.rgb, world.rgb)
+    for i in (0, 7, 19):
+        assert _fingerprint(again.place(i)) == _fingerprint(places[i])
+    # generate() is the same stream, and a place does not depend on what was made before it
+    assert [_fingerprint(p) for p in generate(small(), n=3)] == [_fingerprint(p) for p in places[:3]]
+    assert _fingerprint(World(small()).place(5)) == _fingerprint(places[5])
+
+
+def test_different_seed_differs(world: World, places: list):
+    other = World(small(seed=3))
+    assert not np.array_equal(other.rgb, world.rgb)
+    a, b = other.place(0), places[0]
+    assert a.satellite != b.satellite and a.ground != b.ground and a.audio != b.audio
+    # ad-hoc places are deterministic too
+    lat, lon = world.locations[4]
+    assert _fingerprint(world.place((lat, lon))) == _fingerprint(World(small()).place((lat, lon)))
+
+
+# ---- geometry ----------------------------------------------------------------------------
+
+
+def test_latlon_pixel_roundtrip(world: World):
+    c = world.config
+    x, y = world.latlon_to_pixel(c.lat_max, c.lon_min)
+    assert (x, y) == (0.0, 0.0)
+    x, y = world.latlon_to_pixel(c.lat_min, c.lon_max)
+    assert (x, y) == (world.width_px, world.height_px)
+    lat, lon = world.pixel_to_latlon(123.5, 45.25)
+    assert np.allclose(world.latlon_to_pixel(lat, lon), (123.5, 45.25))
+    assert world.mosaic_image().size == (world.width_px, world.height_px)
+
+
+def test_sample_places_spread_and_stable(world: World):
+    pts = np.array(world.sample_places(300))
+    c = world.config
+    assert ((pts[:, 0] > c.lat_min) & (pts[:, 0] < c.lat_max)).all()
+    assert ((pts[:, 1] > c.lon_min) & (pts[:, 1] < c.lon_max)).all()
+    # every cell of a 4x4 grid over the box holds places
+    gy = ((pts[:, 0] - c.lat_min) / (c.lat_max - c.lat_min) * 4).astype(int)
+    gx = ((pts[:, 1] - c.lon_min) / (c.lon_max - c.lon_min) * 4).astype(int)
+    assert len(set(zip(gy.tolist(), gx.tolist()))) == 16
+    assert world.sample_places(20) == [tuple(p) for p in pts[:20].tolist()]  # prefix-stable
+    fresh = world.sample_places(50, np.random.default_rng(9))
+    assert len(fresh) == 50 and fresh != world.sample_places(50)
+    assert len(world.locations) == c.places
+
+
+def test_fractions_sum_to_one_and_are_smooth(world: World):
+    rng = np.random.default_rng(0)
+    pts = np.array(world.sample_places(150))
+    f = world.fractions(pts[:, 0], pts[:, 1])
+    assert f.shape == (150, len(LAND_COVERS)) and f.dtype == np.float32
+    assert np.allclose(f.sum(1), 1.0, atol=1e-5) and (f >= 0).all()
+    # a tile moved by 8 px (an eighth of its width) is much closer than a random other tile
+    x, y = world.latlon_to_pixel(pts[:, 0], pts[:, 1])
+    shifted = world.fractions(*world.pixel_to_latlon(x + 8, y - 8))
+    near = np.abs(shifted - f).sum(1).mean()
+    far = np.abs(f[rng.permutation(len(f))] - f).sum(1).mean()
+    assert near < 0.35 * far
+    # the landscape holds every cover
+    counts = np.bincount(world.terrain.labels.ravel(), minlength=len(LAND_COVERS))
+    assert (counts > 0).all()
+
+
+def test_tiles_are_crops_of_the_mosaic(world: World, places: list):
+    T = world.config.tile_size
+    p = places[3]
+    tile = _png(p.satellite)
+    assert tile.shape == (T, T, 3)
+    assert np.array_equal(tile, world.tile(p.lat, p.lon))
+    x, y = world.latlon_to_pixel(p.lat, p.lon)
+    x0, y0 = int(round(x - T / 2)), int(round(y - T / 2))
+    assert np.array_equal(tile, world.rgb[y0 : y0 + T, x0 : x0 + T])
+    # a neighbour 10 px east and 6 px south shares the overlapping pixels
+    q = world.place(world.pixel_to_latlon(x + 10, y + 6))
+    other = _png(q.satellite)
+    assert np.array_equal(tile[6:, 10:], other[: T - 6, : T - 10])
+    assert np.allclose(q.fractions, world.fractions(q.lat, q.lon))
+
+
+# ---- media formats -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+def test_media_decode_to_configured_sizes(fmt: str):
+    cfg = small(audio_format=fmt, tile_size=48, ground_size=40, sample_rate=8000, clip_seconds=1.5)
+    p = World(cfg).place(1)
+    assert _png(p.satellite).shape == (48, 48, 3)
+    assert _png(p.ground).shape == (40, 40, 3)
+    y, sr = sf.read(io.BytesIO(p.audio), dtype="float32")
+    info = sf.info(io.BytesIO(p.audio))
+    assert info.format == fmt.upper() and info.channels == 1 and sr == 8000
+    assert y.shape == (12000,) and np.abs(y).max() > 0.001 and np.abs(y).max() <= 1.0
+
+
+def test_place_record(places: list):
+    for p in places:
+        assert p.id.startswith("w2-") and len(p.caption) > 5
+        assert p.fractions.dtype == np.float32 and abs(float(p.fractions.sum()) - 1) < 1e-5
+        assert p.dominant == LAND_COVERS[int(np.argmax(p.fractions))]
+        assert 0 <= p.conditions.heading_deg < 360
+    assert len({p.id for p in places}) == len(places)
+    assert {"time_of_day", "weather", "frac_water"} <= set(places[0].attributes)
+
+
+# ---- the modalities carry the land covers ---------------------------------------------------
+
+
+def test_captions_mention_the_dominant_cover(places: list):
+    for p in places:
+        words = COVER_WORDS[p.dominant]
+        assert any(w in p.caption for w in words), (p.dominant, p.fractions, p.caption)
+    assert len({p.caption for p in places}) > len(places) // 2  # varied wording
+
+
+def test_ground_view_shows_the_local_covers(world: World, places: list):
+    # the ground view's covers agree with the tile's more than with a random other tile's
+    own = np.mean([np.abs(p.view_fractions - p.fractions).sum() for p in places])
+    other = np.mean([np.abs(p.view_fractions - q.fractions).sum() for p, q in zip(places, places[1:] + places[:1])])
+    assert own < 0.8 * other
+    # and the pictures differ with the place
+    assert len({p.ground for p in places}) == len(places)
+
+
+def _find(world: World, want, n: int = 400) -> list:
+    pts = world.sample_places(n)
+    f = world.fractions(*np.array(pts).T)
+    return [pts[i] for i in np.flatnonzero(want(f))]
+
+
+def test_beach_sounds_have_more_surf_than_city_sounds(world: World):
+    beaches = _find(world, lambda f: (f[:, WATER] > 0.15) & (f[:, SAND] > 0.08))[:15]
+    cities = _find(world, lambda f: f[:, URBAN] + f[:, ROAD] > 0.5)[:15]
+    assert len(beaches) >= 3 and len(cities) >= 3
+
+    def share(p) -> float:
+        y, sr = sf.read(io.BytesIO(world.place(p).audio), dtype="float32")
+        return _band_share(y, sr, *WAVE_BAND_HZ)
+
+    assert np.mean([share(p) for p in beaches]) > np.mean([share(p) for p in cities]) + 0.05
+    # the mixer itself, under the same conditions
+    sound = world.sound
+    rng = np.random.default_rng(0)
+    cond = Conditions("midday", "clear", 0.0, -20.0)
+    beach = np.array([0.5, 0.4, 0.1, 0, 0, 0, 0, 0], np.float32)
+    city = np.array([0, 0, 0, 0, 0.05, 0.7, 0.25, 0], np.float32)
+    sr = world.config.sample_rate
+    b = [_band_share(sound.render(beach, 1.0, cond, rng), sr, *WAVE_BAND_HZ) for _ in range(5)]
+    c = [_band_share(sound.render(city, 0.0, cond, rng), sr, *WAVE_BAND_HZ) for _ in range(5)]
+    assert min(b) > max(c)
+
+
+def test_rain_and_birds_are_heard(world: World):
+    sound, sr, rng = world.sound, world.config.sample_rate, np.random.default_rng(1)
+    forest = np.array([0, 0, 0.1, 0, 0.9, 0, 0, 0], np.float32)
+    dry = [_band_share(sound.render(forest, 0.0, Conditions("dawn", "clear", 0, -20), rng), sr, 1800, 8000) for _ in range(4)]
+    night = [_band_share(sound.render(forest, 0.0, Conditions("night", "clear", 0, -20), rng), sr, 1800, 8000) for _ in range(4)]
+    assert np.mean(dry) > np.mean(night)  # a dawn chorus in the forest, quiet at night
+    farm = np.array([0, 0, 0.2, 0.8, 0, 0, 0, 0], np.float32)
+    rain = [_band_share(sound.render(farm, 0.0, Conditions("dusk", "rain", 0, -20), rng), sr, 900, 4000) for _ in range(4)]
+    still = [_band_share(sound.render(farm, 0.0, Conditions("dusk", "fog", 0, -20), rng), sr, 900, 4000) for _ in range(4)]
+    assert np.mean(rain) > np.mean(still)
+
+
+# ---- how hard retrieval is -----------------------------------------------------------------
+
+
+def test_oracle_recall_between_chance_and_one(world: World):
+    pts = world.sample_places(1000)
+    f = world.fractions(*np.array(pts).T)
+    chance = 10 / 1000
+    exact = oracle_recall_at_k(f, 10)
+    coarse = oracle_recall_at_k(f, 10, resolution=0.25)
+    assert chance < coarse < exact < 1.0
+    assert oracle_recall_at_k(f, 10, metric="cosine") > chance
+    # all places alike: nothing but chance; all different: perfect
+    same = np.tile(np.eye(len(LAND_COVERS))[0], (500, 1))
+    assert oracle_recall_at_k(same, 10) == pytest.approx(10 / 500, abs=0.01)
+    distinct = np.random.default_rng(0).dirichlet(np.ones(len(LAND_COVERS)), size=300)
+    assert oracle_recall_at_k(distinct, 10) == 1.0
+    with pytest.raises(ValueError):
+        oracle_recall_at_k(f, 10, metric="dot")
