@@ -19,9 +19,12 @@ def geobind_register_modalities(register: Callable[[Modality], None]) -> None:
 
 @hookimpl
 def geobind_register_datasets(register: Callable[[DatasetSource], None]) -> None:
-    """Importers of the real layouts the GeoBind papers use, and of generic tables."""
+    """The synthetic world; importers of the layouts the GeoBind papers use and of tables."""
     from geobind.data import importers as imp
+    from geobind.data import synthetic
 
+    register(DatasetSource("world", "generator", synthetic.WorldOptions, synthetic.make_world,
+                           "the synthetic world (the embedded default) -> four pair datasets"))
     register(DatasetSource("sat2cap", "importer", imp.Sat2CapOptions, imp.import_sat2cap,
                            "Sat2Cap/YFCC webdataset shards -> satellite+ground pairs"))
     register(DatasetSource("soundingearth", "importer", imp.SoundingEarthOptions,

@@ -41,19 +41,11 @@ def _describe(table: dict, names: Sequence[str]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the embedded default."""
-    from geobind.plugins import get_registry
+    """The main job on the embedded default: world, three stages, retrieval table."""
+    from geobind.demo import run_demo
 
-    registry = get_registry()
-    print(f"geobind {__version__}: the space binds these modalities through the anchor:")
-    for name, modality in registry.modalities.items():
-        print(f"  {name:10s} from {registry.owner(name).distribution:16s} {modality.description}")
-    missing = [m for m in ("ground", "text", "audio") if m not in registry.modalities]
-    if missing:
-        print(f"missing modalities: {', '.join(missing)} (run `make demo` to install them)")
-        return 1
-    print("Training on the synthetic world is not wired in yet: the world generator, the stage "
-          "trainer and the retrieval table come next (see the README's roadmap).")
+    run_demo(args.out, places=args.places, seed=args.seed, recipe=args.recipe,
+             overrides=args.overrides)
     return 0
 
 
@@ -81,15 +73,39 @@ def options_parser(prog: str, options: type, description: str) -> argparse.Argum
     return parser
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    """Import a real dataset layout into a Lance pair dataset."""
+def run_source(name: str, argv: Sequence[str], prog: str) -> object:
+    """Run a registered generator or importer with options parsed from ``argv``."""
     from geobind.plugins import get_registry
 
-    source = get_registry().dataset_source(args.source)
-    parser = options_parser(f"geobind import {source.name}", source.options, source.description)
-    given = {k: v for k, v in vars(parser.parse_args(args.options)).items() if v is not None}
-    report = source.run(source.options(**given))
+    source = get_registry().dataset_source(name)
+    parser = options_parser(prog, source.options, source.description)
+    given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    return source.run(source.options(**given))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a real dataset layout into a Lance pair dataset."""
+    report = run_source(args.source, args.options, f"geobind import {args.source}")
     print(report.summary())
+    return 0
+
+
+def cmd_world_make(args: argparse.Namespace) -> int:
+    """Generate the synthetic world as Lance pair datasets."""
+    reports = run_source("world", args.options, "geobind world make")
+    for name, report in reports.items():
+        print(f"{name:9s} {report.imported:6d} rows  {report.dataset}")
+    return 0
+
+
+def cmd_data_show(args: argparse.Namespace) -> int:
+    """Row counts per split, the schema and a few rows of a pair dataset."""
+    from geobind.data.show import describe, render_grid
+
+    print(describe(args.dataset, rows=args.rows))
+    if args.grid:
+        render_grid(args.dataset, args.grid, rows=args.grid_rows, seed=args.seed)
+        print(f"grid written to {args.grid}")
     return 0
 
 
@@ -122,6 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("options", nargs=argparse.REMAINDER, help="the source's options")
     imp.set_defaults(run=cmd_import)
 
+    world = sub.add_parser("world", help="the synthetic world (the embedded default data)")
+    world_sub = world.add_subparsers(dest="world_command", metavar="COMMAND", required=True)
+    make = world_sub.add_parser("make", help="generate the world into Lance pair datasets",
+                                add_help=False)
+    make.add_argument("options", nargs=argparse.REMAINDER,
+                      help="--out DIR [--places N] [--seed S] ... (see --help)")
+    make.set_defaults(run=cmd_world_make)
+
+    data = sub.add_parser("data", help="look at pair datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    show = data_sub.add_parser("show", help="splits, schema and sample rows of a dataset")
+    show.add_argument("dataset", help="a Lance pair dataset")
+    show.add_argument("--rows", type=int, default=3, help="sample rows to print")
+    show.add_argument("--grid", metavar="PNG", help="draw sample rows side by side into PNG")
+    show.add_argument("--grid-rows", type=int, default=6, help="rows in the grid")
+    show.add_argument("--seed", type=int, default=0, help="which random rows to draw")
+    show.set_defaults(run=cmd_data_show)
+
     tr = sub.add_parser("train", help="train a recipe's stages into its space",
                         description="Train each enabled stage of RECIPE, in the recipe's order. "
                                     "Stages already in the space are skipped; an interrupted "
@@ -132,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(run=cmd_train)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded synthetic world")
+    demo.add_argument("--out", default="geobind-demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--places", type=int, default=10000, help="places in the world")
+    demo.add_argument("--seed", type=int, default=0, help="the world's seed")
+    demo.add_argument("--recipe", default=None, help="default: recipes/world/demo.yaml")
+    demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides")
     demo.set_defaults(run=cmd_demo)
     return parser
 

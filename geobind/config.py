@@ -31,12 +31,20 @@ def make_config(cls: type[T], overrides: Any = None, where: str = "config") -> T
     base = OmegaConf.structured(cls)
     try:
         merged = OmegaConf.merge(base, _as_container(overrides))
-    except ConfigKeyError as exc:
-        valid = ", ".join(f.name for f in dataclasses.fields(cls))
-        raise ConfigError(f"{where}: unknown key {exc.key!r}; valid keys: {valid}") from None
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: key {exc.full_key!r}: {exc.msg}") from None
+    except (ConfigKeyError, ValidationError) as exc:
+        raise config_error(exc, where) from None
     return OmegaConf.to_object(merged)
+
+
+def config_error(exc: Exception, where: str) -> ConfigError:
+    """An omegaconf error as a :class:`ConfigError` naming the key and the valid keys."""
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+    first = str(getattr(exc, "msg", exc)).splitlines()[0]
+    owner = getattr(exc, "object_type", None)
+    if type(exc).__name__ == "ConfigKeyError" and dataclasses.is_dataclass(owner):
+        valid = ", ".join(f.name for f in dataclasses.fields(owner))
+        return ConfigError(f"{where}: unknown key {key!r} ({first}); valid keys: {valid}")
+    return ConfigError(f"{where}: key {key!r}: {first}" if key else f"{where}: {first}")
 
 
 def _as_container(overrides: Any) -> Any:

@@ -54,7 +54,9 @@ def test_builtins_register_through_the_same_hooks(clean_env):
     fake_entry_points(clean_env)
     registry = Registry().load()
     assert registry.plugins["geobind"].builtin
-    assert registry.plugins["geobind"].hooks == ["geobind_register_modalities"]
+    assert registry.plugins["geobind"].hooks == ["geobind_register_datasets",
+                                                 "geobind_register_modalities"]
+    assert {"world", "sat2cap", "soundingearth", "table"} <= set(registry.datasets)
     assert registry.owner("satellite").distribution == "geobind"
 
 

@@ -90,7 +90,8 @@ def assign_split(row_id: str, fractions: Sequence[float] = (0.9, 0.05, 0.05)) ->
 
 def import_pairs(uri: str | Path, candidates: Iterable[Candidate], columns: Mapping[str, Any],
                  extra: Mapping[str, Any] | None = None, rejects: str | Path | None = None,
-                 progress: Callable[[int], None] | None = None) -> ImportReport:
+                 progress: Callable[[int], None] | None = None,
+                 check: bool = True) -> ImportReport:
     """Validate ``candidates`` and append the good ones to the Lance dataset at ``uri``.
 
     :param columns: modality column -> :class:`geobind.Modality` (its ``check`` validates
@@ -98,6 +99,8 @@ def import_pairs(uri: str | Path, candidates: Iterable[Candidate], columns: Mapp
     :param extra: further column -> Arrow type, copied from ``Candidate.extra``.
     :param rejects: optional JSON-lines file listing every rejected row with its reason.
     :param progress: called with the number of candidates read so far.
+    :param check: validate values with each modality's ``check``; off only for data this
+        process has just generated itself (ids, coordinates and duplicates are still checked).
     """
     import lance
     import pyarrow as pa
@@ -110,7 +113,8 @@ def import_pairs(uri: str | Path, candidates: Iterable[Candidate], columns: Mapp
     existing = _existing(uri, schema)
     report = ImportReport(dataset=uri)
     failure: list[BaseException] = []
-    rows = _validated(candidates, columns, existing, report, rejects, progress)
+    checked = columns if check else {c: _Unchecked(m) for c, m in columns.items()}
+    rows = _validated(candidates, checked, existing, report, rejects, progress)
     batches = _batches(rows, schema, storages, failure)
     reader = pa.RecordBatchReader.from_batches(schema, batches)
     try:
@@ -122,6 +126,16 @@ def import_pairs(uri: str | Path, candidates: Iterable[Candidate], columns: Mapp
         raise
     report.version = ds.version
     return report
+
+
+class _Unchecked:
+    """A modality whose values are trusted as they are."""
+
+    def __init__(self, modality: Any) -> None:
+        self.storage = modality.storage
+
+    def check(self, value: Any) -> None:
+        pass
 
 
 def _existing(uri: str, schema: Any) -> Optional[set[str]]:
