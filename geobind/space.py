@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from geobind.errors import GeobindError, WeightsError
 
-__all__ = ["FORMAT", "Entry", "Space", "SpaceError"]
+__all__ = ["FORMAT", "Entry", "Space", "SpaceError", "load_space"]
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -57,6 +57,7 @@ class Space:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.manifest = self._read_manifest()
+        self._encoders: dict[str, Any] = {}
 
     def _read_manifest(self) -> dict:
         file = self.path / MANIFEST
@@ -96,10 +97,9 @@ class Space:
         """Where the weights of ``modality`` are stored."""
         return self.path / self.entry(modality).weights
 
-    def encoder(self, modality: str) -> Any:
-        """Build the encoder of ``modality`` and load its verified weights."""
-        from geobind.encoder import build_encoder
-        from geobind.weights import load_into, read_state_dict, sha256_hex
+    def verify(self, modality: str) -> Path:
+        """The weights file of ``modality``, checked against the sha256 the manifest records."""
+        from geobind.weights import sha256_hex
 
         entry = self.entry(modality)
         path = self.path / entry.weights
@@ -109,7 +109,15 @@ class Space:
         if digest != entry.sha256:
             raise WeightsError(f"space {self.path}: {path.name} has sha256 {digest[:12]}…, the "
                                f"manifest records {entry.sha256[:12]}…: the file was changed")
-        encoder = build_encoder(modality, entry.config)
+        return path
+
+    def encoder(self, modality: str) -> Any:
+        """Build the encoder of ``modality`` and load its verified weights."""
+        from geobind.encoder import build_encoder
+        from geobind.weights import load_into, read_state_dict
+
+        path = self.verify(modality)
+        encoder = build_encoder(modality, self.entry(modality).config)
         load_into(encoder.net, read_state_dict(path), f"{path}")
         return encoder
 
@@ -136,6 +144,37 @@ class Space:
 
         atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2).encode())
 
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities this space can embed now (their plugins are installed)."""
+        from geobind.plugins import get_registry
+
+        registry = get_registry()
+        return [name for name in self.manifest["modalities"] if name in registry.modalities]
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Modalities in the space whose plugin is not installed -> the distribution to install."""
+        from geobind.plugins import get_registry
+
+        registry = get_registry()
+        return {name: e["plugin"] for name, e in self.manifest["modalities"].items()
+                if name not in registry.modalities}
+
+    def embed(self, modality: str, inputs: Any, batch_size: int = 64) -> Any:
+        """Unit embeddings ``[n, dim]`` of file paths, bytes, strings or ready tensors."""
+        import torch
+
+        encoder = self._encoders.get(modality) or self._encoders.setdefault(
+            modality, self.encoder(modality))
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not inputs:
+            raise SpaceError(f"embed({modality!r}): no inputs")
+        if all(isinstance(x, torch.Tensor) for x in inputs):
+            with torch.no_grad():
+                return encoder.eval()(torch.stack(inputs).to(encoder.device))
+        return encoder.embed([_raw(x, encoder.modality.storage) for x in inputs], batch_size)
+
     def check(self) -> None:
         """Every alignment partner must still have the weights it had when aligned to."""
         for name, entry in self.entries.items():
@@ -148,3 +187,29 @@ class Space:
                     f"space {self.path}: {name!r} was aligned to {partner['modality']!r} with "
                     f"weights sha256 {partner['sha256'][:12]}…, but the space holds "
                     f"{(current or 'none')[:12]}…: retrain {name!r} against this anchor")
+
+
+def _raw(value: Any, storage: str) -> Any:
+    """A raw value for a modality: bytes as they are, a path read from disk, text as text."""
+    if isinstance(value, (bytes, bytearray, memoryview)) or storage == "string":
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise SpaceError(f"input file not found: {path}")
+    return path.read_bytes()
+
+
+def load_space(path: str | Path) -> Space:
+    """Open a trained space: its manifest, verified weights, and consistent alignment.
+
+    Every weights file is checked against its recorded sha256 and every alignment partner
+    against the weights it was aligned to; modalities whose plugin is missing are listed in
+    ``space.unavailable`` rather than failing the load.
+    """
+    space = Space(path)
+    if not (space.path / MANIFEST).is_file():
+        raise SpaceError(f"no space at {space.path} (no {MANIFEST})")
+    for name in space.entries:
+        space.verify(name)
+    space.check()
+    return space
