@@ -136,15 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
                          add_help=True)
     imp.add_argument("source", help="sat2cap, soundingearth, table, or a plugin's importer")
     imp.add_argument("options", nargs=argparse.REMAINDER, help="the source's options")
-    imp.set_defaults(run=cmd_import)
+    imp.set_defaults(run=cmd_import, pass_options=True)
 
     world = sub.add_parser("world", help="the synthetic world (the embedded default data)")
     world_sub = world.add_subparsers(dest="world_command", metavar="COMMAND", required=True)
     make = world_sub.add_parser("make", help="generate the world into Lance pair datasets",
-                                add_help=False)
-    make.add_argument("options", nargs=argparse.REMAINDER,
-                      help="--out DIR [--places N] [--seed S] ... (see --help)")
-    make.set_defaults(run=cmd_world_make)
+                                add_help=False, usage="geobind world make --out DIR "
+                                "[--places N] [--seed S] ... (--help lists them all)")
+    make.set_defaults(run=cmd_world_make, options=[], pass_options=True)
 
     data = sub.add_parser("data", help="look at pair datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
@@ -194,7 +193,12 @@ def _plugin_warnings_as_lines() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``geobind`` command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "pass_options", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # the source's own options, parsed by the source's parser
+        args.options = [*args.options, *extra]
     _plugin_warnings_as_lines()
     from geobind.errors import GeobindError
     from geobind.plugins import PluginError
