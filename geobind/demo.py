@@ -49,7 +49,7 @@ def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) 
 
 def run_demo(out: str | Path = "geobind-demo", places: int = 10000, seed: int = 0,
              recipe: str | Path | None = None, overrides: list[str] | None = None,
-             say: Callable[[str], None] = print) -> dict:
+             say: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict:
     """Run the demo into ``out``; returns the retrieval table (also written as JSON/Markdown)."""
     from geobind.evaluate import embed_columns, format_table, retrieval_table
     from geobind.space import load_space

@@ -21,7 +21,7 @@ def stage_done(space: Space, name: str, stage: Any) -> bool:
     return entry.stage == name and entry.recipe.get("hash") == recipe_hash(stage)
 
 
-def train(recipe: Recipe, say: Callable[[str], None] = print,
+def train(recipe: Recipe, say: Callable[[str], None] = lambda line: print(line, flush=True),
           dist: Optional[Dist] = None) -> dict[str, dict]:
     """Train every enabled stage of ``recipe`` into its space, in order; returns metrics."""
     dist = dist or Dist.from_env()
