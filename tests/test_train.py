@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import geobind
 from geobind.data import write_pairs
 from geobind.errors import ConfigError
 from geobind.plugins import PluginError
-from geobind.space import Space
+from geobind.space import Space, load_space
 from geobind.testing import TINY_VISION, pair_rows, png_bytes
 from geobind.train import load_recipe, train
 from geobind.train.cache import cache_dir, teacher_embeddings
@@ -225,6 +226,21 @@ def test_resume_after_sigkill_gives_the_weights_of_an_uninterrupted_run(tmp_path
     for name in ("satellite", "ground", "text"):
         straight = (tmp_path / "straight" / f"{name}.safetensors").read_bytes()
         assert (tmp_path / "killed" / f"{name}.safetensors").read_bytes() == straight, name
+
+
+def test_the_trainer_runs_under_torchrun_and_only_rank_0_writes(tmp_path, data_dir):
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m",
+                             "geobind.cli", "train", str(recipe)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("stage anchor:") == 1  # rank 0 alone reports and writes
+    space = load_space(tmp_path / "space")
+    steps = [json.loads(line)["step"] for line in
+             (tmp_path / "space" / "logs" / "anchor.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) + 1  # + the final record
+    assert space.entry("satellite").recipe["batch_size"] == 8
 
 
 # -- the frozen-embedding cache -----------------------------------------------------------

@@ -8,6 +8,7 @@ module owns the temperature: a learnable log logit scale, initialised at 1/0.07 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -34,6 +35,9 @@ class ContrastiveLoss(nn.Module):
 
         scale = torch.tensor(math.log(1.0 / temperature))
         self.logit_scale = nn.Parameter(scale, requires_grad=learnable)
+        # open_clip gathers with torch.distributed.nn.all_gather, which warns of a future rename
+        warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather",
+                                category=FutureWarning)
         self.clip_loss = ClipLoss(local_loss=True, gather_with_grad=True, cache_labels=False,
                                   rank=rank, world_size=world_size)
 
