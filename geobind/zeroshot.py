@@ -1,0 +1,180 @@
+"""Zero-shot land-cover classification through the space's text encoder.
+
+For each land cover, prompts are built from the words the world's captions use for it
+(:data:`geobind.world.caption.COVER_WORDS`, e.g. ``"a view of beach"``); their text embeddings
+are averaged into one class embedding (CLIP's prompt ensembling). Every satellite tile, ground
+photo or sound of a dataset (each modality it carries and the space embeds, text excepted) is
+given the class of highest cosine similarity. The truth is the place's dominant cover, the
+argmax of the dataset's ``landcover`` fractions. Nothing is trained for it: audio, for one,
+never saw a word, so this measures what the bound space carries across modalities.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from geobind.world.caption import COVER_WORDS
+from geobind.world.config import LAND_COVERS
+
+__all__ = ["LABEL_COLUMN", "TEMPLATES", "TEXT", "build_prompts", "class_embeddings", "classify",
+           "dominant_labels", "format_zeroshot", "markdown_zeroshot", "score",
+           "zeroshot_landcover"]
+
+#: The dataset column of land-cover fractions, ``LAND_COVERS`` order.
+LABEL_COLUMN = "landcover"
+#: The modality whose encoder embeds the prompts.
+TEXT = "text"
+#: Prompt templates; ``{}`` takes one caption word of the class.
+TEMPLATES = ("{}", "a photo of {}", "a view of {}", "a landscape with {}")
+
+
+def build_prompts(classes: Sequence[str] = LAND_COVERS,
+                  words: Mapping[str, Sequence[str]] = COVER_WORDS,
+                  templates: Sequence[str] = TEMPLATES) -> dict[str, list[str]]:
+    """Every template filled with every word of each class."""
+    return {c: [t.format(w) for w in words[c] for t in templates] for c in classes}
+
+
+def class_embeddings(space: Any, prompts: Mapping[str, Sequence[str]]) -> torch.Tensor:
+    """``[classes, dim]``: each class's prompt embeddings averaged, then unit length again."""
+    return torch.stack([F.normalize(space.embed(TEXT, list(p)).float().mean(0), dim=-1)
+                        for p in prompts.values()])
+
+
+def classify(embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The index of the most similar class embedding for each (unit) embedding."""
+    return (embeddings.float() @ classes.float().T).argmax(dim=1)
+
+
+def dominant_labels(ds: Any, rows: Sequence[int], column: str = LABEL_COLUMN,
+                    classes: int = len(LAND_COVERS)) -> torch.Tensor | str:
+    """The argmax of each row's fractions, or a note saying why the column is unusable."""
+    import numpy as np
+    import pyarrow as pa
+
+    if column not in ds.schema.names:
+        return f"the dataset has no {column!r} column"
+    kind = ds.schema.field(column).type
+    if not (pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind)):
+        return f"column {column!r} is {kind}, not a list of {classes} land-cover fractions"
+    values = ds.take(list(rows), columns=[column]).column(column).to_pylist()
+    if any(v is None or len(v) != classes for v in values):
+        return f"column {column!r} does not hold {classes} fractions in every row"
+    return torch.from_numpy(np.asarray(values, dtype=np.float32).argmax(axis=1))
+
+
+def score(predicted: torch.Tensor, truth: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, chance (1/classes), the majority-class rate, recall per class, confusion.
+
+    ``confusion[i][j]`` counts places of true class ``i`` predicted as ``j``. A class no place
+    has as its dominant cover gets recall ``None``.
+    """
+    c = len(classes)
+    confusion = torch.bincount(truth * c + predicted, minlength=c * c).reshape(c, c)
+    support = confusion.sum(dim=1)
+    n = int(support.sum())
+    recall = {name: (float(confusion[i, i] / support[i]) if support[i] else None)
+              for i, name in enumerate(classes)}
+    return {"places": n, "accuracy": float(confusion.trace()) / n, "chance": 1 / c,
+            "majority": float(support.max()) / n, "majority_class": classes[int(support.argmax())],
+            "support": dict(zip(classes, support.tolist())), "recall": recall,
+            "confusion": confusion.tolist()}
+
+
+def zeroshot_landcover(space: Any, dataset_uri: str, rows: int | Sequence[int] | None = None,
+                       embeddings: Mapping[str, torch.Tensor] | None = None,
+                       classes: Sequence[str] = LAND_COVERS,
+                       words: Mapping[str, Sequence[str]] = COVER_WORDS,
+                       templates: Sequence[str] = TEMPLATES) -> dict[str, Any]:
+    """Zero-shot dominant-cover accuracy of each non-text modality of a dataset.
+
+    ``embeddings`` (from :func:`geobind.evaluate.embed_columns`, same ``rows``) skips embedding
+    again. Returns the classes, prompts, and per modality :func:`score`'s numbers; when the
+    dataset has no usable ``landcover`` column, the space no text encoder, or there is nothing
+    to classify, ``skipped`` says why and ``modalities`` is empty.
+    """
+    from geobind.data.pairs import open_pairs
+    from geobind.evaluate import embed_columns, row_indices
+
+    prompts = build_prompts(classes, words, templates)
+    result: dict[str, Any] = {"classes": list(classes), "label_column": LABEL_COLUMN,
+                              "templates": list(templates), "prompts": prompts,
+                              "modalities": {}, "skipped": None}
+    ds = open_pairs(dataset_uri)
+    indices = row_indices(ds, rows)
+    truth = dominant_labels(ds, indices, LABEL_COLUMN, len(classes))
+    if isinstance(truth, str):
+        return {**result, "skipped": f"{dataset_uri}: {truth}"}
+    if TEXT not in space.modalities:
+        return {**result, "skipped": f"space {getattr(space, 'path', '')} has no {TEXT!r} "
+                                     f"encoder to embed the class prompts"}
+    if embeddings is None:
+        embeddings = embed_columns(space, dataset_uri, indices,
+                                   only=[m for m in space.modalities if m != TEXT])
+    targets = {m: z for m, z in embeddings.items() if m != TEXT}
+    if not targets:
+        return {**result, "skipped": f"{dataset_uri}: no image or audio column the space embeds"}
+    centroids = class_embeddings(space, prompts)
+    result["modalities"] = {m: score(classify(z, centroids), truth, classes)
+                            for m, z in targets.items()}
+    return result
+
+
+def format_zeroshot(result: Mapping[str, Any]) -> str:
+    """Accuracy per modality against chance and the majority class, then recall per class."""
+    title = "Zero-shot land cover from text prompts"
+    if result["skipped"]:
+        return f"{title}: skipped ({result['skipped']})"
+    mods = result["modalities"]
+    first = next(iter(mods.values()))
+    lines = [f"{title} ({len(result['classes'])} classes, {len(result['templates'])} templates "
+             f"x the caption words of each; truth: each place's dominant cover, "
+             f"{first['places']} places)",
+             f"{'modality':12s}{'accuracy':>10s}{'chance':>10s}{'majority':>10s}", "-" * 42]
+    lines += [f"{m:12s}{_pct(s['accuracy']):>10s}{_pct(s['chance']):>10s}"
+              f"{_pct(s['majority']):>10s}" for m, s in mods.items()]
+    lines.append(f"(majority: always answering {first['majority_class']!r})")
+    lines += ["", "Recall per class", f"{'class':12s}{'places':>8s}" +
+              "".join(f"{m:>11s}" for m in mods), "-" * (20 + 11 * len(mods))]
+    lines += [f"{c:12s}{first['support'][c]:8d}" +
+              "".join(f"{_pct(s['recall'][c]):>11s}" for s in mods.values())
+              for c in result["classes"]]
+    return "\n".join(lines)
+
+
+def markdown_zeroshot(result: Mapping[str, Any]) -> str:
+    """:func:`format_zeroshot` as Markdown, with each modality's confusion matrix."""
+    if result["skipped"]:
+        return f"## Zero-shot land cover\n\nSkipped: {result['skipped']}."
+    mods, classes = result["modalities"], result["classes"]
+    first = next(iter(mods.values()))
+    text = ["## Zero-shot land cover", "",
+            f"{len(classes)} classes; each class embedding averages {len(result['templates'])} "
+            f"templates × the caption words of the class through the text encoder. Truth: each "
+            f"place's dominant cover ({first['places']} places). Majority: always answering "
+            f"`{first['majority_class']}`.", "",
+            _md(["modality", "accuracy", "chance", "majority"],
+                [[m, _pct(s["accuracy"]), _pct(s["chance"]), _pct(s["majority"])]
+                 for m, s in mods.items()]),
+            "", "### Recall per class", "",
+            _md(["class", "places", *mods],
+                [[c, str(first["support"][c]), *(_pct(s["recall"][c]) for s in mods.values())]
+                 for c in classes])]
+    for m, s in mods.items():
+        text += ["", f"### Confusion, {m} (rows: true class, columns: predicted)", "",
+                 _md(["", *classes], [[c, *map(str, row)] for c, row in
+                                      zip(classes, s["confusion"])])]
+    return "\n".join(text)
+
+
+def _md(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    from geobind.evaluate import markdown_table
+
+    return markdown_table(head, body)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"

@@ -1,0 +1,280 @@
+"""Evaluation: ranks and Recall@k against references, a space's tables, zero-shot, the CLI."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from itertools import permutations
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from geobind.cli import main
+from geobind.data.pairs import pair_schema, to_record_batch
+from geobind.errors import GeobindError
+from geobind.evaluate import evaluate_space, ranks, recall_metrics, run_eval
+from geobind.space import load_space
+from geobind.testing import TINY_VISION, pair_rows, png_bytes
+from geobind.train import load_recipe, train
+from geobind.world import LAND_COVERS
+from geobind.world.caption import COVER_WORDS
+from geobind.zeroshot import TEXT, zeroshot_landcover
+
+TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
+
+RECIPE = """
+space: {space}
+stages:
+  clip:
+    data: {data}
+    student: {{modality: text, config: {text}}}
+    teacher: {{modality: ground, config: {vision}, train: true}}
+    batch_size: 8
+  anchor:
+    data: {data}
+    student: {{modality: satellite, config: {vision}, weights: "space:ground"}}
+    teacher: {{modality: ground, weights: space}}
+    batch_size: 8
+"""
+
+
+# -- references ----------------------------------------------------------------------------
+def torchmetrics_recall(sims: torch.Tensor, k: int, bonus: float = 0.0) -> float:
+    """torchmetrics' RetrievalRecall(top_k=k), query i's one relevant item being gallery i.
+
+    Scores are shifted by +2: torchmetrics counts a relevant item only when its score is > 0,
+    which a cosine need not be. ``bonus`` is added to the true match's score (to break ties).
+    """
+    from torchmetrics.retrieval import RetrievalRecall
+
+    n = len(sims)
+    target = torch.eye(n, dtype=torch.bool)
+    metric = RetrievalRecall(top_k=k)
+    metric.update((sims + 2 + bonus * target).flatten(), target.flatten(),
+                  torch.arange(n)[:, None].expand(n, n).flatten())
+    return float(metric.compute())
+
+
+def geoclap_reference(query: torch.Tensor, gallery: torch.Tensor, k: int) -> dict[str, float]:
+    """GeoCLAP's own code (geoclap/metrics.py, from SoundingEarth): pandas ranks, ``rank < k``.
+
+    Their ``cos_sim[:, i]`` scores every row of their first argument against row i of the
+    second: the second argument is the query.
+    """
+    import pandas as pd
+
+    cos_sim = (gallery @ query.T).numpy()
+    rank = [pd.Series(cos_sim[:, i]).rank(ascending=False).iloc[i] for i in range(len(query))]
+    df = pd.DataFrame({"rank": rank})
+    return {"R": (df["rank"] < k).mean(), "median": df["rank"].median()}
+
+
+def unit(n: int, dim: int, seed: int) -> torch.Tensor:
+    return F.normalize(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+# -- (a) ranks and Recall@k ------------------------------------------------------------------
+def test_recall_matches_torchmetrics_in_both_conventions():
+    query, gallery = unit(120, 16, 0), unit(120, 16, 1)
+    gallery = F.normalize(gallery + 0.5 * query, dim=-1)  # a real signal: recalls well above 0
+    rank = ranks(query, gallery)
+    sims = query @ gallery.T
+    ks = (1, 2, 5, 10, 50)
+    standard = recall_metrics(rank, ks)
+    geoclap = recall_metrics(rank, ks, convention="geoclap")
+    assert 0.1 < standard["R@1"] < standard["R@10"] < 1
+    for k in ks:
+        assert standard[f"R@{k}"] == pytest.approx(torchmetrics_recall(sims, k))
+        # rank < k: the true match among the top k - 1, one position fewer
+        expected = torchmetrics_recall(sims, k - 1) if k > 1 else 0.0
+        assert geoclap[f"R@{k}"] == pytest.approx(expected)
+        assert standard[f"chance@{k}"] == k / 120 and geoclap[f"chance@{k}"] == (k - 1) / 120
+    assert geoclap["median_rank"] == standard["median_rank"]
+    assert torch.equal(ranks(query, gallery, chunk=7), rank)
+
+
+def test_geoclap_convention_matches_geoclaps_own_code():
+    query, gallery = unit(60, 8, 2), unit(60, 8, 3)
+    gallery = F.normalize(gallery + query, dim=-1)
+    rank = ranks(query, gallery)
+    for k in (1, 5, 10):
+        ref = geoclap_reference(query, gallery, k)
+        assert recall_metrics(rank, [k], "geoclap")[f"R@{k}"] == pytest.approx(ref["R"])
+        assert recall_metrics(rank, [k])["median_rank"] == pytest.approx(ref["median"])
+
+
+def test_ties_count_in_the_querys_favour_and_the_median_is_right():
+    gen = torch.Generator().manual_seed(4)
+    # entries in {-1, 0, 1}, three dimensions: integer scores, many tied with the true match
+    query = torch.randint(-1, 2, (90, 3), generator=gen).float()
+    gallery = torch.randint(-1, 2, (90, 3), generator=gen).float()
+    sims = query @ gallery.T
+    true = sims.diagonal()
+    assert int((sims == true[:, None]).sum()) > 3 * 90  # ties beyond the diagonal itself
+    rank = ranks(query, gallery)
+    for k in (1, 3, 10):
+        # scores are integers: a bonus of 0.5 breaks exactly the ties, in the query's favour
+        assert recall_metrics(rank, [k])[f"R@{k}"] == pytest.approx(
+            torchmetrics_recall(sims, k, bonus=0.5))
+        assert recall_metrics(rank, [k])[f"R@{k}"] >= torchmetrics_recall(sims, k, bonus=-0.5)
+        if k > 1:
+            assert recall_metrics(rank, [k], "geoclap")[f"R@{k}"] == pytest.approx(
+                torchmetrics_recall(sims, k - 1, bonus=0.5))
+    by_hand = [sorted(row, reverse=True).index(row[i]) + 1 for i, row in
+               enumerate(sims.tolist())]
+    assert rank.tolist() == by_hand
+    metrics = recall_metrics(rank)
+    assert metrics["median_rank"] == statistics.median(by_hand)  # even count: middle two averaged
+    assert metrics["mean_rank"] == pytest.approx(statistics.mean(by_hand))
+    assert "R@100" not in metrics and metrics["gallery_size"] == 90
+
+
+def test_bad_conventions_and_cut_offs_are_named():
+    with pytest.raises(GeobindError, match=r"unknown recall convention 'top'.*standard, geoclap"):
+        recall_metrics(torch.tensor([1, 2]), [1], convention="top")
+    with pytest.raises(GeobindError, match=r"--ks.*got '1,x'"):
+        evaluate_space(None, "nowhere", ks="1,x")
+
+
+# -- a tiny space ----------------------------------------------------------------------------
+def write_dataset(uri: Path, columns: dict, landcover: list | None) -> None:
+    """A pair dataset with the given modality columns and, optionally, ``landcover``."""
+    import lance
+    import pyarrow as pa
+
+    storages = {c: "string" if c == "text" else "binary" for c in columns}
+    rows = pair_rows(columns)
+    schema = pair_schema(storages)
+    if landcover is not None:
+        schema = schema.append(pa.field("landcover", pa.list_(pa.float32(), len(LAND_COVERS))))
+        for row, fractions in zip(rows, landcover):
+            row["landcover"] = fractions
+    lance.write_dataset(to_record_batch(rows, schema, storages), str(uri), schema=schema)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    """A space with ground, text and satellite trained for a few steps, and 24 held-out places."""
+    root = tmp_path_factory.mktemp("eval")
+    n = 24
+    fractions = np.random.default_rng(0).dirichlet(np.ones(len(LAND_COVERS)), n).tolist()
+    data = root / "places.lance"
+    write_dataset(data, {"satellite": [png_bytes(i) for i in range(n)],
+                         "ground": [png_bytes(300 + i) for i in range(n)],
+                         "text": [f"a view of {LAND_COVERS[i % 8]}" for i in range(n)]},
+                  fractions)
+    (root / "recipe.yaml").write_text(RECIPE.format(space=root / "space", data=data,
+                                                    text=TINY_TEXT, vision=TINY_VISION))
+    train(load_recipe(root / "recipe.yaml"), say=lambda s: None)
+    return root / "space", data
+
+
+def test_evaluate_space_has_every_ordered_pair_and_right_chance(built):
+    space, data = built
+    result = evaluate_space(load_space(space), str(data), ks=(1, 4, 5, 100))
+    assert result["modalities"] == ["ground", "text", "satellite"] and result["places"] == 24
+    pairs = {(r["query"], r["gallery"]) for r in result["retrieval"]}
+    assert pairs == set(permutations(["ground", "text", "satellite"], 2))
+    for row in result["retrieval"]:
+        assert row["gallery_size"] == 24 and "R@100" not in row  # k beyond the gallery
+        assert row["chance@1"] == 1 / 24 and row["chance@5"] == 5 / 24
+        assert 0 <= row["R@1"] <= row["R@4"] <= row["R@5"] <= 1
+        assert 1 <= row["median_rank"] <= 24
+    geoclap = evaluate_space(space, str(data), ks=(1, 5), convention="geoclap")
+    for std, geo in zip(result["retrieval"], geoclap["retrieval"]):
+        assert geo["R@5"] == std["R@4"] and geo["R@1"] == 0 and geo["chance@5"] == 4 / 24
+
+
+def test_run_eval_writes_json_and_markdown(built, tmp_path):
+    space, data = built
+    said: list[str] = []
+    result = run_eval(space, str(data), ks="1,5", out=tmp_path / "out", rows=16,
+                      say=said.append)
+    saved = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert saved["places"] == 16 and len(saved["retrieval"]) == 6
+    assert saved["retrieval"] == result["retrieval"]
+    markdown = (tmp_path / "out" / "eval.md").read_text()
+    assert "| satellite → ground |" in markdown and "## Zero-shot land cover" in markdown
+    assert "chance" in said[0] and "Recall per class" in said[0]
+
+
+# -- (c) zero-shot ---------------------------------------------------------------------------
+class PromptSpace:
+    """A stand-in space whose text encoder maps a prompt to the one-hot of its word's class."""
+
+    modalities = [TEXT, "satellite", "audio"]
+    path = "prompt-space"
+
+    def embed(self, modality: str, prompts: list[str]) -> torch.Tensor:
+        assert modality == TEXT
+        owner = {w: i for i, c in enumerate(LAND_COVERS) for w in COVER_WORDS[c]}
+        return torch.stack([F.one_hot(torch.tensor(owner[p.split()[-1]]), len(LAND_COVERS))
+                            for p in prompts]).float()
+
+
+def test_zeroshot_labels_and_argmax_on_a_known_answer(tmp_path):
+    truth = [0, 0, 0, 1, 2, 4, 4, 5, 6, 7]
+    landcover = [[0.9 if i == t else 0.1 / 7 for i in range(8)] for t in truth]
+    write_dataset(tmp_path / "d.lance", {"text": ["x"] * len(truth)}, landcover)
+    # satellite tiles sit on their own class's prompts; audio on class 4 whatever the place
+    predicted = {"satellite": truth, "audio": [4] * len(truth)}
+    embeddings = {m: F.one_hot(torch.tensor(p), 8).float() for m, p in predicted.items()}
+    embeddings[TEXT] = torch.zeros(len(truth), 8)  # text is the prompt side, never classified
+    result = zeroshot_landcover(PromptSpace(), str(tmp_path / "d.lance"), embeddings=embeddings)
+    assert result["skipped"] is None and list(result["modalities"]) == ["satellite", "audio"]
+    sat, audio = result["modalities"]["satellite"], result["modalities"]["audio"]
+    assert sat["accuracy"] == 1.0 and sat["confusion"] == np.diag(
+        np.bincount(truth, minlength=8)).tolist()
+    assert audio["accuracy"] == pytest.approx(0.2)  # the two forest places
+    assert audio["recall"]["forest"] == 1.0 and audio["recall"]["water"] == 0.0
+    assert audio["recall"]["rock"] == 0.0 and audio["recall"]["farmland"] is None  # no place
+    assert audio["confusion"][0][4] == 3
+    assert sat["chance"] == 1 / 8 and sat["majority"] == pytest.approx(0.3)
+    assert sat["majority_class"] == "water" and sat["support"]["forest"] == 2
+
+
+def test_zeroshot_skips_with_a_note_instead_of_failing(tmp_path):
+    write_dataset(tmp_path / "plain.lance", {"text": ["x", "y"]}, None)
+    result = zeroshot_landcover(PromptSpace(), str(tmp_path / "plain.lance"))
+    assert result["modalities"] == {} and "no 'landcover' column" in result["skipped"]
+
+    class NoText(PromptSpace):
+        modalities = ["satellite"]
+
+    write_dataset(tmp_path / "d.lance", {"text": ["x"]}, [[1.0] + [0.0] * 7])
+    result = zeroshot_landcover(NoText(), str(tmp_path / "d.lance"))
+    assert "no 'text' encoder" in result["skipped"]
+
+
+def test_zeroshot_on_the_tiny_space(built):
+    space, data = built
+    result = zeroshot_landcover(load_space(space), str(data))
+    assert list(result["modalities"]) == ["ground", "satellite"]
+    for scores in result["modalities"].values():
+        assert 0 <= scores["accuracy"] <= 1 and scores["chance"] == 1 / 8
+        assert scores["places"] == 24 and sum(map(sum, scores["confusion"])) == 24
+
+
+# -- (d) the command line --------------------------------------------------------------------
+def test_cli_eval_end_to_end_and_its_errors(built, tmp_path, capsys):
+    space, data = built
+    assert main(["eval", str(space), "--data", str(data), "--ks", "1,5",
+                 "--convention", "geoclap", "--rows", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "satellite -> ground" in out and "rank < k" in out and "Zero-shot land cover" in out
+    saved = json.loads((space / "eval" / "places" / "eval.json").read_text())  # default folder
+    assert saved["convention"] == "geoclap" and saved["places"] == 12
+
+    for argv, message in [
+        (["eval", str(tmp_path), "--data", str(data)], f"no space at {tmp_path}"),
+        (["eval", str(space), "--data", str(tmp_path / "no.lance")], "not a Lance pair dataset"),
+        (["eval", str(space), "--data", str(data), "--convention", "pandas"],
+         "unknown recall convention 'pandas'"),
+        (["eval", str(space), "--data", str(data), "--ks", "0,5"], "--ks"),
+    ]:
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("geobind: error: ") and message in err, err
