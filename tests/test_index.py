@@ -1,0 +1,188 @@
+"""Search and maps: index build, exact and approximate search, anchor checks, CLI, pictures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from geobind.cli import main
+from geobind.data import write_pairs
+from geobind.data.pairs import open_pairs, read_values
+from geobind.errors import GeobindError, InputError
+from geobind.index import build_index, open_index, search
+from geobind.maps import similarity_map
+from geobind.space import Space, SpaceError, load_space
+from geobind.testing import TINY_VISION, pair_rows, png_bytes
+
+TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
+TINY_AUDIO = dict(embed_dim=32, clip_seconds=1.0, spec_size=64, n_mels=32, window=256,
+                  hop=160, fmax=4000.0, swin_window=4)
+
+
+def make_space(path: Path, seed: int, audio: bool = True) -> Space:
+    """A space of randomly initialised encoders: enough to test the plumbing of search."""
+    from geobind.encoder import build_encoder
+
+    torch.manual_seed(seed)
+    space = Space(path)
+    anchor = space.put(build_encoder("satellite", TINY_VISION), stage="anchor")
+    aligned = {"modality": "satellite", "sha256": anchor.sha256}
+    space.put(build_encoder("text", TINY_TEXT), stage="text", aligned_to=aligned)
+    if audio:
+        space.put(build_encoder("audio", TINY_AUDIO), stage="audio", aligned_to=aligned)
+    return load_space(path)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    """A tiny space, a small synthetic world, and the index of its audio dataset."""
+    from geobind.data.synthetic import WorldOptions, make_world
+
+    root = tmp_path_factory.mktemp("index")
+    make_world(WorldOptions(out=str(root / "world"), places=60, workers=1), progress=False)
+    space = make_space(root / "space", seed=0)
+    data = root / "world" / "audio.lance"
+    return {"root": root, "space": space, "data": data, "index": build_index(space, data)}
+
+
+def tiles(data: Path) -> tuple[list[str], list[bytes]]:
+    ds = open_pairs(data)
+    rows = range(ds.count_rows())
+    return read_values(ds, "id", rows), read_values(ds, "satellite", rows)
+
+
+def test_exact_search_finds_each_tile_first_with_sorted_scores(setup):
+    space, index = setup["space"], setup["index"]
+    assert index == space.path / "index" / "audio.lance"
+    meta = json.loads(index.with_suffix(".json").read_text())
+    assert meta["dataset"] == str(setup["data"].resolve()) and meta["dataset_version"] >= 1
+    assert meta["anchor_sha256"] == space.entry("satellite").sha256
+    assert meta["vector_index"] is None and not open_index(space, index).ann
+    ids, images = tiles(setup["data"])
+    results = search(space, "satellite", images, top=5, data=setup["data"])
+    assert [hits[0]["id"] for hits in results] == ids
+    for hits in results:
+        scores = [h["score"] for h in hits]
+        assert scores == sorted(scores, reverse=True) and len(hits) == 5
+        assert scores[0] == pytest.approx(1.0, abs=1e-4)
+        assert set(hits[0]) == {"id", "lat", "lon", "score"}
+
+
+def test_vector_index_agrees_with_exact_search_and_rebuild_replaces(setup):
+    space = setup["space"]
+    out = setup["root"] / "ann" / "tiles.lance"
+    build_index(space, setup["data"], out=out, min_rows_for_ann=1)  # tiny threshold
+    index = open_index(space, out)
+    assert index.ann and json.loads(out.with_suffix(".json").read_text())[
+        "vector_index"]["index_type"] == "IVF_HNSW_SQ"
+    ids, images = tiles(setup["data"])
+    queries = space.embed("satellite", images)
+    approximate = index.query(queries, top=3)
+    exact = index.query(queries, top=3, exact=True)
+    assert [h[0]["id"] for h in approximate] == [h[0]["id"] for h in exact] == ids
+    assert all([x["score"] for x in h] == sorted([x["score"] for x in h], reverse=True)
+               for h in approximate)
+    build_index(space, setup["data"], out=out)  # a rebuild replaces the table whole
+    assert not open_index(space, out).ann
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiles.json", "tiles.lance"]
+
+
+def test_an_index_of_another_anchor_is_refused_naming_both_hashes(setup, tmp_path):
+    other = make_space(tmp_path / "other", seed=1, audio=False)
+    mine, theirs = setup["space"].entry("satellite").sha256, other.entry("satellite").sha256
+    with pytest.raises(SpaceError, match=f"sha256 {mine[:12]}…, but space .* holds "
+                                         f"{theirs[:12]}…: rebuild it"):
+        search(other, "text", "a beach", index=setup["index"])
+
+
+def test_cli_search_prints_ranked_rows_and_draws_a_grid(setup, tmp_path, capsys):
+    from PIL import Image
+
+    ids, images = tiles(setup["data"])
+    tile = tmp_path / "tile.png"
+    tile.write_bytes(images[2])
+    grid = tmp_path / "grid.png"
+    space = str(setup["space"].path)
+    assert main(["search", space, "--image", str(tile), "--data", str(setup["data"]),
+                 "--top", "4", "--grid", str(grid)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["rank", "id", "lat", "lon", "score"]
+    rows = [line.split() for line in lines[1:]]
+    assert [r[0] for r in rows] == ["1", "2", "3", "4"] and rows[0][1] == ids[2]
+    assert [float(r[4]) for r in rows] == sorted((float(r[4]) for r in rows), reverse=True)
+    with Image.open(grid) as picture:
+        assert picture.size == (5 * 128, 44 + 128 + 30)
+    assert main(["search", space, "--text", "waves on a sandy beach", "--top", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+
+def panels_differ(path: Path, drawn) -> None:
+    """Two panels side by side: a viridis heat map on the left, a mosaic on the right."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        assert picture.size == drawn.size
+        pixels = np.asarray(picture.convert("RGB")).astype(int)
+    (hx0, hy0, hx1, hy1), (mx0, my0, mx1, my1) = drawn.heat_box, drawn.mosaic_box
+    assert hx1 <= mx0 and (hy0, hy1) == (my0, my1) and hx1 - hx0 == mx1 - mx0
+    heat, mosaic = pixels[hy0:hy1, hx0:hx1], pixels[my0:my1, mx0:mx1]
+    assert heat.std() > 5 and mosaic.std() > 5 and not np.array_equal(heat, mosaic)
+    # viridis runs from purple through teal to yellow: blue exceeds red in its lower half
+    assert ((heat[..., 2] > heat[..., 0] + 40)).mean() > 0.05
+
+
+def test_maps_of_a_text_and_an_audio_query_over_a_world(setup, tmp_path, capsys):
+    space, data = setup["space"], setup["data"]
+    drawn = similarity_map(space, data, "text", "waves on a sandy beach", tmp_path / "t.png")
+    panels_differ(drawn.path, drawn)
+    assert drawn.source.startswith("index") and drawn.score_min < drawn.score_max
+    assert [h["score"] for h in drawn.top] == sorted((h["score"] for h in drawn.top),
+                                                     reverse=True)
+    sound = tmp_path / "clip.flac"
+    sound.write_bytes(read_values(open_pairs(data), "audio", [0])[0])
+    out = tmp_path / "a.png"
+    assert main(["map", str(space.path), "--data", str(data), "--audio", str(sound),
+                 "--out", str(out)]) == 0
+    assert "map written to" in capsys.readouterr().out and out.is_file()
+
+
+def test_map_of_a_plain_dataset_pastes_its_tiles(setup, tmp_path):
+    n = 12
+    rows = pair_rows({"satellite": [png_bytes(i) for i in range(n)]})
+    data = write_pairs(tmp_path / "plain.lance", rows, {"satellite": "binary"}).uri
+    drawn = similarity_map(setup["space"], data, "text", "a road", tmp_path / "m.png")
+    assert drawn.source == "embedded now" and len(drawn.top) == 10
+    panels_differ(drawn.path, drawn)
+
+
+def test_bad_queries_and_missing_indexes_are_clear_errors(setup, tmp_path, capsys):
+    space, data = setup["space"], setup["data"]
+    with pytest.raises(InputError, match="no satellite query"):
+        search(space, "satellite", [], data=data)
+    with pytest.raises(SpaceError, match="input file not found: .*nowhere.png"):
+        search(space, "satellite", "/nowhere.png", data=data)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    with pytest.raises(InputError, match=f"{broken}: image: not a recognised image format"):
+        search(space, "satellite", str(broken), data=data)
+    with pytest.raises(SpaceError, match="no 'smell' encoder"):
+        search(space, "smell", "x", data=data)
+    with pytest.raises(InputError, match="empty"):
+        search(space, "text", "", data=data)
+    with pytest.raises(InputError, match="top must be >= 1"):
+        search(space, "text", "a beach", top=0, data=data)
+    with pytest.raises(GeobindError, match="has no 'satellite' column"):
+        build_index(space, setup["root"] / "world" / "captions.lance", out=tmp_path / "x.lance")
+    assert main(["search", str(space.path), "--text", "a", "--data", str(tmp_path / "q")]) == 1
+    assert "no index at" in capsys.readouterr().err
+    bare = Path(shutil.copytree(space.path, tmp_path / "bare", ignore=shutil.ignore_patterns(
+        "index")))
+    assert main(["search", str(bare), "--text", "a beach"]) == 1
+    assert "has no index yet: run 'geobind index build" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["search", str(space.path), "--text", "a", "--audio", "x.wav"])
