@@ -109,12 +109,101 @@ def cmd_data_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the static HTML report of a space."""
+    from geobind.report import DEFAULT_QUERIES, write_report
+
+    out = write_report(args.space, args.out, data=args.data,
+                       queries=args.query or DEFAULT_QUERIES)
+    print(f"report written to {out}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the stages of a recipe into its space."""
     from geobind.train import load_recipe, train
 
     recipe = load_recipe(args.recipe, args.overrides)
     train(recipe)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Retrieval of every ordered pair of modalities and zero-shot land cover on a dataset."""
+    from geobind.evaluate import run_eval
+
+    run_eval(args.space, args.data, ks=args.ks, convention=args.convention, out=args.out,
+             rows=args.rows)
+    return 0
+
+
+QUERY_FLAGS = (("text", "text"), ("audio", "audio"), ("image", "satellite"),
+               ("ground", "ground"))
+
+
+def _add_query_args(parser: argparse.ArgumentParser) -> None:
+    """Exactly one query: --text, --audio, --image (a satellite tile) or --ground (a photo)."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--text", help="a sentence, e.g. 'waves on a sandy beach'")
+    group.add_argument("--audio", metavar="FILE", help="a sound file (wav, flac, ...)")
+    group.add_argument("--image", metavar="FILE", help="a satellite tile image")
+    group.add_argument("--ground", metavar="FILE", help="a ground-level photo")
+
+
+def _query(args: argparse.Namespace) -> tuple[str, str]:
+    """The query's modality and value."""
+    return next((m, getattr(args, f)) for f, m in QUERY_FLAGS if getattr(args, f) is not None)
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    """Embed a dataset's satellite tiles with the space's anchor into SPACE/index/."""
+    from geobind.index import DEFAULT_MIN_ROWS_FOR_ANN, build_index, open_index
+    from geobind.space import load_space
+
+    space = load_space(args.space)
+    minimum = DEFAULT_MIN_ROWS_FOR_ANN if args.min_rows_for_ann is None else args.min_rows_for_ann
+    path = build_index(space, args.data, batch_size=args.batch_size, min_rows_for_ann=minimum,
+                       progress=sys.stderr.isatty())
+    index = open_index(space, path)
+    kind = "vector index (approximate)" if index.ann else f"exact search (< {minimum} rows)"
+    print(f"{path}: {index.rows} tiles, dim {index.dim}, {kind}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Print the tiles nearest a query; optionally draw them as a grid."""
+    from geobind.index import open_index, search
+    from geobind.space import load_space
+
+    space = load_space(args.space)
+    index = open_index(space, args.index, args.data)
+    modality, value = _query(args)
+    hits = search(space, modality, value, top=args.top, index=index)[0]
+    print(f"{'rank':>4}  {'id':<20} {'lat':>10} {'lon':>11} {'score':>8}")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:>4}  {hit['id']:<20} {hit['lat']:>10.5f} {hit['lon']:>11.5f} "
+              f"{hit['score']:>8.4f}")
+    if args.grid:
+        from geobind.maps import query_label, render_hits
+
+        render_hits(hits, args.data or index.dataset, args.grid,
+                    title=f"{query_label(modality, value)}  (top {len(hits)})",
+                    column=index.meta.get("column", "satellite"))
+        print(f"grid written to {args.grid}", file=sys.stderr)
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    """Draw a query's similarity to every tile of a dataset beside the satellite mosaic."""
+    from geobind.maps import similarity_map
+    from geobind.space import load_space
+
+    space = load_space(args.space)
+    modality, value = _query(args)
+    drawn = similarity_map(space, args.data, modality, value, args.out, mark=args.top)
+    best = drawn.top[0] if drawn.top else {"id": "-", "score": float("nan")}
+    print(f"map written to {drawn.path}: cosine {drawn.score_min:.4f} to {drawn.score_max:.4f}, "
+          f"best tile {best['id']} ({best['score']:.4f})")
     return 0
 
 
@@ -155,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seed", type=int, default=0, help="which random rows to draw")
     show.set_defaults(run=cmd_data_show)
 
+    rep = sub.add_parser("report", help="write one static HTML page about a space")
+    rep.add_argument("space", help="a space folder")
+    rep.add_argument("--out", required=True, help="the HTML file to write")
+    rep.add_argument("--data", help="a pair dataset: adds retrieval, zero-shot, queries, maps")
+    rep.add_argument("--query", action="append", help="an example text query (repeatable)")
+    rep.set_defaults(run=cmd_report)
+
     tr = sub.add_parser("train", help="train a recipe's stages into its space",
                         description="Train each enabled stage of RECIPE, in the recipe's order. "
                                     "Stages already in the space are skipped; an interrupted "
@@ -171,6 +267,52 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--recipe", default=None, help="default: recipes/world/demo.yaml")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides")
     demo.set_defaults(run=cmd_demo)
+
+    index = sub.add_parser("index", help="nearest-neighbour indexes of a space's tiles")
+    index_sub = index.add_subparsers(dest="index_command", metavar="COMMAND", required=True)
+    build = index_sub.add_parser("build", help="embed a dataset's tiles into SPACE/index/")
+    build.add_argument("space", help="a trained space")
+    build.add_argument("--data", required=True, help="a Lance dataset with satellite tiles")
+    build.add_argument("--min-rows-for-ann", type=int, default=None, metavar="N",
+                       help="add a vector index from N rows on; exact search below "
+                            "(default: 10000)")
+    build.add_argument("--batch-size", type=int, default=256, help="tiles embedded at once")
+    build.set_defaults(run=cmd_index_build)
+
+    search = sub.add_parser("search", help="the tiles nearest a text, sound or image query")
+    search.add_argument("space", help="a trained space")
+    _add_query_args(search)
+    which = search.add_mutually_exclusive_group()
+    which.add_argument("--index", metavar="PATH", help="an index table (SPACE/index/*.lance)")
+    which.add_argument("--data", metavar="DATASET", help="search the index built from DATASET")
+    search.add_argument("--top", type=int, default=10, help="how many tiles (default: 10)")
+    search.add_argument("--grid", metavar="PNG", help="draw the tiles found, with scores")
+    search.set_defaults(run=cmd_search)
+
+    mp = sub.add_parser("map", help="a query's similarity to every tile, beside the mosaic")
+    mp.add_argument("space", help="a trained space")
+    mp.add_argument("--data", required=True, help="a Lance dataset with satellite tiles")
+    _add_query_args(mp)
+    mp.add_argument("--out", required=True, metavar="PNG", help="where to write the map")
+    mp.add_argument("--top", type=int, default=10, help="circle this many best tiles")
+    mp.set_defaults(run=cmd_map)
+
+    ev = sub.add_parser("eval", help="retrieval tables and zero-shot land cover of a space",
+                        description="Recall@k, median and mean rank for every ordered pair of "
+                                    "modalities DATASET carries and SPACE embeds, and zero-shot "
+                                    "land-cover accuracy from text prompts; written as "
+                                    "eval.json and eval.md.")
+    ev.add_argument("space", metavar="SPACE", help="a trained space folder")
+    ev.add_argument("--data", required=True, metavar="DATASET", help="a Lance pair dataset")
+    ev.add_argument("--ks", default="1,5,10,100", help="Recall@k cut-offs (default: %(default)s)")
+    ev.add_argument("--convention", default="standard", metavar="standard|geoclap",
+                    help="a hit at k: rank <= k (standard, default) or rank < k (geoclap: "
+                         "GeoCLAP's and SoundingEarth's code)")
+    ev.add_argument("--out", default=None, metavar="DIR",
+                    help="where to write eval.json and eval.md (default: SPACE/eval/<dataset>)")
+    ev.add_argument("--rows", type=int, default=None, metavar="N",
+                    help="evaluate the first N rows only (default: all)")
+    ev.set_defaults(run=cmd_eval)
     return parser
 
 

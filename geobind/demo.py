@@ -52,6 +52,7 @@ def run_demo(out: str | Path = "geobind-demo", places: int = 10000, seed: int = 
              say: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict:
     """Run the demo into ``out``; returns the retrieval table (also written as JSON/Markdown)."""
     from geobind.evaluate import embed_columns, format_table, retrieval_table
+    from geobind.report import write_report
     from geobind.space import load_space
     from geobind.train import load_recipe, train
 
@@ -65,11 +66,16 @@ def run_demo(out: str | Path = "geobind-demo", places: int = 10000, seed: int = 
     text = space.entry("text")
     say(f"text: aligned through CLIP (stage {text.stage}, with {text.aligned_to['modality']}); "
         f"no stage of its own")
-    table = retrieval_table(embed_columns(space, str(world / "heldout.lance")))
+    heldout = str(world / "heldout.lance")
+    embeddings = embed_columns(space, heldout)
+    table = retrieval_table(embeddings)
     printed = format_table(table, ks=(1, 10), pairs=DEMO_PAIRS)
-    elapsed = time.perf_counter() - start
     say(f"\nRetrieval on {int(table[0]['gallery_size'])} held-out places (each query's own "
-        f"place is the one right answer):\n{printed}\n\ndemo finished in {elapsed:.0f} s")
-    (out / "results.json").write_text(json.dumps({"table": table, "seconds": elapsed}, indent=2))
+        f"place is the one right answer):\n{printed}\n")
     (out / "results.md").write_text("```\n" + printed + "\n```\n")
-    return {"table": table, "seconds": elapsed}
+    report = write_report(space.path, out / "report.html", data=heldout, embeddings=embeddings)
+    elapsed = time.perf_counter() - start
+    (out / "results.json").write_text(json.dumps({"table": table, "seconds": elapsed}, indent=2))
+    say(f"report: {report.resolve()}\n(open it in a browser; `geobind search {space.path} "
+        f"--text \"waves on a sandy beach\"` queries the space)\ndemo finished in {elapsed:.0f} s")
+    return {"table": table, "seconds": elapsed, "report": str(report)}

@@ -1,0 +1,105 @@
+"""The HTML report, opened in headless Chromium: it loads cleanly and shows everything."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from geobind.data.synthetic import WorldOptions, make_world
+from geobind.report import write_report
+from geobind.testing import TINY_VISION
+from geobind.train import load_recipe, train
+
+TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
+RECIPE = """
+space: {space}
+stages:
+  clip:
+    data: {world}/captions.lance
+    student: {{modality: text, config: {text}}}
+    teacher: {{modality: ground, config: {vision}, train: true}}
+    batch_size: 4
+  anchor:
+    data: {world}/ground.lance
+    student: {{modality: satellite, config: {vision}, weights: "space:ground"}}
+    teacher: {{modality: ground, weights: space}}
+    batch_size: 4
+"""
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--enable-logging=stderr",
+                  "--v=0", "--virtual-time-budget=5000", "--dump-dom"]
+
+
+def chromium() -> str:
+    """Debian's chromium; CI installs it (.ci/run), elsewhere the test says how to get it."""
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (apt-get install chromium)")
+        pytest.skip("needs Debian's chromium (apt-get install chromium); CI installs it")
+    return path
+
+
+def open_in_chromium(page: Path, profile: Path) -> tuple[str, list[str]]:
+    """The page's DOM after load, and every console message it logged."""
+    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                             page.resolve().as_uri()], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    return result.stdout, console
+
+
+@pytest.fixture(scope="module")
+def space_and_data(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("report")
+    make_world(WorldOptions(out=str(root / "world"), places=60, workers=1), progress=False)
+    recipe = root / "recipe.yaml"
+    recipe.write_text(RECIPE.format(space=root / "space", world=root / "world",
+                                    text=TINY_TEXT, vision=TINY_VISION))
+    train(load_recipe(recipe), say=lambda s: None)
+    return root / "space", root / "world" / "heldout.lance"
+
+
+def test_report_loads_without_console_errors_and_shows_every_part(space_and_data, tmp_path):
+    space, data = space_and_data
+    out = write_report(space, tmp_path / "report.html", data=data,
+                       queries=["waves on a sandy beach", "a busy street"], top=4)
+    page = out.read_text()
+    for heading in ("Encoders", "Training", "Retrieval on", "Zero-shot", "Example queries"):
+        assert heading in page
+    assert 'aria-label="clip: loss"' in page and 'aria-label="anchor: loss"' in page
+    assert page.count("<img") == 4  # top tiles and a map for each of the two queries
+
+    dom, console = open_in_chromium(out, tmp_path / "profile")
+    assert console == [], console
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body))
+    assert attrs["ready"] == "yes"
+    assert attrs["images"] == attrs["images-loaded"] == "4"
+    assert int(attrs["tables"]) == 3  # encoders, retrieval, zero-shot
+
+
+def test_report_without_data_still_shows_encoders_and_curves(space_and_data, tmp_path):
+    space, _ = space_and_data
+    out = write_report(space, tmp_path / "r.html")
+    dom, console = open_in_chromium(out, tmp_path / "profile")
+    assert console == []
+    assert 'data-tables="1"' in dom and "satellite" in dom
+
+
+def test_cli_report(space_and_data, tmp_path, capsys):
+    from geobind.cli import main
+
+    space, data = space_and_data
+    out = tmp_path / "cli.html"
+    assert main(["report", str(space), "--out", str(out), "--data", str(data),
+                 "--query", "a forest"]) == 0
+    assert f"report written to {out}" in capsys.readouterr().out
+    assert out.read_text().count("<img") == 2
