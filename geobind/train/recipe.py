@@ -43,6 +43,8 @@ class SideRecipe:
 class StageRecipe:
     """One alignment stage: the student learns against the teacher on a pair dataset."""
 
+    #: the Lance pair dataset; not needed by a stage of ``max_steps: 0``, which only stores
+    #: its (pretrained) sides in the space, aligned to each other
     data: str = ""
     student: SideRecipe = field(default_factory=SideRecipe)
     teacher: SideRecipe = field(default_factory=SideRecipe)
@@ -72,6 +74,8 @@ class Recipe:
 
     space: str = ""
     data_dir: str = "."
+    #: where pretrained weights files live, for ``${weights_dir}/...`` interpolations
+    weights_dir: str = "."
     stages: dict[str, StageRecipe] = field(default_factory=dict)
 
 
@@ -133,8 +137,11 @@ def _check(recipe: Recipe, path: Path) -> None:
     registry = get_registry()
     for name, stage in recipe.stages.items():
         where = f"{path}: stage {name!r}"
-        if not stage.data:
-            raise ConfigError(f"{where}: 'data' (a Lance pair dataset) is required")
+        if stage.max_steps is not None and stage.max_steps < 0:
+            raise ConfigError(f"{where}: max_steps must be >= 0, got {stage.max_steps}")
+        if not stage.data and stage.max_steps != 0:
+            raise ConfigError(f"{where}: 'data' (a Lance pair dataset) is required "
+                              f"(only a stage of max_steps: 0 needs none)")
         for side in ("student", "teacher"):
             modality = getattr(stage, side).modality
             if not modality:

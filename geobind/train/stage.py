@@ -4,14 +4,21 @@ The teacher is frozen (its embeddings come from the frozen-embedding cache) exce
 demo's CLIP pre-training, where both sides train. Loss: symmetric InfoNCE with a learnable
 temperature; AdamW with a linear warm-up then cosine schedule; checkpoints with exact resume;
 per-step metrics in JSONL; validation Recall@k on the val split.
+
+On a GPU every network (the frozen teacher too) lives on the device and runs under bf16
+autocast: training steps, the frozen-teacher cache and validation. A stage of ``max_steps: 0``
+reads no data and trains nothing: it stores its pretrained sides in the space, aligned to each
+other (how CLIP's published towers enter a space).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -107,6 +114,10 @@ class StageRun:
         self.name, self.stage, self.space, self.dist = name, stage, space, dist
         self.device = torch.device("cuda" if stage.device == "auto" and torch.cuda.is_available()
                                    else ("cpu" if stage.device == "auto" else stage.device))
+        if self.device.type == "cuda":
+            if self.device.index is None:  # one GPU per torchrun process
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
         torch.manual_seed(stage.seed)
         self.student = _side(stage.student, space)
         self.teacher = _side(stage.teacher, space)
@@ -118,20 +129,24 @@ class StageRun:
                                     dist.world_size)
         self.model = StageModel(self.student, self.teacher if trains_teacher else None,
                                 self.loss).to(self.device)
-        prep = {self.student.modality.column: self.student.preprocess(train=True)}
-        if trains_teacher:
-            prep[self.teacher.modality.column] = self.teacher.preprocess(train=True)
-        self.data = PairDataset(stage.data, prep, split="train")
+        self.teacher.to(self.device)  # frozen too: its cache is computed on the device
         if stage.batch_size % dist.world_size:
             raise ConfigError(f"stage {name!r}: batch_size {stage.batch_size} does not split "
                               f"over {dist.world_size} processes")
         self.local_batch = stage.batch_size // dist.world_size
-        self.steps_per_epoch = len(self.data) // stage.batch_size
-        if self.steps_per_epoch == 0:
-            raise ConfigError(f"stage {name!r}: {len(self.data)} training rows in {stage.data} "
-                              f"is less than one batch of {stage.batch_size}")
-        total = stage.epochs * self.steps_per_epoch
-        self.total = min(total, stage.max_steps) if stage.max_steps else total
+        self.data: Optional[PairDataset] = None
+        self.steps_per_epoch = self.total = 0
+        if stage.max_steps != 0:  # a 0-step stage reads no data
+            prep = {self.student.modality.column: self.student.preprocess(train=True)}
+            if trains_teacher:
+                prep[self.teacher.modality.column] = self.teacher.preprocess(train=True)
+            self.data = PairDataset(stage.data, prep, split="train")
+            self.steps_per_epoch = len(self.data) // stage.batch_size
+            if self.steps_per_epoch == 0:
+                raise ConfigError(f"stage {name!r}: {len(self.data)} training rows in "
+                                  f"{stage.data} is less than one batch of {stage.batch_size}")
+            total = stage.epochs * self.steps_per_epoch
+            self.total = min(total, stage.max_steps) if stage.max_steps is not None else total
         self.optimizer = torch.optim.AdamW(param_groups(self.model, stage.weight_decay),
                                            lr=stage.lr, betas=tuple(stage.betas), eps=stage.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -142,14 +157,22 @@ class StageRun:
         self.step = 0
 
     # -- set-up -------------------------------------------------------------------------
+    def autocast(self) -> Any:
+        """bf16 autocast on a GPU; nothing on the CPU."""
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+
     def frozen_teacher_embeddings(self) -> None:
         """Fill ``teacher_z`` from the cache (rank 0 computes it; the others wait and read)."""
-        if self.model.teacher is not None:
+        if self.model.teacher is not None or self.data is None:
             return
         for turn in ("main", "others"):
             if (turn == "main") == self.dist.is_main:
-                self.teacher_z = teacher_embeddings(self.stage.data, self.teacher,
-                                                    self.teacher_sha, use_cache=self.stage.cache)
+                with self.autocast():
+                    self.teacher_z = teacher_embeddings(self.stage.data, self.teacher,
+                                                        self.teacher_sha,
+                                                        use_cache=self.stage.cache)
             self.dist.barrier()
         self.teacher_z = self.teacher_z.to(self.device)
 
@@ -204,8 +227,7 @@ class StageRun:
         """One optimiser step; returns the loss (averaged over ranks)."""
         batch = {k: v.to(self.device) for k, v in batch.items()}
         teacher_z = self.teacher_z[batch["row"]] if self.teacher_z is not None else None
-        with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                            enabled=self.device.type == "cuda"):
+        with self.autocast():
             loss = self.ddp(batch, teacher_z)
         value = float(loss.detach())
         if not math.isfinite(value):
@@ -218,7 +240,15 @@ class StageRun:
         self.scheduler.step()
         self.loss.clamp()
         self.step += 1
-        return self.dist.mean(value)
+        return self.mean_over_ranks(value)
+
+    def mean_over_ranks(self, value: float) -> float:
+        """The mean of a number over ranks, reduced on this stage's device (NCCL needs CUDA)."""
+        if self.dist.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return float(t) / self.dist.world_size
 
     def checkpoint(self) -> None:
         """Save resumable state (rank 0)."""
@@ -235,15 +265,19 @@ class StageRun:
         from geobind.data.pairs import read_values
         from geobind.data.reader import split_rows
 
+        if self.data is None:
+            return {}
         ds = self.data.dataset
         rows = split_rows(ds, "val")[:self.stage.val_rows]
         if len(rows) < 2:
             return {}
-        student = self.student.embed(read_values(ds, self.student.modality.column, rows))
-        if self.teacher_z is not None:
-            teacher = self.teacher_z[rows].cpu()
-        else:
-            teacher = self.teacher.embed(read_values(ds, self.teacher.modality.column, rows))
+        with self.autocast():
+            student = self.student.embed(read_values(ds, self.student.modality.column, rows))
+            if self.teacher_z is not None:
+                teacher = self.teacher_z[rows]
+            else:
+                teacher = self.teacher.embed(read_values(ds, self.teacher.modality.column, rows))
+        student, teacher = student.float().cpu(), teacher.float().cpu()
         out = {}
         for direction, (q, g) in {"s2t": (student, teacher), "t2s": (teacher, student)}.items():
             m = recall_metrics(ranks(q, g), ks=(1, 10))
@@ -261,11 +295,16 @@ class StageRun:
         """Train to the last step; return the final metrics."""
         from tqdm import tqdm
 
+        if self.total == 0:  # nothing to train: the sides are stored as they were built
+            final = {"steps": 0}
+            self.log({"step": 0, "final": True, **final})
+            return final
         self.frozen_teacher_embeddings()
         self.resume()
         self.ddp = self.model
         if self.dist.world_size > 1:
-            self.ddp = nn.parallel.DistributedDataParallel(self.model)
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.model.train()
         bar = tqdm(total=self.total, initial=self.step, desc=self.name, unit="step",
                    disable=not self.dist.is_main, mininterval=1.0, dynamic_ncols=True)
@@ -300,7 +339,8 @@ def train_stage(name: str, stage: StageRecipe, space: Space, dist: Dist | None =
     metrics = run.run()
     if dist.is_main:
         student_sha = sha256_hex(state_bytes(run.student.net))
-        teacher_sha = sha256_hex(state_bytes(run.teacher.net))
+        teacher_sha = (run.teacher_sha if run.model.teacher is None  # frozen: unchanged
+                       else sha256_hex(state_bytes(run.teacher.net)))
         if run.model.teacher is not None:
             space.put(run.teacher, name, {"modality": run.student.name, "sha256": student_sha},
                       recipe, metrics)
