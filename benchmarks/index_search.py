@@ -67,7 +67,7 @@ def run(rows: int, dim: int, queries: int, seed: int, target: int,
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     gallery = clustered(rows, dim, centres, rng)
     q = torch.from_numpy(clustered(queries, dim, centres, rng))
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory(prefix="geobind-index-bench-") as tmp:
         uri = Path(tmp) / "vectors.lance"
         _, write_s = timed(lambda: write_vectors(uri, batches(gallery), dim))
         del gallery
