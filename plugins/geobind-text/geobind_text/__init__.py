@@ -47,7 +47,7 @@ class TextConfig:
     arch: Optional[str] = None
 
     def __post_init__(self) -> None:
-        from geobind.vision import resolve_arch
+        from geobind import resolve_arch
 
         resolve_arch(self, "text_cfg", TINY_TEXT_DEFAULTS, _TEXT_ARCH_FIELDS)
 
@@ -58,7 +58,7 @@ def build_text_tower(config: TextConfig, weights: Optional[Path] = None) -> Any:
 
     from open_clip.model import CLIPTextCfg, _build_text_tower
 
-    from geobind.vision import QUICK_GELU_HINT, arch_tower, is_torchscript, read_clip_state
+    from geobind import QUICK_GELU_HINT, arch_tower, is_torchscript, read_clip_state
 
     known = {f.name for f in fields(CLIPTextCfg)}
     settings = {k: v for k, v in arch_tower(config, "text_cfg").items() if k in known}
