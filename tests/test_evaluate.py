@@ -17,29 +17,10 @@ from geobind.data.pairs import pair_schema, to_record_batch
 from geobind.errors import GeobindError
 from geobind.evaluate import evaluate_space, ranks, recall_metrics, run_eval
 from geobind.space import load_space
-from geobind.testing import TINY_VISION, pair_rows, png_bytes
-from geobind.train import load_recipe, train
+from geobind.testing import pair_rows, png_bytes, train_tiny_space
 from geobind.world import LAND_COVERS
 from geobind.world.caption import COVER_WORDS
 from geobind.zeroshot import TEXT, zeroshot_landcover
-
-TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
-
-RECIPE = """
-space: {space}
-stages:
-  clip:
-    data: {data}
-    student: {{modality: text, config: {text}}}
-    teacher: {{modality: ground, config: {vision}, train: true}}
-    batch_size: 8
-  anchor:
-    data: {data}
-    student: {{modality: satellite, config: {vision}, weights: "space:ground"}}
-    teacher: {{modality: ground, weights: space}}
-    batch_size: 8
-"""
-
 
 # -- references ----------------------------------------------------------------------------
 def torchmetrics_recall(sims: torch.Tensor, k: int, bonus: float = 0.0) -> float:
@@ -166,10 +147,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
                          "ground": [png_bytes(300 + i) for i in range(n)],
                          "text": [f"a view of {LAND_COVERS[i % 8]}" for i in range(n)]},
                   fractions)
-    (root / "recipe.yaml").write_text(RECIPE.format(space=root / "space", data=data,
-                                                    text=TINY_TEXT, vision=TINY_VISION))
-    train(load_recipe(root / "recipe.yaml"), say=lambda s: None)
-    return root / "space", data
+    return train_tiny_space(root / "space", data), data
 
 
 def test_evaluate_space_has_every_ordered_pair_and_right_chance(built):

@@ -12,24 +12,8 @@ import pytest
 
 from geobind.data.synthetic import WorldOptions, make_world
 from geobind.report import write_report
-from geobind.testing import TINY_VISION
-from geobind.train import load_recipe, train
+from geobind.testing import train_tiny_space
 
-TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
-RECIPE = """
-space: {space}
-stages:
-  clip:
-    data: {world}/captions.lance
-    student: {{modality: text, config: {text}}}
-    teacher: {{modality: ground, config: {vision}, train: true}}
-    batch_size: 4
-  anchor:
-    data: {world}/ground.lance
-    student: {{modality: satellite, config: {vision}, weights: "space:ground"}}
-    teacher: {{modality: ground, weights: space}}
-    batch_size: 4
-"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--enable-logging=stderr",
@@ -60,11 +44,10 @@ def open_in_chromium(page: Path, profile: Path) -> tuple[str, list[str]]:
 def space_and_data(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("report")
     make_world(WorldOptions(out=str(root / "world"), places=60, workers=1), progress=False)
-    recipe = root / "recipe.yaml"
-    recipe.write_text(RECIPE.format(space=root / "space", world=root / "world",
-                                    text=TINY_TEXT, vision=TINY_VISION))
-    train(load_recipe(recipe), say=lambda s: None)
-    return root / "space", root / "world" / "heldout.lance"
+    world = root / "world"
+    space = train_tiny_space(root / "space", world / "captions.lance", world / "ground.lance",
+                             batch_size=4)
+    return space, world / "heldout.lance"
 
 
 def test_report_loads_without_console_errors_and_shows_every_part(space_and_data, tmp_path):

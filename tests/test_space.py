@@ -13,27 +13,11 @@ import geobind
 from geobind.data import write_pairs
 from geobind.errors import WeightsError
 from geobind.space import Space, SpaceError, load_space
-from geobind.testing import TINY_VISION, pair_rows, png_bytes
+from geobind.testing import pair_rows, png_bytes, train_tiny_space
 from geobind.train import load_recipe, train
 
-TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
 TINY_AUDIO = dict(embed_dim=32, clip_seconds=1.0, spec_size=64, n_mels=32, window=256,
                   hop=160, fmax=4000.0, swin_window=4)
-
-RECIPE = """
-space: {space}
-stages:
-  clip:
-    data: {data}
-    student: {{modality: text, config: {text}}}
-    teacher: {{modality: ground, config: {vision}, train: true}}
-    batch_size: 8
-  anchor:
-    data: {data}
-    student: {{modality: satellite, config: {vision}, weights: "space:ground"}}
-    teacher: {{modality: ground, weights: space}}
-    batch_size: 8
-"""
 
 AUDIO_STAGE = """
 stages:
@@ -69,11 +53,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     data = root / "pairs.lance"
     write_pairs(data, rows, {"satellite": "binary", "ground": "binary", "text": "string",
                              "audio": "binary"})
-    recipe = root / "recipe.yaml"
-    recipe.write_text(RECIPE.format(space=root / "space", data=data, text=TINY_TEXT,
-                                    vision=TINY_VISION))
-    train(load_recipe(recipe), say=lambda s: None)
-    return root / "space", data
+    return train_tiny_space(root / "space", data), data
 
 
 @pytest.fixture
