@@ -96,7 +96,7 @@ def run(rows: int, dim: int, queries: int, seed: int, target: int,
 
 
 HEADER = ("rows", "dim", "parts", "cand", "write s", "build s", "recall@10", "ANN ms/q (1)",
-          f"ANN ms/q (batch)", "exact ms/q (1)", "exact ms/q (batch)", "load s")
+          "ANN ms/q (batch)", "exact ms/q (1)", "exact ms/q (batch)", "load s")
 
 
 def row_text(r: dict) -> str:

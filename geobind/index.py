@@ -240,7 +240,7 @@ class SearchIndex:
 
         if self._vectors is None:
             column = self.ds.to_table(columns=["vector"]).column("vector").combine_chunks()
-            flat = column.values.to_numpy(zero_copy_only=False)
+            flat = column.flatten().to_numpy(zero_copy_only=False)  # flatten honours slicing
             self._vectors = torch.from_numpy(np.array(flat, np.float32).reshape(-1, self.dim))
         return self._vectors
 
@@ -287,7 +287,7 @@ class SearchIndex:
                      "k": min(self.rows, top * max(1, candidates)), **nearest})
         # straight from Arrow buffers: to_pydict on the vectors costs more than the search
         which = torch.from_numpy(found.column("query_index").to_numpy().astype(np.int64))
-        flat = found.column("vector").combine_chunks().values.to_numpy(zero_copy_only=False)
+        flat = found.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         vectors = torch.from_numpy(np.array(flat, np.float32).reshape(-1, self.dim))
         scores = (vectors * queries[which]).sum(1).tolist()
         base = {c: found.column(c).to_pylist() for c in ("id", "lat", "lon")}
