@@ -42,6 +42,8 @@ class Dist:
         """The mean of a number over ranks."""
         if self.world_size == 1:
             return value
-        t = torch.tensor([value], dtype=torch.float64)
+        # NCCL reduces only tensors on this rank's GPU
+        device = "cuda" if torch_dist.get_backend() == "nccl" else "cpu"
+        t = torch.tensor([value], dtype=torch.float64, device=device)
         torch_dist.all_reduce(t)
         return float(t) / self.world_size
