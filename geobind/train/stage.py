@@ -240,15 +240,7 @@ class StageRun:
         self.scheduler.step()
         self.loss.clamp()
         self.step += 1
-        return self.mean_over_ranks(value)
-
-    def mean_over_ranks(self, value: float) -> float:
-        """The mean of a number over ranks, reduced on this stage's device (NCCL needs CUDA)."""
-        if self.dist.world_size == 1:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(t)
-        return float(t) / self.dist.world_size
+        return self.dist.mean(value)
 
     def checkpoint(self) -> None:
         """Save resumable state (rank 0)."""
