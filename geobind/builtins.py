@@ -12,7 +12,7 @@ from geobind.modality import Modality
 @hookimpl
 def geobind_register_modalities(register: Callable[[Modality], None]) -> None:
     """The satellite anchor."""
-    from geobind.anchor import anchor_modality
+    from geobind.encoders.anchor import anchor_modality
 
     register(anchor_modality())
 

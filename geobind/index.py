@@ -197,7 +197,7 @@ def _replace_table(out: Path, write: Any, finish: Any) -> None:
 
 
 def _write_json(out: Path, meta: dict) -> None:
-    from geobind.weights import atomic_write
+    from geobind.encoders.weights import atomic_write
 
     atomic_write(out.with_suffix(".json"), json.dumps({**meta, "table": out.name}, indent=2)
                  .encode())

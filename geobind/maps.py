@@ -200,7 +200,7 @@ def _pasted_mosaic(dataset_uri: str | Path, tiles: Tiles, frame: Frame,
     from PIL import Image
 
     from geobind.data.pairs import open_pairs, read_values
-    from geobind.media import decode_image
+    from geobind.encoders.media import decode_image
 
     ds = open_pairs(dataset_uri)
     canvas = Image.new("RGB", (frame.width, frame.height), NO_DATA)
@@ -360,7 +360,7 @@ def render_hits(hits: Sequence[dict], dataset_uri: str | Path, out: str | Path, 
     from PIL import Image, ImageDraw
 
     from geobind.data.pairs import open_pairs, read_values
-    from geobind.media import decode_image
+    from geobind.encoders.media import decode_image
 
     ds = open_pairs(dataset_uri)
     where = _rows_of(ds, [h["id"] for h in hits])

@@ -134,7 +134,7 @@ def write_report(space_path: str | Path, out: str | Path, data: Optional[str | P
         parts += _data_sections(space, str(data), list(queries), top, embeddings)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>geobind report</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}{READY}</body></html>")
-    from geobind.weights import atomic_write
+    from geobind.encoders.weights import atomic_write
 
     atomic_write(out, page.encode())
     return out

@@ -99,7 +99,7 @@ class Space:
 
     def verify(self, modality: str) -> Path:
         """The weights file of ``modality``, checked against the sha256 the manifest records."""
-        from geobind.weights import sha256_hex
+        from geobind.encoders.weights import sha256_hex
 
         entry = self.entry(modality)
         path = self.path / entry.weights
@@ -113,8 +113,8 @@ class Space:
 
     def encoder(self, modality: str) -> Any:
         """Build the encoder of ``modality`` and load its verified weights."""
-        from geobind.encoder import build_encoder
-        from geobind.weights import load_into, read_state_dict
+        from geobind.encoders.encoder import build_encoder
+        from geobind.encoders.weights import load_into, read_state_dict
 
         path = self.verify(modality)
         encoder = build_encoder(modality, self.entry(modality).config)
@@ -125,7 +125,7 @@ class Space:
             recipe: Optional[dict] = None, metrics: Optional[dict] = None) -> Entry:
         """Store an encoder's weights, then record it in the manifest (atomically)."""
         from geobind.plugins import get_registry
-        from geobind.weights import atomic_write, sha256_hex, state_bytes
+        from geobind.encoders.weights import atomic_write, sha256_hex, state_bytes
 
         data = state_bytes(encoder.net)
         info = get_registry().owner(encoder.name)
@@ -140,7 +140,7 @@ class Space:
 
     def write_manifest(self) -> None:
         """Write the manifest atomically."""
-        from geobind.weights import atomic_write
+        from geobind.encoders.weights import atomic_write
 
         atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2).encode())
 

@@ -109,7 +109,7 @@ def tiny_anchor() -> Any:
     """A small satellite encoder, randomly initialised."""
     import torch
 
-    from geobind.encoder import build_encoder
+    from geobind.encoders.encoder import build_encoder
 
     torch.manual_seed(0)
     return build_encoder("satellite", TINY_VISION)

@@ -148,7 +148,7 @@ def test_torch_checkpoints_load_weights_only(tmp_path):
 def test_saved_weights_are_written_atomically(tmp_path, monkeypatch):
     path = tmp_path / "w.safetensors"
     geobind.save_state_dict(path, {"a": torch.ones(2)})
-    import geobind.weights as weights
+    import geobind.encoders.weights as weights
 
     def crash(*args, **kwargs):
         raise OSError("disk full")

@@ -25,7 +25,7 @@ TINY_AUDIO = dict(embed_dim=32, clip_seconds=1.0, spec_size=64, n_mels=32, windo
 
 def make_space(path: Path, seed: int, audio: bool = True) -> Space:
     """A space of randomly initialised encoders: enough to test the plumbing of search."""
-    from geobind.encoder import build_encoder
+    from geobind.encoders.encoder import build_encoder
 
     torch.manual_seed(seed)
     space = Space(path)

@@ -98,7 +98,7 @@ def test_adding_a_modality_never_changes_the_others(built, space_copy, tmp_path)
 def test_the_manifest_is_replaced_atomically(space_copy, monkeypatch):
     space = Space(space_copy)
     manifest = (space_copy / "manifest.json").read_text()
-    import geobind.weights as weights
+    import geobind.encoders.weights as weights
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # the writer dies between writing and renaming

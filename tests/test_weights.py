@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 import geobind
-from geobind.convert import (SAT2CAP_IMAGE_MEAN, SAT2CAP_IMAGE_STD, convert_sat2cap,
+from geobind.encoders.convert import (SAT2CAP_IMAGE_MEAN, SAT2CAP_IMAGE_STD, convert_sat2cap,
                              hf_clip_vision_to_open_clip, sat2cap_to_open_clip)
 from geobind.testing import png_bytes
-from geobind.vision import is_torchscript
+from geobind.encoders.vision import is_torchscript
 
 SMALL_VISION = dict(layers=2, width=64, patch_size=8, image_size=32, head_width=32)
 SMALL_TEXT = dict(context_length=16, width=64, heads=2, layers=1)
@@ -270,7 +270,7 @@ def test_sat2cap_defaults_are_vit_b32_quickgelu_with_its_normalisation(tmp_path)
     with pytest.raises(geobind.WeightsError, match="of another shape"):  # a small tower
         convert_sat2cap(tmp_path / "small.ckpt", tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
-    from geobind.anchor import AnchorConfig
+    from geobind.encoders.anchor import AnchorConfig
     from geobind.config import make_config
 
     default = make_config(AnchorConfig, {"arch": "ViT-B-32-quickgelu",

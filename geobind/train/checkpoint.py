@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import torch
 
-from geobind.weights import atomic_write, read_state_dict, state_bytes
+from geobind.encoders.weights import atomic_write, read_state_dict, state_bytes
 
 __all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 

@@ -27,7 +27,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from geobind.encoder import Encoder, build_encoder
+from geobind.encoders.encoder import Encoder, build_encoder
 from geobind.errors import ConfigError, GeobindError
 from geobind.evaluate import ranks, recall_metrics
 from geobind.space import Space
@@ -36,7 +36,7 @@ from geobind.train.checkpoint import latest_checkpoint, load_checkpoint, save_ch
 from geobind.train.distributed import Dist
 from geobind.train.loss import ContrastiveLoss
 from geobind.train.recipe import SideRecipe, StageRecipe
-from geobind.weights import sha256_hex, state_bytes
+from geobind.encoders.weights import sha256_hex, state_bytes
 
 __all__ = ["StageDiverged", "StageModel", "train_stage"]
 

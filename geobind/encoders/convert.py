@@ -165,7 +165,7 @@ def is_sat2cap(state: Mapping[str, Any]) -> bool:
 def check_sat2cap_activation(state: Mapping[str, Any], config: Any, source: str) -> None:
     """Sat2Cap's towers are OpenAI CLIP (QuickGELU): refuse to load them into a GELU tower."""
     if is_sat2cap(state) and not config.quick_gelu:
-        from geobind.vision import QUICK_GELU_HINT
+        from geobind.encoders.vision import QUICK_GELU_HINT
 
         raise WeightsError(f"{source}: Sat2Cap's encoders are Hugging Face CLIP models of "
                            f"openai/clip-vit-* (hidden_act 'quick_gelu'), but this tower uses "
@@ -178,16 +178,16 @@ def convert_sat2cap(ckpt_path: str | Path, out_path: str | Path, config: Any = N
     :param ckpt_path: a Sat2Cap Lightning checkpoint (or any file holding one HF CLIP vision
         tower with its projection).
     :param out_path: the ``.safetensors`` file to write (atomically).
-    :param config: the anchor config (mapping or :class:`geobind.anchor.AnchorConfig`); default
+    :param config: the anchor config (mapping or :class:`geobind.encoders.anchor.AnchorConfig`); default
         ``arch: ViT-B-32-quickgelu`` with Sat2Cap's image normalisation. The converted weights
         are loaded into that tower before anything is written, so a mismatch fails here.
     :returns: the resolved config, to put in the recipe (``build_encoder("satellite", config,
         weights=out_path)``).
     """
-    from geobind.anchor import AnchorConfig
+    from geobind.encoders.anchor import AnchorConfig
     from geobind.config import make_config
-    from geobind.vision import build_vision_tower, read_clip_state
-    from geobind.weights import load_into, save_state_dict
+    from geobind.encoders.vision import build_vision_tower, read_clip_state
+    from geobind.encoders.weights import load_into, save_state_dict
 
     config = make_config(AnchorConfig, config if config is not None else {
         "arch": "ViT-B-32-quickgelu", "image_mean": SAT2CAP_IMAGE_MEAN,

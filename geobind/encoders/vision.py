@@ -10,7 +10,7 @@ Weights load from a local file in any of these layouts (see :func:`vision_state`
 - OpenAI's TorchScript archive (``ViT-B-32.pt``), read with ``torch.jit.load``;
 - a bare vision-tower state dict (what a geobind space stores);
 - a Hugging Face ``CLIPVisionModel(WithProjection)`` state dict, including Sat2Cap's Lightning
-  checkpoints (see :mod:`geobind.convert`).
+  checkpoints (see :mod:`geobind.encoders.convert`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional
 
 from geobind.errors import ConfigError, WeightsError
-from geobind.media import decode_image
+from geobind.encoders.media import decode_image
 
 if TYPE_CHECKING:
     import torch
@@ -199,7 +199,7 @@ def read_clip_state(path: str | Path) -> dict[str, "torch.Tensor"]:
     ``torch.jit.load`` reads (no pickled Python objects are executed) and whose non-weight
     entries (``input_resolution``, ``context_length``, ``vocab_size``) are dropped.
     """
-    from geobind.weights import read_state_dict, strip_prefix
+    from geobind.encoders.weights import read_state_dict, strip_prefix
 
     path = Path(path)
     if path.is_file() and is_torchscript(path):
@@ -242,8 +242,8 @@ def vision_state(state: Mapping[str, "torch.Tensor"], prefer: Optional[str] = No
     in one checkpoint ``prefer`` (e.g. ``"imo_encoder."``) picks one. Otherwise the ``visual.``
     entries are taken, or the whole state if it has none (a bare tower).
     """
-    from geobind.convert import hf_clip_vision_to_open_clip, hf_vision_towers
-    from geobind.weights import strip_prefix
+    from geobind.encoders.convert import hf_clip_vision_to_open_clip, hf_vision_towers
+    from geobind.encoders.weights import strip_prefix
 
     towers = hf_vision_towers(state)
     if towers:
@@ -251,7 +251,7 @@ def vision_state(state: Mapping[str, "torch.Tensor"], prefer: Optional[str] = No
         if len(chosen) > 1:
             raise WeightsError(f"{source} holds {len(chosen)} Hugging Face CLIP vision towers "
                                f"({', '.join(p or '<root>' for p in chosen)}): convert the one "
-                               f"you want with geobind.convert")
+                               f"you want with geobind.encoders.convert")
         return hf_clip_vision_to_open_clip(state, chosen[0])
     return strip_prefix(state, "visual.")
 
@@ -268,7 +268,7 @@ def build_vision_tower(config: VisionConfig, weights: Optional[Path] = None,
     """The tower, optionally initialised from a local checkpoint (see the module doc)."""
     from open_clip.model import _build_vision_tower
 
-    from geobind.weights import load_into
+    from geobind.encoders.weights import load_into
 
     tower = _build_vision_tower(config.embed_dim, _tower_cfg(config),
                                 quick_gelu=bool(config.quick_gelu))
@@ -278,7 +278,7 @@ def build_vision_tower(config: VisionConfig, weights: Optional[Path] = None,
         if is_torchscript(weights) and not config.quick_gelu:
             raise WeightsError(f"{source}: a TorchScript CLIP archive (OpenAI's) in a tower "
                                f"without QuickGELU; {QUICK_GELU_HINT}")
-        from geobind.convert import check_sat2cap_activation
+        from geobind.encoders.convert import check_sat2cap_activation
 
         check_sat2cap_activation(raw, config, source)
         load_into(tower, vision_state(raw, prefer, source), source)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from geobind.media import check_image
+from geobind.encoders.media import check_image
 from geobind.modality import Modality
-from geobind.vision import VisionConfig, build_vision_tower, vision_preprocess
+from geobind.encoders.vision import VisionConfig, build_vision_tower, vision_preprocess
 
 if TYPE_CHECKING:
     from torch import nn
@@ -31,12 +31,12 @@ class AnchorConfig(VisionConfig):
 def build_anchor(config: AnchorConfig, weights: Optional[Path] = None) -> "nn.Module":
     """The satellite tower, optionally from a local checkpoint.
 
-    Besides the layouts :func:`geobind.vision.build_vision_tower` reads (an open_clip/OpenAI
+    Besides the layouts :func:`geobind.encoders.vision.build_vision_tower` reads (an open_clip/OpenAI
     CLIP checkpoint, whose vision tower initialises the anchor, or a bare tower), a Sat2Cap
     Lightning checkpoint loads directly: its satellite encoder (``imo_encoder.*``, a Hugging
-    Face CLIP vision model) is converted on the fly (see :mod:`geobind.convert`).
+    Face CLIP vision model) is converted on the fly (see :mod:`geobind.encoders.convert`).
     """
-    from geobind.convert import SAT2CAP_SATELLITE
+    from geobind.encoders.convert import SAT2CAP_SATELLITE
 
     return build_vision_tower(config, weights, prefer=SAT2CAP_SATELLITE)
 
