@@ -1,10 +1,10 @@
-"""Vector search of geobind.index: Lance's vector index against exact search, same run.
+"""Vector search of geobind.search.index: Lance's vector index against exact search, same run.
 
     python benchmarks/index_search.py [--sizes 100000 1000000] [--dims 64] [--queries 100]
 
 Synthetic clustered unit vectors (a gallery drawn around ``rows / 100`` random centres, queries
-drawn the same way but not in the gallery), written by ``geobind.index.write_vectors`` and
-indexed by ``geobind.index.add_vector_index``, exactly as ``geobind index build`` does. 64 is
+drawn the same way but not in the gallery), written by ``geobind.search.index.write_vectors`` and
+indexed by ``geobind.search.index.add_vector_index``, exactly as ``geobind index build`` does. 64 is
 the demo space's ``embed_dim``; 512 is ViT-B/32's. For each size: the index build time,
 recall@10 of the vector index against exact search, and the latency of one query at a time and
 of a batch, for the index and for exact search (one matmul + top-k over vectors in memory).
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geobind.index import (CANDIDATES_PER_RESULT, SearchIndex, TARGET_PARTITION_SIZE,
+from geobind.search.index import (CANDIDATES_PER_RESULT, SearchIndex, TARGET_PARTITION_SIZE,
                            add_vector_index, write_vectors)
 
 K = 10

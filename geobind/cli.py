@@ -157,7 +157,7 @@ def _query(args: argparse.Namespace) -> tuple[str, str]:
 
 def cmd_index_build(args: argparse.Namespace) -> int:
     """Embed a dataset's satellite tiles with the space's anchor into SPACE/index/."""
-    from geobind.index import DEFAULT_MIN_ROWS_FOR_ANN, build_index, open_index
+    from geobind.search.index import DEFAULT_MIN_ROWS_FOR_ANN, build_index, open_index
     from geobind.space import load_space
 
     space = load_space(args.space)
@@ -172,7 +172,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Print the tiles nearest a query; optionally draw them as a grid."""
-    from geobind.index import open_index, search
+    from geobind.search.index import open_index, search
     from geobind.space import load_space
 
     space = load_space(args.space)
@@ -184,7 +184,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"{rank:>4}  {hit['id']:<20} {hit['lat']:>10.5f} {hit['lon']:>11.5f} "
               f"{hit['score']:>8.4f}")
     if args.grid:
-        from geobind.maps import query_label, render_hits
+        from geobind.search.maps import query_label, render_hits
 
         render_hits(hits, args.data or index.dataset, args.grid,
                     title=f"{query_label(modality, value)}  (top {len(hits)})",
@@ -195,7 +195,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     """Draw a query's similarity to every tile of a dataset beside the satellite mosaic."""
-    from geobind.maps import similarity_map
+    from geobind.search.maps import similarity_map
     from geobind.space import load_space
 
     space = load_space(args.space)

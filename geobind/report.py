@@ -143,8 +143,8 @@ def write_report(space_path: str | Path, out: str | Path, data: Optional[str | P
 def _data_sections(space: Any, data: str, queries: list[str], top: int,
                    embeddings: Optional[dict]) -> list[str]:
     from geobind.evaluate import embed_columns, evaluate_space
-    from geobind.index import build_index, search
-    from geobind.maps import render_hits, similarity_map
+    from geobind.search.index import build_index, search
+    from geobind.search.maps import render_hits, similarity_map
     from geobind.zeroshot import zeroshot_landcover
 
     embeddings = embeddings or embed_columns(space, data)

@@ -13,8 +13,8 @@ from geobind.cli import main
 from geobind.data import write_pairs
 from geobind.data.pairs import open_pairs, read_values
 from geobind.errors import GeobindError, InputError
-from geobind.index import build_index, open_index, search
-from geobind.maps import similarity_map
+from geobind.search.index import build_index, open_index, search
+from geobind.search.maps import similarity_map
 from geobind.space import Space, SpaceError, load_space
 from geobind.testing import TINY_VISION, pair_rows, png_bytes
 

@@ -75,7 +75,7 @@ def tile_vectors(space: "Space", dataset_uri: str | Path, batch_size: int = 256)
     """The anchor embeddings of a dataset's tiles: from its index in the space when that index
     was built from this very dataset version, otherwise embedded now."""
     from geobind.data.pairs import open_pairs
-    from geobind.index import _embedded_batches, index_path, open_index
+    from geobind.search.index import _embedded_batches, index_path, open_index
     from geobind.space import SpaceError
 
     ds = open_pairs(dataset_uri)
@@ -105,7 +105,7 @@ def tile_vectors(space: "Space", dataset_uri: str | Path, batch_size: int = 256)
 
 
 def _same_dataset(meta: dict, dataset_uri: str | Path, version: int) -> bool:
-    from geobind.index import dataset_key
+    from geobind.search.index import dataset_key
 
     return (meta.get("dataset") == dataset_key(dataset_uri)
             and meta.get("dataset_version") == version)
@@ -303,7 +303,7 @@ def similarity_map(space: "Space", dataset_uri: str | Path, modality: str, value
     :param value: the query: a string, a file path, or encoded bytes.
     :param mark: circle this many best tiles on both panels.
     """
-    from geobind.index import embed_queries
+    from geobind.search.index import embed_queries
 
     query = embed_queries(space, modality, [value])[0]
     tiles = tile_vectors(space, dataset_uri)
