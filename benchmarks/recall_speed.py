@@ -33,7 +33,7 @@ def problem(n: int, dim: int):
 
 
 def run_geobind(query, gallery, ks):
-    from geobind.evaluate import ranks, recall_metrics
+    from geobind.eval.retrieval import ranks, recall_metrics
 
     metrics = recall_metrics(ranks(query, gallery), ks)
     return {f"R@{k}": metrics[f"R@{k}"] for k in ks}
@@ -58,7 +58,7 @@ def run_torchmetrics(query, gallery, ks):
 
 def child(method: str, n: int, dim: int, ks: list[int]) -> None:
     """Measure one method here and print a JSON line."""
-    import geobind.evaluate  # noqa: F401  imports stay out of the time and the memory
+    import geobind.eval.retrieval  # noqa: F401  imports stay out of the time and the memory
     if method == "torchmetrics":
         import torchmetrics.retrieval  # noqa: F401
 

@@ -111,7 +111,7 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the static HTML report of a space."""
-    from geobind.report import DEFAULT_QUERIES, write_report
+    from geobind.eval.report import DEFAULT_QUERIES, write_report
 
     out = write_report(args.space, args.out, data=args.data,
                        queries=args.query or DEFAULT_QUERIES)
@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Retrieval of every ordered pair of modalities and zero-shot land cover on a dataset."""
-    from geobind.evaluate import run_eval
+    from geobind.eval.evaluate import run_eval
 
     run_eval(args.space, args.data, ks=args.ks, convention=args.convention, out=args.out,
              rows=args.rows)

@@ -51,8 +51,10 @@ def run_demo(out: str | Path = "geobind-demo", places: int = 10000, seed: int = 
              recipe: str | Path | None = None, overrides: list[str] | None = None,
              say: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict:
     """Run the demo into ``out``; returns the retrieval table (also written as JSON/Markdown)."""
-    from geobind.evaluate import embed_columns, format_table, retrieval_table
-    from geobind.report import write_report
+    from geobind.eval.embed import embed_columns
+    from geobind.eval.report import write_report
+    from geobind.eval.retrieval import retrieval_table
+    from geobind.eval.tables import format_table
     from geobind.space import load_space
     from geobind.train import load_recipe, train
 

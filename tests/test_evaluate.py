@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from geobind.cli import main
 from geobind.data.pairs import pair_schema, to_record_batch
 from geobind.errors import GeobindError
-from geobind.evaluate import evaluate_space, ranks, recall_metrics, run_eval
+from geobind.eval.evaluate import evaluate_space, run_eval
+from geobind.eval.retrieval import ranks, recall_metrics
 from geobind.space import load_space
 from geobind.testing import pair_rows, png_bytes, train_tiny_space
 from geobind.world import LAND_COVERS
 from geobind.world.caption import COVER_WORDS
-from geobind.zeroshot import TEXT, zeroshot_landcover
+from geobind.eval.zeroshot import TEXT, zeroshot_landcover
 
 # -- references ----------------------------------------------------------------------------
 def torchmetrics_recall(sims: torch.Tensor, k: int, bonus: float = 0.0) -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from geobind.data.synthetic import WorldOptions, make_world
-from geobind.report import write_report
+from geobind.eval.report import write_report
 from geobind.testing import train_tiny_space
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

@@ -29,7 +29,7 @@ from torch import nn
 
 from geobind.encoders.encoder import Encoder, build_encoder
 from geobind.errors import ConfigError, GeobindError
-from geobind.evaluate import ranks, recall_metrics
+from geobind.eval.retrieval import ranks, recall_metrics
 from geobind.space import Space
 from geobind.train.cache import teacher_embeddings
 from geobind.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint

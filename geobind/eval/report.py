@@ -14,6 +14,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from geobind.encoders.weights import atomic_write
+from geobind.eval.embed import embed_columns
+from geobind.eval.evaluate import evaluate_space
+from geobind.eval.zeroshot import zeroshot_landcover
+from geobind.search.index import build_index, search
+from geobind.search.maps import render_hits, similarity_map
+from geobind.space import load_space
+
 __all__ = ["DEFAULT_QUERIES", "write_report"]
 
 DEFAULT_QUERIES = ("waves on a sandy beach", "a busy street in town", "a dense forest",
@@ -120,11 +128,9 @@ def write_report(space_path: str | Path, out: str | Path, data: Optional[str | P
                  embeddings: Optional[dict] = None) -> Path:
     """Write the report of a space (and, with ``data``, its evaluation, queries and maps).
 
-    ``embeddings`` (from :func:`geobind.evaluate.embed_columns` on ``data``) saves embedding
+    ``embeddings`` (from :func:`geobind.eval.embed.embed_columns` on ``data``) saves embedding
     the dataset again when the caller already has them.
     """
-    from geobind.space import load_space
-
     space_path, out = Path(space_path), Path(out)
     space = load_space(space_path)
     parts = [f"<h1>geobind space <code>{html.escape(str(space_path))}</code></h1>",
@@ -134,19 +140,12 @@ def write_report(space_path: str | Path, out: str | Path, data: Optional[str | P
         parts += _data_sections(space, str(data), list(queries), top, embeddings)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>geobind report</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}{READY}</body></html>")
-    from geobind.encoders.weights import atomic_write
-
     atomic_write(out, page.encode())
     return out
 
 
 def _data_sections(space: Any, data: str, queries: list[str], top: int,
                    embeddings: Optional[dict]) -> list[str]:
-    from geobind.evaluate import embed_columns, evaluate_space
-    from geobind.search.index import build_index, search
-    from geobind.search.maps import render_hits, similarity_map
-    from geobind.zeroshot import zeroshot_landcover
-
     embeddings = embeddings or embed_columns(space, data)
     results = evaluate_space(space, data, embeddings=embeddings)
     parts = [f"<h2>Retrieval on <code>{html.escape(data)}</code></h2>",

@@ -16,6 +16,9 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from geobind.data.pairs import open_pairs
+from geobind.eval.embed import embed_columns, row_indices
+from geobind.eval.tables import markdown_table, percent
 from geobind.world.caption import COVER_WORDS
 from geobind.world.config import LAND_COVERS
 
@@ -91,14 +94,11 @@ def zeroshot_landcover(space: Any, dataset_uri: str, rows: int | Sequence[int] |
                        templates: Sequence[str] = TEMPLATES) -> dict[str, Any]:
     """Zero-shot dominant-cover accuracy of each non-text modality of a dataset.
 
-    ``embeddings`` (from :func:`geobind.evaluate.embed_columns`, same ``rows``) skips embedding
+    ``embeddings`` (from :func:`geobind.eval.embed.embed_columns`, same ``rows``) skips embedding
     again. Returns the classes, prompts, and per modality :func:`score`'s numbers; when the
     dataset has no usable ``landcover`` column, the space no text encoder, or there is nothing
     to classify, ``skipped`` says why and ``modalities`` is empty.
     """
-    from geobind.data.pairs import open_pairs
-    from geobind.evaluate import embed_columns, row_indices
-
     prompts = build_prompts(classes, words, templates)
     result: dict[str, Any] = {"classes": list(classes), "label_column": LABEL_COLUMN,
                               "templates": list(templates), "prompts": prompts,
@@ -134,13 +134,13 @@ def format_zeroshot(result: Mapping[str, Any]) -> str:
              f"x the caption words of each; truth: each place's dominant cover, "
              f"{first['places']} places)",
              f"{'modality':12s}{'accuracy':>10s}{'chance':>10s}{'majority':>10s}", "-" * 42]
-    lines += [f"{m:12s}{_pct(s['accuracy']):>10s}{_pct(s['chance']):>10s}"
-              f"{_pct(s['majority']):>10s}" for m, s in mods.items()]
+    lines += [f"{m:12s}{percent(s['accuracy']):>10s}{percent(s['chance']):>10s}"
+              f"{percent(s['majority']):>10s}" for m, s in mods.items()]
     lines.append(f"(majority: always answering {first['majority_class']!r})")
     lines += ["", "Recall per class", f"{'class':12s}{'places':>8s}" +
               "".join(f"{m:>11s}" for m in mods), "-" * (20 + 11 * len(mods))]
     lines += [f"{c:12s}{first['support'][c]:8d}" +
-              "".join(f"{_pct(s['recall'][c]):>11s}" for s in mods.values())
+              "".join(f"{percent(s['recall'][c]):>11s}" for s in mods.values())
               for c in result["classes"]]
     return "\n".join(lines)
 
@@ -156,25 +156,15 @@ def markdown_zeroshot(result: Mapping[str, Any]) -> str:
             f"templates × the caption words of the class through the text encoder. Truth: each "
             f"place's dominant cover ({first['places']} places). Majority: always answering "
             f"`{first['majority_class']}`.", "",
-            _md(["modality", "accuracy", "chance", "majority"],
-                [[m, _pct(s["accuracy"]), _pct(s["chance"]), _pct(s["majority"])]
+            markdown_table(["modality", "accuracy", "chance", "majority"],
+                [[m, percent(s["accuracy"]), percent(s["chance"]), percent(s["majority"])]
                  for m, s in mods.items()]),
             "", "### Recall per class", "",
-            _md(["class", "places", *mods],
-                [[c, str(first["support"][c]), *(_pct(s["recall"][c]) for s in mods.values())]
+            markdown_table(["class", "places", *mods],
+                [[c, str(first["support"][c]), *(percent(s["recall"][c]) for s in mods.values())]
                  for c in classes])]
     for m, s in mods.items():
         text += ["", f"### Confusion, {m} (rows: true class, columns: predicted)", "",
-                 _md(["", *classes], [[c, *map(str, row)] for c, row in
+                 markdown_table(["", *classes], [[c, *map(str, row)] for c, row in
                                       zip(classes, s["confusion"])])]
     return "\n".join(text)
-
-
-def _md(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    from geobind.evaluate import markdown_table
-
-    return markdown_table(head, body)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"

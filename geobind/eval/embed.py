@@ -1,0 +1,48 @@
+"""Embedding a dataset's columns with a space: every modality the dataset carries and the space
+can embed, read a chunk of rows at a time."""
+
+from __future__ import annotations
+
+from typing import Any, Collection, Sequence
+
+import torch
+
+from geobind.data.pairs import open_pairs, read_values
+from geobind.errors import GeobindError
+from geobind.plugins import get_registry
+
+__all__ = ["embed_columns", "row_indices"]
+
+
+def row_indices(ds: Any, rows: int | Sequence[int] | None) -> list[int]:
+    """Rows to evaluate: all (``None``), the first ``rows`` (an int), or the given indices."""
+    count = ds.count_rows()
+    if rows is None:
+        return list(range(count))
+    if isinstance(rows, int):
+        if rows < 1:
+            raise GeobindError(f"rows: expected a positive number, got {rows}")
+        return list(range(min(rows, count)))
+    return list(rows)
+
+
+def embed_columns(space: Any, dataset_uri: str, rows: int | Sequence[int] | None = None,
+                  batch_size: int = 128, only: Collection[str] | None = None,
+                  read_chunk: int = 1024) -> dict[str, torch.Tensor]:
+    """Embeddings of every modality column the dataset carries and the space can embed.
+
+    ``rows`` as in :func:`row_indices`; ``only`` restricts the modalities. Raw values are
+    read ``read_chunk`` rows at a time so a large dataset of sounds never sits in memory whole.
+    """
+    ds = open_pairs(dataset_uri)
+    rows = row_indices(ds, rows)
+    if not rows:
+        raise GeobindError(f"dataset {dataset_uri} has no rows to evaluate")
+    registry, out = get_registry(), {}
+    for name in space.modalities:
+        column = registry.modality(name).column
+        if column in ds.schema.names and (only is None or name in only):
+            out[name] = torch.cat([
+                space.embed(name, read_values(ds, column, rows[i:i + read_chunk]), batch_size)
+                for i in range(0, len(rows), read_chunk)])
+    return out

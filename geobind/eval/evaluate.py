@@ -1,0 +1,111 @@
+"""The evaluation of a space on a dataset (``geobind eval``): retrieval of every ordered pair of
+modalities and zero-shot land cover, printed and written as JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from geobind.data.pairs import open_pairs
+from geobind.errors import GeobindError
+from geobind.eval.embed import embed_columns
+from geobind.eval.retrieval import CONVENTIONS, KS, last_hit_rank, parse_ks, retrieval_table
+from geobind.eval.tables import format_table, markdown_table, percent
+from geobind.eval.zeroshot import format_zeroshot, markdown_zeroshot, zeroshot_landcover
+from geobind.space import Space, load_space
+
+__all__ = ["evaluate_space", "format_report", "markdown_report", "run_eval"]
+
+
+def evaluate_space(space: Any, dataset_uri: str, ks: Sequence[int] = KS,
+                   convention: str = "standard", rows: int | Sequence[int] | None = None,
+                   embeddings: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Retrieval of every ordered pair of modalities the dataset carries and the space embeds.
+
+    Each row of the dataset is one place; for each query the right answer is the gallery row
+    of the same place. ``space`` is a :class:`~geobind.space.Space` or its path; ``embeddings``
+    (from :func:`embed_columns`) skips embedding again. Returns the dataset, convention and
+    cut-offs, the modalities evaluated (and those whose plugin is missing) and ``retrieval``: one
+    row per (query, gallery) with ``R@k``, ``chance@k``, ``median_rank``, ``mean_rank`` and
+    ``gallery_size``.
+    """
+    ks = parse_ks(ks)
+    last_hit_rank(1, convention)  # an unknown convention fails before anything is embedded
+    space = space if isinstance(space, Space) else load_space(space)
+    if embeddings is None:
+        embeddings = embed_columns(space, dataset_uri, rows)
+    if not embeddings:
+        raise GeobindError(f"dataset {dataset_uri} has no column of a modality the space "
+                           f"{space.path} can embed ({', '.join(space.modalities) or 'none'})")
+    return {"dataset": str(dataset_uri), "space": str(space.path),
+            "places": len(next(iter(embeddings.values()))), "convention": convention,
+            "hit": CONVENTIONS[convention], "ks": list(ks), "modalities": list(embeddings),
+            "unavailable": space.unavailable,
+            "retrieval": retrieval_table(embeddings, ks, convention)}
+
+
+def run_eval(space_path: str | Path, dataset_uri: str, ks: str | Sequence[int] = KS,
+             convention: str = "standard", out: str | Path | None = None,
+             rows: int | None = None,
+             say: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict:
+    """Retrieval (every ordered pair) and zero-shot land cover of a space on a dataset.
+
+    Prints both tables through ``say`` and writes ``OUT/eval.json`` and ``OUT/eval.md``
+    (default ``OUT``: ``SPACE/eval/<dataset stem>``). ``rows`` limits it to the first N rows.
+    """
+    start = time.perf_counter()
+    ks = parse_ks(ks)
+    last_hit_rank(1, convention)
+    space = load_space(space_path)
+    open_pairs(dataset_uri)  # a wrong path fails here, naming it
+    embeddings = embed_columns(space, dataset_uri, rows)
+    result = evaluate_space(space, dataset_uri, ks, convention, rows, embeddings=embeddings)
+    result["zeroshot"] = zeroshot_landcover(space, dataset_uri, rows=rows, embeddings=embeddings)
+    result["seconds"] = time.perf_counter() - start
+    folder = Path(out) if out else space.path / "eval" / Path(str(dataset_uri).rstrip("/")).stem
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval.json").write_text(json.dumps(result, indent=2))
+    (folder / "eval.md").write_text(markdown_report(result))
+    say(format_report(result) + f"\n\nwritten: {folder / 'eval.json'}, {folder / 'eval.md'}")
+    return result
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The retrieval and zero-shot tables of :func:`run_eval` as plain text."""
+    lines = [f"Retrieval on {result['places']} places of {result['dataset']} (each query's own "
+             f"place is the one right answer; {result['convention']} convention: a hit at k "
+             f"is {result['hit']})"]
+    if result["retrieval"]:
+        lines.append(format_table(result["retrieval"], ks=result["ks"], chance_row=True))
+    else:
+        lines.append(f"(one modality only: {', '.join(result['modalities'])}; no pairs)")
+    if result.get("unavailable"):
+        lines.append("not evaluated, plugin missing: " + ", ".join(
+            f"{m} (pip install {d})" for m, d in result["unavailable"].items()))
+    if "zeroshot" in result:
+        lines += ["", format_zeroshot(result["zeroshot"])]
+    return "\n".join(lines)
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    """The report of :func:`run_eval` as Markdown tables."""
+    ks = result["ks"]
+    head = ["query → gallery", *(f"R@{k}" for k in ks), "median rank", "mean rank"]
+    body = [[f"{r['query']} → {r['gallery']}", *(percent(r.get(f"R@{k}"), "–") for k in ks),
+             f"{r['median_rank']:.1f}", f"{r['mean_rank']:.1f}"] for r in result["retrieval"]]
+    if body:
+        n = result["places"]
+        body.append(["*chance*", *(percent(result["retrieval"][0].get(f"chance@{k}"), "–")
+                                   for k in ks), f"{(n + 1) / 2:.1f}", f"{(n + 1) / 2:.1f}"])
+    text = [f"# Evaluation of `{result['space']}` on `{result['dataset']}`", "",
+            "## Retrieval", "",
+            f"{result['places']} places; each query's own place is the one right answer. "
+            f"Convention `{result['convention']}`: a hit at k is `{result['hit']}` "
+            f"(1-based ranks, ties in the query's favour).", "", markdown_table(head, body)]
+    if "zeroshot" in result:
+        text += ["", markdown_zeroshot(result["zeroshot"])]
+    return "\n".join(text) + "\n"

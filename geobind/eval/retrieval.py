@@ -1,0 +1,117 @@
+"""Retrieval metrics: 1-based ranks, Recall@k in two conventions, one table row per pair.
+
+Ranks are computed directly, one matmul and a count per query chunk, rather than with
+torchmetrics' retrieval metrics, which loop over queries in Python (minutes and many GB on a
+10k x 10k matrix, against about a second here: ``benchmarks/recall_speed.py``); the tests
+check both agree.
+
+Ranks and the two Recall@k conventions
+--------------------------------------
+A rank is 1-based: rank 1 means the true match scored highest of the whole gallery. Ties count
+in the query's favour (the true match ranks above every other row with the same score; with
+continuous embeddings ties do not happen). Median and mean rank are the same in both
+conventions; only Recall@k differs, by exactly one position:
+
+- ``standard``: Recall@k is the share of queries with ``rank <= k``: the true match is among
+  the top k. Chance is ``k / n``. This is what CLIP-style papers (Sat2Cap, GeoBind) report,
+  and torchmetrics' ``RetrievalRecall(top_k=k)`` given positive scores (it ignores a relevant
+  item scoring <= 0, which a cosine can).
+- ``geoclap``: Recall@k is the share with ``rank < k``: the true match is among the top
+  ``k - 1``. GeoCLAP's and SoundingEarth's evaluation code rank with pandas'
+  ``Series.rank()``, which is 1-based, then count ``rank < k``. So geoclap R@k equals standard
+  R@(k-1), geoclap R@1 is always 0, and chance is ``(k - 1) / n``. (pandas gives tied rows
+  their average rank; that matters only when scores tie.)
+
+Both are decided in one place, :func:`last_hit_rank`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from geobind.errors import GeobindError
+
+__all__ = ["CONVENTIONS", "KS", "last_hit_rank", "parse_ks", "ranks", "recall_metrics",
+           "retrieval_table"]
+
+KS = (1, 5, 10, 100)
+
+#: Recall@k conventions -> what counts as a hit at k (see the module docstring).
+CONVENTIONS = {"standard": "rank <= k", "geoclap": "rank < k"}
+
+
+def last_hit_rank(k: int, convention: str = "standard") -> int:
+    """The largest 1-based rank that counts as a hit for Recall@k under ``convention``."""
+    if convention not in CONVENTIONS:
+        raise GeobindError(f"unknown recall convention {convention!r}: use one of "
+                           f"{', '.join(CONVENTIONS)} (see geobind.eval.retrieval)")
+    return k if convention == "standard" else k - 1
+
+
+def parse_ks(ks: str | Sequence[int]) -> tuple[int, ...]:
+    """Recall cut-offs from ``"1,5,10"`` or a sequence: positive integers, sorted, unique."""
+    try:
+        values = [int(k) for k in (ks.split(",") if isinstance(ks, str) else ks)]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise GeobindError(f"recall cut-offs (--ks): expected positive integers separated by "
+                           f"commas, like 1,5,10,100; got {ks!r}")
+    return tuple(sorted(set(values)))
+
+
+def ranks(query: torch.Tensor, gallery: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """The 1-based rank of ``gallery[i]`` among all gallery rows for ``query[i]``.
+
+    Ties count in the query's favour. ``gallery`` may hold more rows than ``query`` (the extra
+    rows are distractors only).
+    """
+    if len(query) > len(gallery):
+        raise ValueError(f"ranks: {len(query)} queries but only {len(gallery)} gallery rows; "
+                         f"query i is matched with gallery row i")
+    gallery_t = gallery.float().T
+    out = []
+    for start in range(0, len(query), chunk):
+        sims = query[start:start + chunk].float() @ gallery_t
+        rows = torch.arange(len(sims))
+        # the true score is read from the same matmul, so rounding cannot make it beat itself
+        true = sims[rows, rows + start]
+        out.append((sims > true[:, None]).sum(dim=1) + 1)
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def recall_metrics(rank: torch.Tensor, ks: Sequence[int] = KS,
+                   convention: str = "standard") -> dict[str, float]:
+    """Recall@k and chance@k for each ``k <= n``, median and mean rank, gallery size.
+
+    ``rank`` holds 1-based ranks from :func:`ranks`; ``convention`` says what counts as a hit
+    (``standard``: rank <= k, ``geoclap``: rank < k). Chance is the expected Recall@k of
+    random scores, ``last_hit_rank(k) / n``.
+    """
+    n = len(rank)
+    metrics: dict[str, float] = {"gallery_size": n}
+    for k in ks:
+        last = last_hit_rank(k, convention)
+        if k <= n:
+            metrics[f"R@{k}"] = float((rank <= last).float().mean())
+            metrics[f"chance@{k}"] = last / n
+    metrics["median_rank"] = _median(rank) if n else float("nan")
+    metrics["mean_rank"] = float(rank.float().mean()) if n else float("nan")
+    return metrics
+
+
+def _median(values: torch.Tensor) -> float:
+    """The median, averaging the two middle values of an even count (as numpy and pandas do;
+    ``torch.median`` returns the lower one)."""
+    s = values.float().sort().values
+    return float((s[len(s) // 2] + s[(len(s) - 1) // 2]) / 2)
+
+
+def retrieval_table(embeddings: dict[str, torch.Tensor], ks: Sequence[int] = KS,
+                    convention: str = "standard") -> list[dict[str, Any]]:
+    """One row per ordered pair of modalities: query -> gallery metrics."""
+    return [{"query": q, "gallery": g, **recall_metrics(ranks(embeddings[q], embeddings[g]),
+                                                        ks, convention)}
+            for q in embeddings for g in embeddings if q != g]

@@ -1,0 +1,60 @@
+"""Plain-text and Markdown tables of retrieval results, and the percentages in them."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+__all__ = ["format_table", "markdown_table", "percent"]
+
+
+def format_table(table: list[dict[str, Any]], ks: Sequence[int] = (1, 10),
+                 pairs: Sequence[tuple[str, str]] | None = None, chance_row: bool = False) -> str:
+    """A plain-text retrieval table with chance levels.
+
+    By default each row carries its own chance@k columns. ``chance_row=True`` (for tables whose
+    pairs share one gallery size) adds the mean rank and prints chance once, as a last row;
+    its median and mean are those of a random ranking, ``(n + 1) / 2``.
+    """
+    by_pair = {(r["query"], r["gallery"]): r for r in table}
+    rows = table if pairs is None else [by_pair[p] for p in pairs if p in by_pair]
+    recalls = "".join(f"{'R@' + str(k):>8s}" for k in ks)
+    if chance_row:
+        head = f"{'query -> gallery':24s}{recalls}{'median':>8s}{'mean':>8s}{'gallery':>9s}"
+    else:
+        chances = "".join(f"{'chance@' + str(k):>10s}" for k in ks)
+        head = f"{'query -> gallery':24s}{recalls}{'median':>8s}{chances}{'gallery':>9s}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        line = f"{r['query'] + ' -> ' + r['gallery']:24s}" + _percents(r, "R@", ks, 8)
+        if chance_row:
+            line += f"{r['median_rank']:8.1f}{r['mean_rank']:8.1f}"
+        else:
+            line += f"{r['median_rank']:8.0f}" + _percents(r, "chance@", ks, 10)
+        lines.append(line + f"{r['gallery_size']:9.0f}")
+    if chance_row and rows:
+        n = rows[0]["gallery_size"]
+        lines.append(f"{'chance':24s}" + _percents(rows[0], "chance@", ks, 8) +
+                     f"{(n + 1) / 2:8.1f}{(n + 1) / 2:8.1f}{n:9.0f}")
+    return "\n".join(lines)
+
+
+def _percents(row: dict[str, Any], prefix: str, ks: Sequence[int], width: int) -> str:
+    return "".join(_percent(row.get(f"{prefix}{k}"), width) for k in ks)
+
+
+def _percent(value: float | None, width: int) -> str:
+    """A percentage right-aligned in ``width``, or '-' where k exceeds the gallery."""
+    return f"{'-':>{width}s}" if value is None else f"{100 * value:{width - 1}.1f}%"
+
+
+def markdown_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A Markdown table; every column but the first right-aligned."""
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def percent(value: float | None, missing: str = "-") -> str:
+    """A share as a percentage with one decimal, or ``missing`` where there is none."""
+    return missing if value is None else f"{100 * value:.1f}%"
