@@ -15,7 +15,7 @@ _EXPORTS = {
     "hookimpl": "geobind.hookspecs",
     "hookspec": "geobind.hookspecs",
     "Modality": "geobind.modality",
-    "DatasetSource": "geobind.datasets",
+    "DatasetSource": "geobind.sources",
     "get_registry": "geobind.plugins",
     "PluginError": "geobind.plugins",
     "PluginWarning": "geobind.plugins",

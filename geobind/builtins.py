@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from geobind.datasets import DatasetSource
+from geobind.sources import DatasetSource
 from geobind.hookspecs import hookimpl
 from geobind.modality import Modality
 

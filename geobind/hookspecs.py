@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import pluggy
 
 if TYPE_CHECKING:  # keep `geobind --help` free of heavy imports
-    from geobind.datasets import DatasetSource
+    from geobind.sources import DatasetSource
     from geobind.modality import Modality
 
 hookspec = pluggy.HookspecMarker("geobind")

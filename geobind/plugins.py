@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from geobind import hookspecs
-from geobind.datasets import DatasetSource
+from geobind.sources import DatasetSource
 from geobind.errors import GeobindError
 from geobind.modality import Modality
 
