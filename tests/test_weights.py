@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 
 import geobind
-from geobind.encoders.convert import (SAT2CAP_IMAGE_MEAN, SAT2CAP_IMAGE_STD, convert_sat2cap,
-                             hf_clip_vision_to_open_clip, sat2cap_to_open_clip)
+from geobind.encoders.anchor import convert_sat2cap
+from geobind.encoders.convert import (SAT2CAP_IMAGE_MEAN, SAT2CAP_IMAGE_STD,
+                                      hf_clip_vision_to_open_clip, sat2cap_to_open_clip)
+from geobind.encoders.openclip import is_torchscript
 from geobind.testing import png_bytes
-from geobind.encoders.vision import is_torchscript
 
 SMALL_VISION = dict(layers=2, width=64, patch_size=8, image_size=32, head_width=32)
 SMALL_TEXT = dict(context_length=16, width=64, heads=2, layers=1)

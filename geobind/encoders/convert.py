@@ -6,7 +6,7 @@ checkpoints: ``{"state_dict": {"imo_encoder.vision_model.vision_model.*",
 "imo_encoder.vision_model.visual_projection.weight", "img_encoder.*" (the frozen ground CLIP),
 "temp_layer.*", "queue", ...}, ...}``. :func:`sat2cap_to_open_clip` maps the satellite tower to
 the keys of open_clip's ``VisionTransformer``, so it loads as geobind's anchor;
-:func:`convert_sat2cap` writes it as safetensors. The anchor also loads such a checkpoint
+:func:`geobind.encoders.anchor.convert_sat2cap` writes it as safetensors. The anchor also loads such a checkpoint
 directly (``build_encoder("satellite", config, weights="sat2cap.ckpt")``).
 
 Key mapping (HF -> open_clip), per encoder layer ``N``:
@@ -33,19 +33,18 @@ std ``[0.2209, 0.1975, 0.1988]``): set ``image_mean`` / ``image_std`` to match.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
+from geobind.encoders.openclip import QUICK_GELU_HINT
 from geobind.errors import WeightsError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SAT2CAP_IMAGE_MEAN", "SAT2CAP_IMAGE_STD", "convert_sat2cap",
-           "hf_clip_vision_to_open_clip", "hf_vision_towers", "sat2cap_to_open_clip"]
+__all__ = ["SAT2CAP_IMAGE_MEAN", "SAT2CAP_IMAGE_STD", "check_sat2cap_activation",
+           "hf_clip_vision_to_open_clip", "hf_vision_towers", "is_sat2cap",
+           "sat2cap_to_open_clip"]
 
 #: Sat2Cap's satellite encoder, and its frozen ground-level CLIP, in its Lightning checkpoints.
 SAT2CAP_SATELLITE = "imo_encoder."
@@ -165,39 +164,6 @@ def is_sat2cap(state: Mapping[str, Any]) -> bool:
 def check_sat2cap_activation(state: Mapping[str, Any], config: Any, source: str) -> None:
     """Sat2Cap's towers are OpenAI CLIP (QuickGELU): refuse to load them into a GELU tower."""
     if is_sat2cap(state) and not config.quick_gelu:
-        from geobind.encoders.vision import QUICK_GELU_HINT
-
         raise WeightsError(f"{source}: Sat2Cap's encoders are Hugging Face CLIP models of "
                            f"openai/clip-vit-* (hidden_act 'quick_gelu'), but this tower uses "
                            f"GELU; {QUICK_GELU_HINT}")
-
-
-def convert_sat2cap(ckpt_path: str | Path, out_path: str | Path, config: Any = None) -> Any:
-    """Write Sat2Cap's satellite encoder as safetensors that the anchor loads.
-
-    :param ckpt_path: a Sat2Cap Lightning checkpoint (or any file holding one HF CLIP vision
-        tower with its projection).
-    :param out_path: the ``.safetensors`` file to write (atomically).
-    :param config: the anchor config (mapping or :class:`geobind.encoders.anchor.AnchorConfig`); default
-        ``arch: ViT-B-32-quickgelu`` with Sat2Cap's image normalisation. The converted weights
-        are loaded into that tower before anything is written, so a mismatch fails here.
-    :returns: the resolved config, to put in the recipe (``build_encoder("satellite", config,
-        weights=out_path)``).
-    """
-    from geobind.encoders.anchor import AnchorConfig
-    from geobind.config import make_config
-    from geobind.encoders.vision import build_vision_tower, read_clip_state
-    from geobind.encoders.weights import load_into, save_state_dict
-
-    config = make_config(AnchorConfig, config if config is not None else {
-        "arch": "ViT-B-32-quickgelu", "image_mean": SAT2CAP_IMAGE_MEAN,
-        "image_std": SAT2CAP_IMAGE_STD}, where="Sat2Cap anchor config")
-    state = read_clip_state(ckpt_path)
-    source = f"Sat2Cap checkpoint {ckpt_path}"
-    check_sat2cap_activation(state, config, source)
-    converted = sat2cap_to_open_clip(state)
-    load_into(build_vision_tower(config), converted, source)
-    save_state_dict(out_path, converted, metadata={
-        "format": "open_clip VisionTransformer", "source": "sat2cap",
-        "converted_from": Path(ckpt_path).name, "config": json.dumps(asdict(config))})
-    return config

@@ -8,10 +8,11 @@ module owns the temperature: a learnable log logit scale, initialised at 1/0.07 
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import nn
+
+from geobind.encoders.openclip import clip_loss
 
 __all__ = ["ContrastiveLoss", "MAX_LOGIT_SCALE"]
 
@@ -31,15 +32,9 @@ class ContrastiveLoss(nn.Module):
     def __init__(self, temperature: float = 0.07, learnable: bool = True, rank: int = 0,
                  world_size: int = 1) -> None:
         super().__init__()
-        from open_clip.loss import ClipLoss
-
         scale = torch.tensor(math.log(1.0 / temperature))
         self.logit_scale = nn.Parameter(scale, requires_grad=learnable)
-        # open_clip gathers with torch.distributed.nn.all_gather, which warns of a future rename
-        warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather",
-                                category=FutureWarning)
-        self.clip_loss = ClipLoss(local_loss=True, gather_with_grad=True, cache_labels=False,
-                                  rank=rank, world_size=world_size)
+        self.clip_loss = clip_loss(rank, world_size)
 
     @property
     def temperature(self) -> float:

@@ -19,10 +19,23 @@ from torch import nn
 from geobind import ConfigError, load_into, read_state_dict, strip_prefix
 from geobind_audio.config import AudioConfig, check_geometry
 
-__all__ = ["AudioEncoder", "audio_cfg", "audio_state", "build_audio_encoder", "import_htsat"]
+__all__ = ["INTERNALS", "AudioEncoder", "audio_cfg", "audio_state", "build_audio_encoder",
+           "import_htsat"]
 
 #: The checkpoint entries that belong to the audio side of a CLAP model.
 AUDIO_PREFIXES = ("audio_branch.", "audio_projection.")
+
+#: laion_clap internals this module builds on, as (module, name, the keyword arguments it
+#: passes), checked by tests/test_laion_internals.py against the version constraints.txt pins.
+#: The built Swin is read through its ``head``, ``tscam_conv``, ``num_features`` and
+#: ``spec_augmenter`` attributes and returns its pooled vector as ``"embedding"``.
+INTERNALS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("laion_clap.clap_module.htsat", "HTSAT_Swin_Transformer",
+     ("spec_size", "patch_size", "patch_stride", "num_classes", "embed_dim", "depths",
+      "num_heads", "window_size", "mlp_ratio", "drop_path_rate", "config")),
+    ("laion_clap.clap_module.htsat", "SpecAugmentation",
+     ("time_drop_width", "time_stripes_num", "freq_drop_width", "freq_stripes_num")),
+)
 
 
 def import_htsat() -> ModuleType:

@@ -7,12 +7,12 @@ too), from OpenAI's TorchScript archive (``ViT-B-32.pt``), or from a bare text-t
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from geobind import InputError, Modality, WeightsError, hookimpl, load_into
+from geobind import InputError, Modality, hookimpl, load_into
+from geobind.encoders.openclip import build_tower, read_clip_checkpoint, resolve_arch, tokenizer
 
 __all__ = ["TextConfig", "TextPreprocess", "build_text_tower", "text_modality"]
 
@@ -20,7 +20,6 @@ __all__ = ["TextConfig", "TextPreprocess", "build_text_tower", "text_modality"]
 #: The tiny tower a :class:`TextConfig` gets when neither ``arch`` nor a size is given.
 TINY_TEXT_DEFAULTS = dict(embed_dim=64, context_length=32, vocab_size=49408, width=128, heads=4,
                           layers=4, mlp_ratio=4.0, quick_gelu=False)
-_TEXT_ARCH_FIELDS = ("context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio")
 
 
 @dataclass
@@ -47,51 +46,24 @@ class TextConfig:
     arch: Optional[str] = None
 
     def __post_init__(self) -> None:
-        from geobind import resolve_arch
-
-        resolve_arch(self, "text_cfg", TINY_TEXT_DEFAULTS, _TEXT_ARCH_FIELDS)
+        resolve_arch(self, "text", TINY_TEXT_DEFAULTS)
 
 
 def build_text_tower(config: TextConfig, weights: Optional[Path] = None) -> Any:
     """The text tower, optionally initialised from a local CLIP checkpoint (see module doc)."""
-    from dataclasses import fields
-
-    from open_clip.model import CLIPTextCfg, _build_text_tower
-
-    from geobind import QUICK_GELU_HINT, arch_tower, is_torchscript, read_clip_state
-
-    known = {f.name for f in fields(CLIPTextCfg)}
-    settings = {k: v for k, v in arch_tower(config, "text_cfg").items() if k in known}
-    settings.update(context_length=config.context_length, vocab_size=config.vocab_size,
-                    width=config.width, heads=config.heads, layers=config.layers,
-                    mlp_ratio=config.mlp_ratio)
-    tower = _build_text_tower(config.embed_dim, CLIPTextCfg(**settings),
-                              quick_gelu=bool(config.quick_gelu))
+    tower = build_tower(config, "text")
     if weights is not None:
         source = f"text weights {weights}"
-        if is_torchscript(weights) and not config.quick_gelu:
-            raise WeightsError(f"{source}: a TorchScript CLIP archive (OpenAI's) in a tower "
-                               f"without QuickGELU; {QUICK_GELU_HINT}")
-        load_into(tower, text_state(read_clip_state(weights)), source)
+        load_into(tower, text_state(read_clip_checkpoint(weights, config, source)), source)
     return tower
 
 
 def text_state(state: dict) -> dict:
     """The text-tower entries of a CLIP checkpoint (OpenAI/open_clip ``CLIP`` or ``text.*``)."""
-    if any(k.startswith("module.") for k in state):
-        state = {k[len("module."):] if k.startswith("module.") else k: v
-                 for k, v in state.items()}
     if any(k.startswith("text.") for k in state):
         return {k[len("text."):]: v for k, v in state.items() if k.startswith("text.")}
     return {k: v for k, v in state.items()
             if not k.startswith("visual.") and k not in ("logit_scale", "logit_bias")}
-
-
-@functools.lru_cache(maxsize=4)
-def _tokenizer(context_length: int) -> Any:
-    from open_clip.tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer(context_length=context_length)
 
 
 class TextPreprocess:
@@ -102,7 +74,7 @@ class TextPreprocess:
 
     def __call__(self, text: str) -> Any:
         check_text(text)
-        return _tokenizer(self.context_length)(text)[0]
+        return tokenizer(self.context_length)(text)[0]
 
 
 def text_preprocess(config: TextConfig, train: bool) -> TextPreprocess:
