@@ -1,7 +1,9 @@
 """geobind: one embedding space for many modalities, bound through satellite imagery.
 
-The public API is importable from here. Names resolve lazily, so ``import geobind`` (and the
-command line) stays fast and pulls in torch only when an encoder is actually used.
+The public API is what this module exports (``geobind.__all__``) plus the modules named in
+:data:`PUBLIC_MODULES`; plugins use nothing else, exactly as a third party would (a test
+checks the shipped plugins). Names resolve lazily, so ``import geobind`` (and the command
+line) stays fast and pulls in torch only when an encoder is actually used.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ _EXPORTS = {
     "save_state_dict": "geobind.encoders.weights",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+#: Modules that are public API as a whole: the pytest fixtures for plugin authors, and the
+#: open_clip adapter for plugins whose encoder is an open_clip tower.
+PUBLIC_MODULES = ("geobind.testing", "geobind.encoders.openclip")
+
+__all__ = sorted(_EXPORTS) + ["PUBLIC_MODULES", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

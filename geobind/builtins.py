@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from typing import Callable
 
-from geobind.sources import DatasetSource
+from geobind.data import importers as imp
+from geobind.data import synthetic
+from geobind.encoders.anchor import anchor_modality
 from geobind.hookspecs import hookimpl
 from geobind.modality import Modality
+from geobind.sources import DatasetSource
 
 
 @hookimpl
 def geobind_register_modalities(register: Callable[[Modality], None]) -> None:
     """The satellite anchor."""
-    from geobind.encoders.anchor import anchor_modality
-
     register(anchor_modality())
 
 
 @hookimpl
 def geobind_register_datasets(register: Callable[[DatasetSource], None]) -> None:
     """The synthetic world; importers of the layouts the GeoBind papers use and of tables."""
-    from geobind.data import importers as imp
-    from geobind.data import synthetic
-
     register(DatasetSource("world", "generator", synthetic.WorldOptions, synthetic.make_world,
                            "the synthetic world (the embedded default) -> four pair datasets"))
     register(DatasetSource("sat2cap", "importer", imp.Sat2CapOptions, imp.import_sat2cap,

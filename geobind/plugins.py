@@ -14,6 +14,7 @@ Environment:
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import re
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 import pluggy
 
-from geobind import hookspecs
+from geobind import __version__, hookspecs
 from geobind.sources import DatasetSource
 from geobind.errors import GeobindError
 from geobind.modality import Modality
@@ -44,6 +45,10 @@ ENTRY_POINT_GROUP = "geobind"
 ALLOW_ENV = "GEOBIND_LOAD_PLUGINS"
 STRICT_ENV = "GEOBIND_STRICT_PLUGINS"
 BUILTIN = "geobind"
+#: geobind's own plugin modules, loaded by name as llm and datasette load their default
+#: plugins: the host knows their names, not their code (they import the importers, which use
+#: the registry), so the host stays at the bottom of the import graph.
+BUILTIN_MODULES = ("geobind.builtins",)
 #: The distributions that provide geobind's own modalities, for "install X" hints.
 KNOWN_DISTRIBUTIONS = {"ground": "geobind-ground", "text": "geobind-text",
                        "audio": "geobind-audio"}
@@ -111,9 +116,8 @@ class Registry:
     # -- loading -------------------------------------------------------------------------
     def load(self) -> "Registry":
         """Register geobind's built-ins, then every allowed installed plugin."""
-        from geobind import builtins
-
-        self.add(builtins, BUILTIN, _version(BUILTIN), builtin=True)
+        for module in BUILTIN_MODULES:
+            self.add(importlib.import_module(module), BUILTIN, _version(BUILTIN), builtin=True)
         for dist, version, load in _entry_points():
             self._load_one(dist, version, load)
         return self
@@ -267,7 +271,6 @@ def _version(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
-        from geobind import __version__
         return __version__
 
 

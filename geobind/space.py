@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from geobind.encoders.weights import atomic_write, load_into, read_state_dict, sha256_hex, state_bytes
 from geobind.errors import GeobindError, WeightsError
+from geobind.plugins import get_registry
 
 __all__ = ["FORMAT", "Entry", "Space", "SpaceError", "load_space"]
 
@@ -99,8 +101,6 @@ class Space:
 
     def verify(self, modality: str) -> Path:
         """The weights file of ``modality``, checked against the sha256 the manifest records."""
-        from geobind.encoders.weights import sha256_hex
-
         entry = self.entry(modality)
         path = self.path / entry.weights
         if not path.is_file():
@@ -113,8 +113,7 @@ class Space:
 
     def encoder(self, modality: str) -> Any:
         """Build the encoder of ``modality`` and load its verified weights."""
-        from geobind.encoders.encoder import build_encoder
-        from geobind.encoders.weights import load_into, read_state_dict
+        from geobind.encoders.encoder import build_encoder  # torch: keeps opening a space light
 
         path = self.verify(modality)
         encoder = build_encoder(modality, self.entry(modality).config)
@@ -124,9 +123,6 @@ class Space:
     def put(self, encoder: Any, stage: str, aligned_to: Optional[dict] = None,
             recipe: Optional[dict] = None, metrics: Optional[dict] = None) -> Entry:
         """Store an encoder's weights, then record it in the manifest (atomically)."""
-        from geobind.plugins import get_registry
-        from geobind.encoders.weights import atomic_write, sha256_hex, state_bytes
-
         data = state_bytes(encoder.net)
         info = get_registry().owner(encoder.name)
         entry = Entry(modality=encoder.name, plugin=info.distribution, version=info.version,
@@ -140,23 +136,17 @@ class Space:
 
     def write_manifest(self) -> None:
         """Write the manifest atomically."""
-        from geobind.encoders.weights import atomic_write
-
         atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2).encode())
 
     @property
     def modalities(self) -> list[str]:
         """The modalities this space can embed now (their plugins are installed)."""
-        from geobind.plugins import get_registry
-
         registry = get_registry()
         return [name for name in self.manifest["modalities"] if name in registry.modalities]
 
     @property
     def unavailable(self) -> dict[str, str]:
         """Modalities in the space whose plugin is not installed -> the distribution to install."""
-        from geobind.plugins import get_registry
-
         registry = get_registry()
         return {name: e["plugin"] for name, e in self.manifest["modalities"].items()
                 if name not in registry.modalities}

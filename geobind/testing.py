@@ -19,6 +19,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 
+from geobind.data import write_pairs
+from geobind.plugins import get_registry
+
 __all__ = ["TINY_TEXT", "TINY_VISION", "png_bytes", "pair_rows", "train_tiny_space"]
 
 #: A vision tower small enough for unit tests.
@@ -89,8 +92,6 @@ def pair_rows(values: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
 @pytest.fixture
 def register_plugin() -> Iterator[Callable[..., Any]]:
     """``register_plugin(plugin, name="test-plugin", version="0")`` for the test's duration."""
-    from geobind.plugins import get_registry
-
     registry = get_registry()
     added: list[str] = []
 
@@ -118,8 +119,6 @@ def tiny_anchor() -> Any:
 @pytest.fixture
 def pair_dataset_factory(tmp_path: Any) -> Callable[..., Any]:
     """``(column, values, storage="binary")`` -> a Lance dataset pairing tiles with values."""
-    from geobind.data import write_pairs
-
     def make(column: str, values: Sequence[Any], storage: str = "binary") -> Any:
         tiles = [png_bytes(i) for i in range(len(values))]
         rows = pair_rows({"satellite": tiles, column: list(values)})
@@ -132,8 +131,6 @@ def pair_dataset_factory(tmp_path: Any) -> Callable[..., Any]:
 @pytest.fixture
 def tiny_pair_dataset(tmp_path: Any) -> Any:
     """12 places with satellite tiles, ground photos and captions, over train/val/test."""
-    from geobind.data import write_pairs
-
     n = 12
     rows = pair_rows({"satellite": [png_bytes(i) for i in range(n)],
                       "ground": [png_bytes(1000 + i) for i in range(n)],

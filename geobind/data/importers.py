@@ -16,17 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from geobind.data.importing import Candidate, ImportReport, MissingFile, import_pairs
 from geobind.config import opt
+from geobind.data.importing import Candidate, ImportReport, MissingFile, import_pairs
 from geobind.errors import ConfigError, GeobindError
+from geobind.plugins import get_registry
 
 __all__ = ["Sat2CapOptions", "SoundingEarthOptions", "TableOptions", "import_sat2cap",
            "import_soundingearth", "import_table"]
 
 
 def _modalities(*names: str) -> dict[str, Any]:
-    from geobind.plugins import get_registry
-
     registry = get_registry()
     return {name: registry.modality(name) for name in names}
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from geobind.errors import GeobindError
+
 if TYPE_CHECKING:
     import lance
     import pyarrow as pa
@@ -61,8 +63,6 @@ def to_record_batch(rows: Sequence[Mapping[str, Any]], schema: "pa.Schema",
 def open_pairs(uri: str | Path) -> "lance.LanceDataset":
     """Open a pair dataset, with an error naming the path when it is not one."""
     import lance
-
-    from geobind.errors import GeobindError
 
     try:
         return lance.dataset(str(uri))

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from geobind.config import opt
+from geobind.data.importing import Candidate, import_pairs
+from geobind.errors import ConfigError
+from geobind.plugins import get_registry
 
 __all__ = ["DATASETS", "WorldOptions", "make_world"]
 
@@ -92,8 +95,6 @@ def _generate(pool: Any, indices: list[int], modalities: tuple[str, ...]
 
 
 def _candidates(places: Iterator[dict[str, Any]], name: str, bar: Any) -> Iterator[Any]:
-    from geobind.data.importing import Candidate
-
     for place in places:
         bar.update(1)
         yield Candidate(id=place["id"], lat=place["lat"], lon=place["lon"],
@@ -109,9 +110,6 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     import pyarrow as pa
     from tqdm import tqdm
 
-    from geobind.data.importing import import_pairs
-    from geobind.errors import ConfigError
-    from geobind.plugins import get_registry
     from geobind.world import LAND_COVERS
 
     if not options.out:

@@ -18,6 +18,7 @@ from torch.utils.data import default_collate
 from geobind.config import make_config
 from geobind.errors import EncoderShapeError
 from geobind.modality import Modality
+from geobind.plugins import get_registry
 
 __all__ = ["Encoder", "build_encoder"]
 
@@ -126,8 +127,6 @@ def build_encoder(modality: str | Modality, config: Any = None,
     :param config: overrides of the modality's config (mapping or dataclass instance).
     :param weights: optional local file of pretrained weights, passed to the plugin's factory.
     """
-    from geobind.plugins import get_registry
-
     registry = get_registry()
     spec = registry.modality(modality) if isinstance(modality, str) else modality
     plugin = (registry.owner(spec.name).distribution if spec.name in registry.modalities

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
+from geobind.data.pairs import open_pairs, read_values
+from geobind.encoders.weights import atomic_write
 from geobind.errors import GeobindError, InputError
 from geobind.space import SpaceError
 
@@ -82,8 +84,6 @@ def build_index(space: "Space", dataset_uri: str | Path, out: Optional[str | Pat
 
     :returns: the path of the index table.
     """
-    from geobind.data.pairs import open_pairs
-
     ds = open_pairs(dataset_uri)
     anchor = space.anchor
     encoder = space.encoder(anchor)
@@ -120,7 +120,6 @@ def _embedded_batches(ds: "lance.LanceDataset", encoder: Any, column: str, batch
     """(ids, lats, lons, unit vectors) for consecutive row ranges of the dataset."""
     from tqdm import tqdm
 
-    from geobind.data.pairs import read_values
 
     rows = ds.count_rows()
     with tqdm(total=rows, desc="index", unit=" tiles", disable=not progress) as bar:
@@ -197,8 +196,6 @@ def _replace_table(out: Path, write: Any, finish: Any) -> None:
 
 
 def _write_json(out: Path, meta: dict) -> None:
-    from geobind.encoders.weights import atomic_write
-
     atomic_write(out.with_suffix(".json"), json.dumps({**meta, "table": out.name}, indent=2)
                  .encode())
 

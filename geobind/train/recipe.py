@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence
 
 from geobind.config import config_error
 from geobind.errors import ConfigError
+from geobind.plugins import get_registry
 
 __all__ = ["Recipe", "SideRecipe", "StageRecipe", "load_recipe"]
 
@@ -128,8 +129,6 @@ def _stage(value: Any, recipe: Path) -> Any:
 
 
 def _check(recipe: Recipe, path: Path) -> None:
-    from geobind.plugins import get_registry
-
     if not recipe.space:
         raise ConfigError(f"{path}: 'space' (the output folder) is required")
     if not recipe.stages:

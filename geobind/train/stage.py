@@ -26,7 +26,10 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+from torch.utils.data import DistributedSampler
 
+from geobind.data.pairs import read_values
+from geobind.data.reader import PairDataset, pair_loader, split_rows
 from geobind.encoders.encoder import Encoder, build_encoder
 from geobind.errors import ConfigError, GeobindError
 from geobind.eval.retrieval import ranks, recall_metrics
@@ -109,8 +112,6 @@ class StageRun:
     """The state of one stage while it trains."""
 
     def __init__(self, name: str, stage: StageRecipe, space: Space, dist: Dist) -> None:
-        from geobind.data.reader import PairDataset
-
         self.name, self.stage, self.space, self.dist = name, stage, space, dist
         self.device = torch.device("cuda" if stage.device == "auto" and torch.cuda.is_available()
                                    else ("cpu" if stage.device == "auto" else stage.device))
@@ -207,10 +208,6 @@ class StageRun:
     # -- training -----------------------------------------------------------------------
     def batches(self) -> Any:
         """Training batches from the current step on, epoch after epoch, in a fixed order."""
-        from torch.utils.data import DistributedSampler
-
-        from geobind.data.reader import pair_loader
-
         sampler = DistributedSampler(self.data, num_replicas=self.dist.world_size,
                                      rank=self.dist.rank, shuffle=True, seed=self.stage.seed,
                                      drop_last=True)
@@ -254,9 +251,6 @@ class StageRun:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Recall@k of the student against the teacher on (up to ``val_rows``) val rows."""
-        from geobind.data.pairs import read_values
-        from geobind.data.reader import split_rows
-
         if self.data is None:
             return {}
         ds = self.data.dataset
