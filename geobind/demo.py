@@ -14,6 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from geobind.data.synthetic import WorldOptions, make_world
+from geobind.eval.tables import format_table
+from geobind.space import load_space
+
 __all__ = ["DEMO_PAIRS", "default_recipe", "run_demo"]
 
 #: The pairs the demo reports, both ways: trained ones, then those that only emerge.
@@ -31,8 +35,6 @@ def default_recipe() -> Path:
 
 def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) -> Path:
     """Generate the world into ``out`` unless the same world is already there."""
-    from geobind.data.synthetic import WorldOptions, make_world
-
     options = WorldOptions(out=str(out), places=places, seed=seed)
     stamp = out / "world.json"
     if stamp.exists():
@@ -51,11 +53,9 @@ def run_demo(out: str | Path = "geobind-demo", places: int = 10000, seed: int = 
              recipe: str | Path | None = None, overrides: list[str] | None = None,
              say: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict:
     """Run the demo into ``out``; returns the retrieval table (also written as JSON/Markdown)."""
-    from geobind.eval.embed import embed_columns
+    from geobind.eval.embed import embed_columns  # torch, from here on
     from geobind.eval.report import write_report
     from geobind.eval.retrieval import retrieval_table
-    from geobind.eval.tables import format_table
-    from geobind.space import load_space
     from geobind.train import load_recipe, train
 
     out = Path(out)

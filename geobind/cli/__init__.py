@@ -1,0 +1,70 @@
+"""The ``geobind`` command line: thin over the library, and quick to start.
+
+Each command group lives in a module of its own that adds its commands to the parser;
+:data:`COMMANDS` lists them in the order ``geobind --help`` shows them, so a new command is a
+function in its group's module (or a new module) and one entry here. Parts of the library that
+pull in torch, numpy or Lance are imported inside the command that needs them, so
+``geobind --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Any, Sequence
+
+from geobind import __version__
+from geobind.cli import data, evaluate, plugins, search, train
+from geobind.errors import GeobindError
+from geobind.plugins import PluginError, PluginWarning
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: Each adds one command (with its subcommands) to the parser, in ``--help`` order.
+COMMANDS = (plugins.add_plugins, data.add_import, data.add_world, data.add_data,
+            evaluate.add_report, train.add_train, train.add_demo, search.add_index,
+            search.add_search, search.add_map, evaluate.add_eval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="geobind",
+        description="Bind ground photos, text, audio and plugin modalities into one embedding "
+                    "space through satellite imagery.")
+    parser.add_argument("--version", action="version", version=f"geobind {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def _plugin_warnings_as_lines() -> None:
+    """Print a skipped plugin as one line on stderr, not as a Python warning with source."""
+    default = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: Any = None) -> None:
+        if issubclass(category, PluginWarning):
+            print(f"geobind: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``geobind`` command."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "pass_options", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # the source's own options, parsed by the source's parser
+        args.options = [*args.options, *extra]
+    _plugin_warnings_as_lines()
+    try:
+        return int(args.run(args))
+    except (GeobindError, PluginError) as exc:
+        print(f"geobind: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,113 @@
+"""Finding places: ``geobind index build``, ``geobind search`` and ``geobind map``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from geobind.cli.common import Subcommands
+from geobind.search.index import DEFAULT_MIN_ROWS_FOR_ANN, build_index, open_index, search
+from geobind.space import load_space
+
+__all__ = ["add_index", "add_map", "add_search"]
+
+#: Query flags and the modality each queries with.
+QUERY_FLAGS = (("text", "text"), ("audio", "audio"), ("image", "satellite"),
+               ("ground", "ground"))
+
+
+def _add_query_args(parser: argparse.ArgumentParser) -> None:
+    """Exactly one query: --text, --audio, --image (a satellite tile) or --ground (a photo)."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--text", help="a sentence, e.g. 'waves on a sandy beach'")
+    group.add_argument("--audio", metavar="FILE", help="a sound file (wav, flac, ...)")
+    group.add_argument("--image", metavar="FILE", help="a satellite tile image")
+    group.add_argument("--ground", metavar="FILE", help="a ground-level photo")
+
+
+def _query(args: argparse.Namespace) -> tuple[str, str]:
+    """The query's modality and value."""
+    return next((m, getattr(args, f)) for f, m in QUERY_FLAGS if getattr(args, f) is not None)
+
+
+def add_index(sub: Subcommands) -> None:
+    """``geobind index build SPACE --data DATASET``."""
+    index = sub.add_parser("index", help="nearest-neighbour indexes of a space's tiles")
+    index_sub = index.add_subparsers(dest="index_command", metavar="COMMAND", required=True)
+    build = index_sub.add_parser("build", help="embed a dataset's tiles into SPACE/index/")
+    build.add_argument("space", help="a trained space")
+    build.add_argument("--data", required=True, help="a Lance dataset with satellite tiles")
+    build.add_argument("--min-rows-for-ann", type=int, default=None, metavar="N",
+                       help="add a vector index from N rows on; exact search below "
+                            "(default: 10000)")
+    build.add_argument("--batch-size", type=int, default=256, help="tiles embedded at once")
+    build.set_defaults(run=cmd_index_build)
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    """Embed a dataset's satellite tiles with the space's anchor into SPACE/index/."""
+    space = load_space(args.space)
+    minimum = DEFAULT_MIN_ROWS_FOR_ANN if args.min_rows_for_ann is None else args.min_rows_for_ann
+    path = build_index(space, args.data, batch_size=args.batch_size, min_rows_for_ann=minimum,
+                       progress=sys.stderr.isatty())
+    index = open_index(space, path)
+    kind = "vector index (approximate)" if index.ann else f"exact search (< {minimum} rows)"
+    print(f"{path}: {index.rows} tiles, dim {index.dim}, {kind}")
+    return 0
+
+
+def add_search(sub: Subcommands) -> None:
+    """``geobind search SPACE (--text T | --audio F | --image F | --ground F)``."""
+    search_ = sub.add_parser("search", help="the tiles nearest a text, sound or image query")
+    search_.add_argument("space", help="a trained space")
+    _add_query_args(search_)
+    which = search_.add_mutually_exclusive_group()
+    which.add_argument("--index", metavar="PATH", help="an index table (SPACE/index/*.lance)")
+    which.add_argument("--data", metavar="DATASET", help="search the index built from DATASET")
+    search_.add_argument("--top", type=int, default=10, help="how many tiles (default: 10)")
+    search_.add_argument("--grid", metavar="PNG", help="draw the tiles found, with scores")
+    search_.set_defaults(run=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Print the tiles nearest a query; optionally draw them as a grid."""
+    space = load_space(args.space)
+    index = open_index(space, args.index, args.data)
+    modality, value = _query(args)
+    hits = search(space, modality, value, top=args.top, index=index)[0]
+    print(f"{'rank':>4}  {'id':<20} {'lat':>10} {'lon':>11} {'score':>8}")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:>4}  {hit['id']:<20} {hit['lat']:>10.5f} {hit['lon']:>11.5f} "
+              f"{hit['score']:>8.4f}")
+    if args.grid:
+        from geobind.search.maps import query_label, render_hits  # numpy
+
+        render_hits(hits, args.data or index.dataset, args.grid,
+                    title=f"{query_label(modality, value)}  (top {len(hits)})",
+                    column=index.meta.get("column", "satellite"))
+        print(f"grid written to {args.grid}", file=sys.stderr)
+    return 0
+
+
+def add_map(sub: Subcommands) -> None:
+    """``geobind map SPACE --data DATASET (--text T | ...) --out PNG``."""
+    mp = sub.add_parser("map", help="a query's similarity to every tile, beside the mosaic")
+    mp.add_argument("space", help="a trained space")
+    mp.add_argument("--data", required=True, help="a Lance dataset with satellite tiles")
+    _add_query_args(mp)
+    mp.add_argument("--out", required=True, metavar="PNG", help="where to write the map")
+    mp.add_argument("--top", type=int, default=10, help="circle this many best tiles")
+    mp.set_defaults(run=cmd_map)
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    """Draw a query's similarity to every tile of a dataset beside the satellite mosaic."""
+    from geobind.search.maps import similarity_map  # numpy
+
+    space = load_space(args.space)
+    modality, value = _query(args)
+    drawn = similarity_map(space, args.data, modality, value, args.out, mark=args.top)
+    best = drawn.top[0] if drawn.top else {"id": "-", "score": float("nan")}
+    print(f"map written to {drawn.path}: cosine {drawn.score_min:.4f} to {drawn.score_max:.4f}, "
+          f"best tile {best['id']} ({best['score']:.4f})")
+    return 0
