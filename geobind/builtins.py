@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from geobind.data import importers as imp
-from geobind.data import synthetic
+from geobind.data import world_source
 from geobind.encoders.anchor import anchor_modality
 from geobind.hookspecs import hookimpl
 from geobind.modality import Modality
@@ -21,7 +21,8 @@ def geobind_register_modalities(register: Callable[[Modality], None]) -> None:
 @hookimpl
 def geobind_register_datasets(register: Callable[[DatasetSource], None]) -> None:
     """The synthetic world; importers of the layouts the GeoBind papers use and of tables."""
-    register(DatasetSource("world", "generator", synthetic.WorldOptions, synthetic.make_world,
+    register(DatasetSource("world", "generator", world_source.WorldOptions,
+                           world_source.make_world,
                            "the synthetic world (the embedded default) -> four pair datasets"))
     register(DatasetSource("sat2cap", "importer", imp.Sat2CapOptions, imp.import_sat2cap,
                            "Sat2Cap/YFCC webdataset shards -> satellite+ground pairs"))

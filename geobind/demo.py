@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from geobind.data.synthetic import WorldOptions, make_world
+from geobind.data.world_source import WorldOptions, make_world
 from geobind.eval.tables import format_table
 from geobind.space import load_space
 

@@ -8,9 +8,12 @@ from PIL import Image
 
 import geobind
 from geobind.cli import main
-from geobind.data import open_pairs, read_values
+from geobind.data import open_pairs, read_values, world_source
+from geobind.data.pairs import label_classes
+from geobind.data.raster import raster_beside
 from geobind.data.reader import PairDataset, pair_loader
 from geobind.data.synthetic import DATASETS, WorldOptions, dataset_of, make_world
+from geobind.world import COVER_WORDS, LAND_COVERS, WorldConfig
 
 PLACES = 60
 
@@ -65,6 +68,23 @@ def test_cli_world_make_and_data_show(tmp_path, capsys):
     assert "2 rows" in out and "splits: test 2" in out and "satellite: " in out
     image = Image.open(grid)
     assert image.width >= 5 * 128 and image.height > 2 * 128  # tile, view, sound, caption
+
+
+def test_world_make_names_its_classes_and_writes_its_map(tmp_path):
+    world_source.make_world(WorldOptions(out=str(tmp_path), places=20, workers=1, seed=3),
+                            progress=False)
+    words = {c: list(w) for c, w in COVER_WORDS.items()}
+    for name in DATASETS:
+        ds = open_pairs(tmp_path / f"{name}.lance")
+        assert label_classes(ds, "landcover") == (list(LAND_COVERS), words)
+    raster = raster_beside(tmp_path / "heldout.lance")
+    config = WorldConfig()
+    assert (raster.lat_min, raster.lat_max, raster.lon_min, raster.lon_max) == (
+        config.lat_min, config.lat_max, config.lon_min, config.lon_max)
+    assert raster.open().size[::-1] == config.mosaic_shape
+    places = open_pairs(tmp_path / "heldout.lance").to_table(columns=["lat", "lon"]).to_pylist()
+    assert all(raster.lat_min < p["lat"] < raster.lat_max and
+               raster.lon_min < p["lon"] < raster.lon_max for p in places)
 
 
 def test_reader_gives_preprocessed_batches_with_row_ids(world):

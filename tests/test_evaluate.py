@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from geobind.cli import main
-from geobind.data.pairs import pair_schema, to_record_batch
+from geobind.data.pairs import label_field, pair_schema, to_record_batch
 from geobind.errors import GeobindError
 from geobind.eval.evaluate import evaluate_space, run_eval
 from geobind.eval.retrieval import ranks, recall_metrics
@@ -131,7 +131,7 @@ def write_dataset(uri: Path, columns: dict, landcover: list | None) -> None:
     rows = pair_rows(columns)
     schema = pair_schema(storages)
     if landcover is not None:
-        schema = schema.append(pa.field("landcover", pa.list_(pa.float32(), len(LAND_COVERS))))
+        schema = schema.append(label_field("landcover", LAND_COVERS, COVER_WORDS))
         for row, fractions in zip(rows, landcover):
             row["landcover"] = fractions
     lance.write_dataset(to_record_batch(rows, schema, storages), str(uri), schema=schema)
@@ -226,6 +226,30 @@ def test_zeroshot_skips_with_a_note_instead_of_failing(tmp_path):
     write_dataset(tmp_path / "d.lance", {"text": ["x"]}, [[1.0] + [0.0] * 7])
     result = zeroshot_landcover(NoText(), str(tmp_path / "d.lance"))
     assert "no 'text' encoder" in result["skipped"]
+
+
+def test_zeroshot_classes_come_from_the_caller_or_the_dataset(tmp_path):
+    import lance
+    import pyarrow as pa
+
+    class WetOrDry(PromptSpace):
+        def embed(self, modality: str, prompts: list[str]) -> torch.Tensor:
+            return torch.tensor([[1.0, 0.0] if "water" in p else [0.0, 1.0] for p in prompts])
+
+    storages = {"text": "string"}
+    rows = pair_rows({"text": ["x", "y", "z"]})
+    for row, fractions in zip(rows, [[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]]):
+        row["landcover"] = fractions
+    schema = pair_schema(storages).append(pa.field("landcover", pa.list_(pa.float32(), 2)))
+    lance.write_dataset(to_record_batch(rows, schema, storages), str(tmp_path / "u.lance"),
+                        schema=schema)
+    embeddings = {"satellite": torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])}
+    unnamed = zeroshot_landcover(WetOrDry(), str(tmp_path / "u.lance"), embeddings=embeddings)
+    assert unnamed["modalities"] == {} and "names no classes" in unnamed["skipped"]
+    named = zeroshot_landcover(WetOrDry(), str(tmp_path / "u.lance"), embeddings=embeddings,
+                               classes=["wet", "dry"], words={"wet": ["water"]})
+    assert named["prompts"]["wet"][1] == "a photo of water" and named["prompts"]["dry"][0] == "dry"
+    assert named["modalities"]["satellite"]["accuracy"] == pytest.approx(2 / 3)
 
 
 def test_zeroshot_on_the_tiny_space(built):

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from geobind.cli import main
 from geobind.data import write_pairs
 from geobind.data.pairs import open_pairs, read_values
+from geobind.data.raster import raster_beside, read_raster, write_raster
 from geobind.errors import GeobindError, InputError
 from geobind.search.index import build_index, open_index, search
 from geobind.search.maps import similarity_map
@@ -40,7 +42,7 @@ def make_space(path: Path, seed: int, audio: bool = True) -> Space:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
     """A tiny space, a small synthetic world, and the index of its audio dataset."""
-    from geobind.data.synthetic import WorldOptions, make_world
+    from geobind.data.world_source import WorldOptions, make_world
 
     root = tmp_path_factory.mktemp("index")
     make_world(WorldOptions(out=str(root / "world"), places=60, workers=1), progress=False)
@@ -158,6 +160,25 @@ def test_map_of_a_plain_dataset_pastes_its_tiles(setup, tmp_path):
     drawn = similarity_map(setup["space"], data, "text", "a road", tmp_path / "m.png")
     assert drawn.source == "embedded now" and len(drawn.top) == 10
     panels_differ(drawn.path, drawn)
+
+
+def test_the_picture_beside_a_map_is_an_input(setup, tmp_path):
+    space, data = setup["space"], setup["data"]
+    world_map = raster_beside(data)  # written by geobind world make
+    width, height = world_map.open().size
+    beside = similarity_map(space, data, "text", "a road", tmp_path / "w.png")
+    assert beside.mosaic_box[3] - beside.mosaic_box[1] == round(512 * height / width)
+    red = tmp_path / "red.json"
+    write_raster(Image.new("RGB", (100, 50), "red"), red, world_map.lat_min, world_map.lat_max,
+                 world_map.lon_min, world_map.lon_max)
+    drawn = similarity_map(space, data, "text", "a road", tmp_path / "r.png", mark=0,
+                           background=read_raster(red))
+    x0, y0, x1, y1 = drawn.mosaic_box
+    assert (x1 - x0, y1 - y0) == (512, 256)
+    assert Image.open(drawn.path).convert("RGB").getpixel(((x0 + x1) // 2, (y0 + y1) // 2)) == (
+        255, 0, 0)
+    tiles = similarity_map(space, data, "text", "a road", tmp_path / "t.png", background=None)
+    panels_differ(tiles.path, tiles)
 
 
 def test_bad_queries_and_missing_indexes_are_clear_errors(setup, tmp_path, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from geobind.data.synthetic import WorldOptions, make_world
+from geobind.data.world_source import WorldOptions, make_world
 from geobind.eval.report import write_report
 from geobind.testing import train_tiny_space
 

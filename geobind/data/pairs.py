@@ -4,10 +4,16 @@ Every row is one place: a stable ``id``, ``lat``/``lon`` in degrees, a ``split``
 test), and one column per modality named after it (``satellite``, ``ground``, ``audio``,
 ``text``, ...). Images and audio stay as encoded file bytes in Lance blob columns; text is a
 string column.
+
+A dataset may also carry a label column of per-class fractions (the synthetic world's
+``landcover``): its field metadata names the classes and, optionally, words that name each
+one (zero-shot classification builds its text prompts from them). See :func:`label_field`,
+:func:`name_classes` and :func:`label_classes`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -19,11 +25,16 @@ if TYPE_CHECKING:
 
     from geobind.modality import Storage
 
-__all__ = ["BASE_COLUMNS", "SPLITS", "open_pairs", "pair_schema", "read_values", "to_record_batch",
-           "write_pairs"]
+__all__ = ["BASE_COLUMNS", "CLASSES_KEY", "CLASS_WORDS_KEY", "SPLITS", "label_classes",
+           "label_field", "name_classes", "open_pairs", "pair_schema", "read_values",
+           "to_record_batch", "write_pairs"]
 
 BASE_COLUMNS = ("id", "lat", "lon", "split")
 SPLITS = ("train", "val", "test")
+#: Field metadata of a label column: a JSON list of its class names, in column order ...
+CLASSES_KEY = "geobind.classes"
+#: ... and a JSON object of the words that name each class.
+CLASS_WORDS_KEY = "geobind.class_words"
 
 
 def pair_schema(storages: Mapping[str, "Storage"]) -> "pa.Schema":
@@ -79,3 +90,41 @@ def read_values(ds: "lance.LanceDataset", column: str, indices: Iterable[int]) -
         # without preserve_order, blobs come back in address order, not the order asked for
         return [data for _, data in ds.read_blobs(column, indices=indices, preserve_order=True)]
     return ds.take(indices, columns=[column]).column(column).to_pylist()
+
+
+# -- label columns ------------------------------------------------------------------------
+def _label_metadata(classes: Sequence[str],
+                    words: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
+    meta = {CLASSES_KEY: json.dumps(list(classes))}
+    if words:
+        meta[CLASS_WORDS_KEY] = json.dumps({c: list(words[c]) for c in classes if c in words})
+    return meta
+
+
+def label_field(name: str, classes: Sequence[str],
+                words: Mapping[str, Sequence[str]] | None = None) -> "pa.Field":
+    """A column of per-class fractions (``[len(classes)]`` float32) that names its classes."""
+    import pyarrow as pa
+
+    return pa.field(name, pa.list_(pa.float32(), len(classes)),
+                    metadata=_label_metadata(classes, words))
+
+
+def name_classes(uri: str | Path, column: str, classes: Sequence[str],
+                 words: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Record the class names (and words) of an existing label column (a new version)."""
+    ds = open_pairs(uri)
+    if column not in ds.schema.names:
+        raise GeobindError(f"{uri} has no label column {column!r}")
+    ds.update_field_metadata({column: _label_metadata(classes, words)})
+
+
+def label_classes(ds: "lance.LanceDataset",
+                  column: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The class names and the words naming each that a label column records (empty if none)."""
+    if column not in ds.schema.names:
+        return [], {}
+    meta = ds.schema.field(column).metadata or {}
+    classes = json.loads(meta.get(CLASSES_KEY.encode(), b"[]"))
+    words = json.loads(meta.get(CLASS_WORDS_KEY.encode(), b"{}"))
+    return list(classes), {c: list(w) for c, w in words.items()}

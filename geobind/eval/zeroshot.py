@@ -1,12 +1,15 @@
 """Zero-shot land-cover classification through the space's text encoder.
 
-For each land cover, prompts are built from the words the world's captions use for it
-(:data:`geobind.world.caption.COVER_WORDS`, e.g. ``"a view of beach"``); their text embeddings
-are averaged into one class embedding (CLIP's prompt ensembling). Every satellite tile, ground
-photo or sound of a dataset (each modality it carries and the space embeds, text excepted) is
-given the class of highest cosine similarity. The truth is the place's dominant cover, the
-argmax of the dataset's ``landcover`` fractions. Nothing is trained for it: audio, for one,
-never saw a word, so this measures what the bound space carries across modalities.
+The classes, and the words that name each, come from the caller or from the dataset: its
+``landcover`` column of per-class fractions records them (see
+:func:`geobind.data.pairs.label_classes`; the synthetic world records its land covers and the
+words its captions use, e.g. ``beach`` for sand). For each class, prompts are built from its
+words (``"a view of beach"``); their text embeddings are averaged into one class embedding
+(CLIP's prompt ensembling). Every satellite tile, ground photo or sound of a dataset (each
+modality it carries and the space embeds, text excepted) is given the class of highest cosine
+similarity. The truth is the place's dominant class, the argmax of its fractions. Nothing is
+trained for it: audio, for one, never saw a word, so this measures what the bound space
+carries across modalities.
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from geobind.data.pairs import open_pairs
+from geobind.data.pairs import label_classes, open_pairs
 from geobind.eval.embed import embed_columns, row_indices
 from geobind.eval.tables import markdown_table, percent
-from geobind.world.caption import COVER_WORDS
-from geobind.world.config import LAND_COVERS
 
 __all__ = ["LABEL_COLUMN", "TEMPLATES", "TEXT", "build_prompts", "class_embeddings", "classify",
            "dominant_labels", "format_zeroshot", "markdown_zeroshot", "score",
            "zeroshot_landcover"]
 
-#: The dataset column of land-cover fractions, ``LAND_COVERS`` order.
+#: The dataset column of per-class fractions, in the order of the classes it records.
 LABEL_COLUMN = "landcover"
 #: The modality whose encoder embeds the prompts.
 TEXT = "text"
@@ -34,11 +35,12 @@ TEXT = "text"
 TEMPLATES = ("{}", "a photo of {}", "a view of {}", "a landscape with {}")
 
 
-def build_prompts(classes: Sequence[str] = LAND_COVERS,
-                  words: Mapping[str, Sequence[str]] = COVER_WORDS,
+def build_prompts(classes: Sequence[str], words: Mapping[str, Sequence[str]] | None = None,
                   templates: Sequence[str] = TEMPLATES) -> dict[str, list[str]]:
-    """Every template filled with every word of each class."""
-    return {c: [t.format(w) for w in words[c] for t in templates] for c in classes}
+    """Every template filled with every word of each class (a class without words: its name)."""
+    words = words or {}
+    return {c: [t.format(w) for w in (words.get(c) or (c,)) for t in templates]
+            for c in classes}
 
 
 def class_embeddings(space: Any, prompts: Mapping[str, Sequence[str]]) -> torch.Tensor:
@@ -52,14 +54,17 @@ def classify(embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     return (embeddings.float() @ classes.float().T).argmax(dim=1)
 
 
-def dominant_labels(ds: Any, rows: Sequence[int], column: str = LABEL_COLUMN,
-                    classes: int = len(LAND_COVERS)) -> torch.Tensor | str:
+def dominant_labels(ds: Any, rows: Sequence[int], column: str,
+                    classes: int) -> torch.Tensor | str:
     """The argmax of each row's fractions, or a note saying why the column is unusable."""
     import numpy as np
     import pyarrow as pa
 
     if column not in ds.schema.names:
         return f"the dataset has no {column!r} column"
+    if not classes:
+        return (f"column {column!r} names no classes: pass classes= (and words=), or record "
+                f"them with geobind.data.pairs.name_classes")
     kind = ds.schema.field(column).type
     if not (pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind)):
         return f"column {column!r} is {kind}, not a list of {classes} land-cover fractions"
@@ -89,21 +94,25 @@ def score(predicted: torch.Tensor, truth: torch.Tensor, classes: Sequence[str]) 
 
 def zeroshot_landcover(space: Any, dataset_uri: str, rows: int | Sequence[int] | None = None,
                        embeddings: Mapping[str, torch.Tensor] | None = None,
-                       classes: Sequence[str] = LAND_COVERS,
-                       words: Mapping[str, Sequence[str]] = COVER_WORDS,
+                       classes: Sequence[str] | None = None,
+                       words: Mapping[str, Sequence[str]] | None = None,
                        templates: Sequence[str] = TEMPLATES) -> dict[str, Any]:
     """Zero-shot dominant-cover accuracy of each non-text modality of a dataset.
 
-    ``embeddings`` (from :func:`geobind.eval.embed.embed_columns`, same ``rows``) skips embedding
-    again. Returns the classes, prompts, and per modality :func:`score`'s numbers; when the
-    dataset has no usable ``landcover`` column, the space no text encoder, or there is nothing
-    to classify, ``skipped`` says why and ``modalities`` is empty.
+    ``classes`` (in the order of the ``landcover`` fractions) and ``words`` (class -> words
+    naming it) default to those the dataset's ``landcover`` column records. ``embeddings``
+    (from :func:`geobind.eval.embed.embed_columns`, same ``rows``) skips embedding again.
+    Returns the classes, prompts, and per modality :func:`score`'s numbers; when the dataset
+    has no usable ``landcover`` column or names no classes, the space has no text encoder, or
+    there is nothing to classify, ``skipped`` says why and ``modalities`` is empty.
     """
+    ds = open_pairs(dataset_uri)
+    if classes is None:
+        classes, words = label_classes(ds, LABEL_COLUMN)
     prompts = build_prompts(classes, words, templates)
     result: dict[str, Any] = {"classes": list(classes), "label_column": LABEL_COLUMN,
                               "templates": list(templates), "prompts": prompts,
                               "modalities": {}, "skipped": None}
-    ds = open_pairs(dataset_uri)
     indices = row_indices(ds, rows)
     truth = dominant_labels(ds, indices, LABEL_COLUMN, len(classes))
     if isinstance(truth, str):

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ANN_INDEX_TYPE", "ANN_METRIC", "DEFAULT_MIN_ROWS_FOR_ANN", "INDEX_DIR",
            "SearchIndex", "add_vector_index", "build_index", "dataset_key", "embed_queries",
-           "exact_topk", "find_index", "index_path", "open_index", "search", "write_vectors"]
+           "embedded_batches", "exact_topk", "find_index", "index_path", "open_index", "search", "write_vectors"]
 
 INDEX_DIR = "index"
 DEFAULT_MIN_ROWS_FOR_ANN = 10_000
@@ -100,7 +100,7 @@ def build_index(space: "Space", dataset_uri: str | Path, out: Optional[str | Pat
             "anchor_sha256": space.entry(anchor).sha256, "rows": rows,
             "dim": encoder.embed_dim, "min_rows_for_ann": min_rows_for_ann}
     started = time.perf_counter()
-    batches = _embedded_batches(ds, encoder, column, batch_size, progress)
+    batches = embedded_batches(ds, encoder, column, batch_size, progress)
 
     def finish(tmp: Path) -> None:
         if rows >= min_rows_for_ann:
@@ -115,7 +115,7 @@ def build_index(space: "Space", dataset_uri: str | Path, out: Optional[str | Pat
     return out
 
 
-def _embedded_batches(ds: "lance.LanceDataset", encoder: Any, column: str, batch_size: int,
+def embedded_batches(ds: "lance.LanceDataset", encoder: Any, column: str, batch_size: int,
                       progress: bool) -> Iterator[tuple[list, list, list, "torch.Tensor"]]:
     """(ids, lats, lons, unit vectors) for consecutive row ranges of the dataset."""
     from tqdm import tqdm
@@ -229,6 +229,11 @@ class SearchIndex:
     def dataset(self) -> str:
         """The dataset the index was built from."""
         return self.meta.get("dataset", "")
+
+    def built_from(self, dataset_uri: str | Path, version: int) -> bool:
+        """Whether the index holds this very version of ``dataset_uri``."""
+        return (self.meta.get("dataset") == dataset_key(dataset_uri)
+                and self.meta.get("dataset_version") == version)
 
     def vectors(self) -> "torch.Tensor":
         """Every vector, ``[rows, dim]`` float32, in row order (read once)."""

@@ -3,29 +3,31 @@ grid of the best tiles.
 
 Drawn with PIL and numpy only. The heat map scores every tile of a dataset against the query
 and spreads each score over the tile's neighbourhood (a Gaussian-weighted average of nearby
-tiles, so the map reads as a surface, not as scattered dots); the mosaic beside it is the
-synthetic world's own map when the dataset comes from one (``world.json`` beside it), or the
-dataset's tiles pasted at their positions.
+tiles, so the map reads as a surface, not as scattered dots). The picture beside it is an
+input: a :class:`~geobind.data.raster.Raster` (an image of a lat/lon box, such as the mosaic
+``geobind world make`` writes beside its datasets), or the dataset's own tiles pasted at their
+positions.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
+from geobind.data.pairs import open_pairs, read_values
+from geobind.data.raster import Raster, raster_beside
+from geobind.encoders.media import decode_image
 from geobind.errors import GeobindError
+from geobind.search.index import embed_queries, embedded_batches, index_path, open_index
+from geobind.space import Space, SpaceError
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from geobind.space import Space
 
 __all__ = ["SimilarityMap", "colormap", "query_label", "render_hits", "similarity_map",
            "tile_vectors"]
@@ -71,13 +73,9 @@ class Tiles:
     column: str = "satellite"
 
 
-def tile_vectors(space: "Space", dataset_uri: str | Path, batch_size: int = 256) -> Tiles:
+def tile_vectors(space: Space, dataset_uri: str | Path, batch_size: int = 256) -> Tiles:
     """The anchor embeddings of a dataset's tiles: from its index in the space when that index
     was built from this very dataset version, otherwise embedded now."""
-    from geobind.data.pairs import open_pairs
-    from geobind.search.index import _embedded_batches, index_path, open_index
-    from geobind.space import SpaceError
-
     ds = open_pairs(dataset_uri)
     path = index_path(space, dataset_uri)
     if path.is_dir():
@@ -85,7 +83,7 @@ def tile_vectors(space: "Space", dataset_uri: str | Path, batch_size: int = 256)
             index = open_index(space, path)
         except SpaceError:
             index = None  # another anchor's index: embed afresh rather than fail
-        if index is not None and _same_dataset(index.meta, dataset_uri, ds.version):
+        if index is not None and index.built_from(dataset_uri, ds.version):
             cols = index.table()
             return Tiles(cols["id"], np.asarray(cols["lat"]), np.asarray(cols["lon"]),
                          index.vectors(), f"index {path}", index.meta.get("column", "satellite"))
@@ -95,20 +93,13 @@ def tile_vectors(space: "Space", dataset_uri: str | Path, batch_size: int = 256)
     if encoder.modality.column not in ds.schema.names:
         raise GeobindError(f"dataset {dataset_uri} has no {encoder.modality.column!r} column")
     ids, lat, lon, parts = [], [], [], []
-    for i, a, b, v in _embedded_batches(ds, encoder, encoder.modality.column, batch_size, False):
+    for i, a, b, v in embedded_batches(ds, encoder, encoder.modality.column, batch_size, False):
         ids += i
         lat += a
         lon += b
         parts.append(v)
     return Tiles(ids, np.asarray(lat), np.asarray(lon), torch.cat(parts), "embedded now",
                  encoder.modality.column)
-
-
-def _same_dataset(meta: dict, dataset_uri: str | Path, version: int) -> bool:
-    from geobind.search.index import dataset_key
-
-    return (meta.get("dataset") == dataset_key(dataset_uri)
-            and meta.get("dataset_version") == version)
 
 
 # ---- geometry ---------------------------------------------------------------------------------
@@ -149,47 +140,17 @@ def _frame_around(lat: np.ndarray, lon: np.ndarray, width: int) -> Frame:
     return Frame(lat_min, lat_max, lon_min, lon_max, width, max(16, min(4 * width, height)))
 
 
-def _world_options(dataset_uri: str | Path) -> Optional[dict]:
-    """The options of the world a dataset was generated from, when ``world.json`` is beside it."""
-    path = Path(str(dataset_uri).rstrip("/")).parent / "world.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
+def _backdrop(dataset_uri: str | Path, tiles: Tiles, width: int, column: str,
+              background: Raster | None) -> tuple[Frame, Image.Image]:
+    """The frame of the map and the picture drawn in it: the raster, or the pasted tiles."""
+    from PIL import Image
 
-
-@functools.lru_cache(maxsize=2)
-def _world(key: tuple) -> Any:
-    """A World rebuilt from its options (cached: building one takes seconds)."""
-    from geobind.data.synthetic import WorldOptions, _world_config
-    from geobind.world import World
-
-    return World(_world_config(WorldOptions(**dict(key))))
-
-
-def _world_of(stored: dict) -> Any:
-    import dataclasses
-
-    from geobind.data.synthetic import WorldOptions
-
-    names = {f.name for f in dataclasses.fields(WorldOptions)} - {"out", "workers"}
-    return _world(tuple(sorted((k, v) for k, v in stored.items() if k in names)))
-
-
-def _backdrop(dataset_uri: str | Path, tiles: Tiles, width: int,
-              column: str = "satellite") -> tuple[Frame, "Image.Image"]:
-    """The frame of the map and the satellite mosaic drawn in it."""
-    stored = _world_options(dataset_uri)
-    if stored is not None:
-        world = _world_of(stored)
-        c = world.config
-        height = int(round(width * world.height_px / world.width_px))
-        frame = Frame(c.lat_min, c.lat_max, c.lon_min, c.lon_max, width, height)
-        from PIL import Image
-
-        return frame, world.mosaic_image().resize((width, height), Image.Resampling.LANCZOS)
+    if background is not None:
+        image = background.open()
+        height = int(round(width * image.height / image.width))
+        frame = Frame(background.lat_min, background.lat_max, background.lon_min,
+                      background.lon_max, width, height)
+        return frame, image.resize((width, height), Image.Resampling.LANCZOS)
     frame = _frame_around(tiles.lat, tiles.lon, width)
     return frame, _pasted_mosaic(dataset_uri, tiles, frame, column)
 
@@ -198,9 +159,6 @@ def _pasted_mosaic(dataset_uri: str | Path, tiles: Tiles, frame: Frame,
                    column: str) -> "Image.Image":
     """The dataset's own tiles pasted at their positions, one spacing wide each."""
     from PIL import Image
-
-    from geobind.data.pairs import open_pairs, read_values
-    from geobind.encoders.media import decode_image
 
     ds = open_pairs(dataset_uri)
     canvas = Image.new("RGB", (frame.width, frame.height), NO_DATA)
@@ -295,21 +253,25 @@ class SimilarityMap:
     source: str = ""
 
 
-def similarity_map(space: "Space", dataset_uri: str | Path, modality: str, value: Any,
-                   out: str | Path, width: int = PANEL, mark: int = 10) -> SimilarityMap:
+def similarity_map(space: Space, dataset_uri: str | Path, modality: str, value: Any,
+                   out: str | Path, width: int = PANEL, mark: int = 10,
+                   background: Raster | None | Literal["beside"] = "beside") -> SimilarityMap:
     """Draw the similarity of one query to every tile of a dataset, beside the mosaic.
 
     :param modality: the query's modality (``text``, ``audio``, ``ground``, ``satellite``).
     :param value: the query: a string, a file path, or encoded bytes.
     :param mark: circle this many best tiles on both panels.
+    :param background: the picture beside the heat map: a :class:`Raster`; ``None`` for the
+        dataset's own tiles pasted at their positions; ``"beside"`` (default) for the raster in
+        the dataset's folder (as ``geobind world make`` writes it), else the pasted tiles.
     """
-    from geobind.search.index import embed_queries
-
+    if background == "beside":
+        background = raster_beside(dataset_uri)
     query = embed_queries(space, modality, [value])[0]
     tiles = tile_vectors(space, dataset_uri)
     scores = (tiles.vectors @ query).numpy().astype(np.float64)
     lo, hi = float(scores.min()), float(scores.max())
-    frame, mosaic = _backdrop(dataset_uri, tiles, width, tiles.column)
+    frame, mosaic = _backdrop(dataset_uri, tiles, width, tiles.column, background)
     heat = _heat(tiles, scores, frame, lo, hi, sigma=0.6 * _spacing_px(tiles, frame))
     best = np.argsort(-scores)[:mark]
     top = [{"id": tiles.ids[i], "lat": float(tiles.lat[i]), "lon": float(tiles.lon[i]),
@@ -358,9 +320,6 @@ def render_hits(hits: Sequence[dict], dataset_uri: str | Path, out: str | Path, 
                 column: str = "satellite", columns: int = 5, cell: int = 128) -> Path:
     """Draw the hits' tiles (read from the dataset by id) in a grid, with rank, id and score."""
     from PIL import Image, ImageDraw
-
-    from geobind.data.pairs import open_pairs, read_values
-    from geobind.encoders.media import decode_image
 
     ds = open_pairs(dataset_uri)
     where = _rows_of(ds, [h["id"] for h in hits])

@@ -1,0 +1,38 @@
+"""The synthetic world as a dataset source: its pair datasets, their classes, its map.
+
+:func:`make_world` is what ``geobind world make`` and the demo run. The four pair datasets come
+from :mod:`geobind.data.synthetic`; this adds what the rest of the library reads without
+knowing the world: each dataset's ``landcover`` column names the land covers and the words
+the captions use for them (zero-shot classification builds its prompts from those), and the
+whole map is written beside the datasets as a raster (maps draw it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from geobind.data.pairs import name_classes
+from geobind.data.raster import RASTER_FILE, write_raster
+from geobind.data.synthetic import WorldOptions, _world_config
+from geobind.data.synthetic import make_world as make_datasets
+
+__all__ = ["LABEL_COLUMN", "WorldOptions", "make_world"]
+
+#: The label column of every world dataset: the true land-cover fractions of the tile.
+LABEL_COLUMN = "landcover"
+
+
+def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
+    """Generate the world into ``options.out``: ``{captions,ground,audio,heldout}.lance``,
+    their class names, and ``mosaic.png`` / ``mosaic.json``. Returns the import reports."""
+    from geobind.world import COVER_WORDS, LAND_COVERS, World  # numpy, scipy
+
+    reports = make_datasets(options, progress=progress)
+    for report in reports.values():
+        name_classes(report.dataset, LABEL_COLUMN, LAND_COVERS, COVER_WORDS)
+    world = World(_world_config(options))  # the same config the datasets were cut from
+    c = world.config
+    write_raster(world.mosaic_image(), Path(options.out) / RASTER_FILE, c.lat_min, c.lat_max,
+                 c.lon_min, c.lon_max)
+    return reports
