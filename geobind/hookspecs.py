@@ -2,7 +2,10 @@
 
 Every hook is prefixed ``geobind_`` and contributes through a ``register`` callback rather than
 a return value, so the host can validate each contribution, reject duplicate names and record
-which distribution gave what. The API only grows: new hook arguments are optional to implement.
+which distribution gave what. The API only grows: the host passes hook arguments by name and
+gives an implementation only those it declares (:func:`geobind.plugins.hook_arguments`), so a
+new argument is optional to implement. A new hook is a spec here and one entry in
+:data:`geobind.plugins.CONTRIBUTIONS`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import re
 import threading
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Sequence
 
 import pluggy
 
@@ -31,13 +31,16 @@ from geobind.errors import GeobindError
 from geobind.modality import Modality
 
 __all__ = [
+    "CONTRIBUTIONS",
     "ENTRY_POINT_GROUP",
     "BrokenPlugin",
+    "Contribution",
     "PluginError",
     "PluginInfo",
     "PluginWarning",
     "Registry",
     "get_registry",
+    "hook_arguments",
     "reset_registry",
 ]
 
@@ -62,6 +65,47 @@ class PluginWarning(UserWarning):
     """A broken plugin was skipped."""
 
 
+@dataclass(frozen=True)
+class Contribution:
+    """A hook through which plugins register named objects, and where the host keeps them.
+
+    A new hook is its spec in :mod:`geobind.hookspecs` and one entry in :data:`CONTRIBUTIONS`;
+    collecting, attribution, duplicate names, removal, :class:`PluginInfo` and
+    ``geobind plugins`` follow from the table.
+
+    :param hook: the hook's name (``geobind_register_...``).
+    :param kind: what its ``register`` callback accepts; each object has a unique ``name``.
+    :param field: where the objects are listed: ``Registry.tables[field]`` and
+        ``PluginInfo.registered[field]`` (also the key in ``geobind plugins --json``).
+    :param noun: what one object is called in messages.
+    :param always_listed: ``geobind plugins`` shows the line even for a plugin with none.
+    """
+
+    hook: str
+    kind: type
+    field: str
+    noun: str
+    always_listed: bool = False
+
+
+#: Every ``register`` hook and what it collects.
+CONTRIBUTIONS: tuple[Contribution, ...] = (
+    Contribution("geobind_register_modalities", Modality, "modalities", "modality",
+                 always_listed=True),
+    Contribution("geobind_register_datasets", DatasetSource, "datasets", "dataset source"),
+)
+
+
+def hook_arguments(register: Callable[[Any], None]) -> dict[str, Any]:
+    """What the host offers every ``register`` hook, by name.
+
+    An implementation is given only the arguments it declares, as pluggy calls hooks, so an
+    argument added here (and to the specs) is optional to implement: plugins written before it
+    keep working.
+    """
+    return {"register": register}
+
+
 @dataclass
 class PluginInfo:
     """One loaded plugin and what it contributed."""
@@ -69,9 +113,26 @@ class PluginInfo:
     distribution: str
     version: str
     hooks: list[str] = field(default_factory=list)
-    modalities: list[str] = field(default_factory=list)
-    datasets: list[str] = field(default_factory=list)
+    #: per :class:`Contribution` field, the names of what this plugin registered
+    registered: dict[str, list[str]] = field(default_factory=dict)
     builtin: bool = False
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities this plugin registered."""
+        return self.registered.get("modalities", [])
+
+    @property
+    def datasets(self) -> list[str]:
+        """The dataset sources this plugin registered."""
+        return self.registered.get("datasets", [])
+
+    def as_dict(self) -> dict:
+        """Plain values, for ``geobind plugins --json``."""
+        return {"distribution": self.distribution, "version": self.version,
+                "hooks": list(self.hooks),
+                **{name: list(names) for name, names in self.registered.items()},
+                "builtin": self.builtin}
 
 
 @dataclass
@@ -102,19 +163,36 @@ def allowed_distributions() -> set[str] | None:
 
 
 class Registry:
-    """The plugin manager and the modalities and dataset sources registered through it."""
+    """The plugin manager and what was registered through it, one table per contribution.
 
-    def __init__(self) -> None:
+    :param contributions: the hooks that register objects (default :data:`CONTRIBUTIONS`).
+    :param specs: objects holding the hook specifications (default :mod:`geobind.hookspecs`).
+    """
+
+    def __init__(self, contributions: Sequence[Contribution] = CONTRIBUTIONS,
+                 specs: Sequence[object] = (hookspecs,)) -> None:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
-        self.pm.add_hookspecs(hookspecs)
+        for spec in specs:
+            self.pm.add_hookspecs(spec)
+        self.contributions = tuple(contributions)
         self.plugins: dict[str, PluginInfo] = {}
         self.broken: list[BrokenPlugin] = []
-        self.modalities: dict[str, Modality] = {}
-        self.datasets: dict[str, DatasetSource] = {}
+        #: contribution field -> name -> the registered object
+        self.tables: dict[str, dict[str, Any]] = {c.field: {} for c in self.contributions}
         self._owners: dict[tuple[str, str], str] = {}
 
+    @property
+    def modalities(self) -> dict[str, Modality]:
+        """Every registered modality, by name."""
+        return self.tables["modalities"]
+
+    @property
+    def datasets(self) -> dict[str, DatasetSource]:
+        """Every registered dataset source (generator or importer), by name."""
+        return self.tables["datasets"]
+
     # -- loading -------------------------------------------------------------------------
-    def load(self) -> "Registry":
+    def load(self) -> Registry:
         """Register geobind's built-ins, then every allowed installed plugin."""
         for module in BUILTIN_MODULES:
             self.add(importlib.import_module(module), BUILTIN, _version(BUILTIN), builtin=True)
@@ -154,9 +232,8 @@ class Registry:
         try:
             _check_pending(self.pm, distribution)
             info = PluginInfo(distribution, version, builtin=builtin,
-                              hooks=sorted(h.name for h in self.pm.get_hookcallers(plugin)))
-            modalities, datasets = self._collect(plugin)
-            self._commit(info, modalities, datasets)
+                              hooks=sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
+            self._commit(info, self._collect(plugin))
         except BaseException:
             self.pm.unregister(plugin)
             raise
@@ -166,42 +243,37 @@ class Registry:
         """Unregister a plugin and everything it registered."""
         info = self.plugins.pop(distribution)
         self.pm.unregister(name=distribution)
-        for name in info.modalities:
-            del self.modalities[name], self._owners[("modality", name)]
-        for name in info.datasets:
-            del self.datasets[name], self._owners[("dataset source", name)]
+        for c in self.contributions:
+            for name in info.registered.get(c.field, []):
+                del self.tables[c.field][name], self._owners[(c.field, name)]
 
-    def _collect(self, plugin: object) -> tuple[list[Modality], list[DatasetSource]]:
+    def _collect(self, plugin: object) -> dict[str, list[Any]]:
+        """What ``plugin`` registers through each contribution hook, by field."""
         # Each implementation is called on its own rather than through pm.hook so that what a
         # plugin registers is attributed to it, and one plugin's failure stays its own.
-        found: dict[str, list] = {"geobind_register_modalities": [],
-                                  "geobind_register_datasets": []}
-        kinds = {"geobind_register_modalities": Modality,
-                 "geobind_register_datasets": DatasetSource}
-        for hook_name, bucket in found.items():
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+        found: dict[str, list[Any]] = {c.field: [] for c in self.contributions}
+        for c in self.contributions:
+            for impl in getattr(self.pm.hook, c.hook).get_hookimpls():
                 if impl.plugin is plugin:
-                    impl.function(**_args(impl.argnames, _collector(bucket, kinds[hook_name])))
-        return found["geobind_register_modalities"], found["geobind_register_datasets"]
+                    offered = hook_arguments(_collector(found[c.field], c.kind))
+                    impl.function(**{n: offered[n] for n in impl.argnames if n in offered})
+        return found
 
-    def _commit(self, info: PluginInfo, modalities: list[Modality],
-                datasets: list[DatasetSource]) -> None:
-        for kind, items in (("modality", modalities), ("dataset source", datasets)):
-            names = [item.name for item in items]
+    def _commit(self, info: PluginInfo, found: dict[str, list[Any]]) -> None:
+        """Keep what a plugin registered, unless a name is taken (then keep nothing)."""
+        for c in self.contributions:
+            names = [item.name for item in found[c.field]]
             for name in names:
-                owner = self._owners.get((kind, name))
+                owner = self._owners.get((c.field, name))
                 if owner is not None or names.count(name) > 1:
                     raise _DuplicateName(
-                        f"{kind} {name!r} is registered by both {owner or info.distribution} "
+                        f"{c.noun} {name!r} is registered by both {owner or info.distribution} "
                         f"and {info.distribution}; uninstall one, or choose with {ALLOW_ENV}")
-        for item in modalities:
-            self.modalities[item.name] = item
-            self._owners[("modality", item.name)] = info.distribution
-        for item in datasets:
-            self.datasets[item.name] = item
-            self._owners[("dataset source", item.name)] = info.distribution
-        info.modalities = [m.name for m in modalities]
-        info.datasets = [d.name for d in datasets]
+        for c in self.contributions:
+            for item in found[c.field]:
+                self.tables[c.field][item.name] = item
+                self._owners[(c.field, item.name)] = info.distribution
+            info.registered[c.field] = [item.name for item in found[c.field]]
         self.plugins[info.distribution] = info
 
     # -- lookups -------------------------------------------------------------------------
@@ -226,11 +298,11 @@ class Registry:
 
     def owner(self, modality: str) -> PluginInfo:
         """The plugin that registered ``modality``."""
-        return self.plugins[self._owners[("modality", modality)]]
+        return self.plugins[self._owners[("modalities", modality)]]
 
     def as_dict(self) -> dict:
         """Plugins, broken plugins and what each registered, for ``geobind plugins --json``."""
-        return {"plugins": [asdict(p) for p in self.plugins.values()],
+        return {"plugins": [p.as_dict() for p in self.plugins.values()],
                 "broken": [asdict(b) for b in self.broken]}
 
 
@@ -244,10 +316,6 @@ def _collector(bucket: list, kind: type) -> Callable[[Any], None]:
             raise TypeError(f"register() takes a {kind.__name__}, got {type(item).__name__}")
         bucket.append(item)
     return register
-
-
-def _args(argnames: Iterable[str], register: Callable[[Any], None]) -> dict:
-    return {name: register for name in argnames if name == "register"}
 
 
 def _check_pending(pm: pluggy.PluginManager, distribution: str) -> None:

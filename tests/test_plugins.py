@@ -221,6 +221,64 @@ def test_modality_validates_what_plugins_give():
                          build_preprocess=None, check=None)
 
 
+@dataclass(frozen=True)
+class Smell:
+    name: str
+
+
+@geobind.hookspec
+def geobind_register_smells(register):
+    """A hook geobind does not have, to show what adding one takes.
+
+    :param register: call once per Smell.
+    """
+
+
+def test_a_new_hook_is_one_table_entry(clean_env):
+    @geobind.hookimpl(specname="geobind_register_smells")
+    def register_smells(register):
+        register(Smell("rose"))
+        register(Smell("sea"))
+
+    plugin = types.SimpleNamespace(geobind_register_smells=register_smells)
+    fake_entry_points(clean_env, ("acme-smells", lambda: plugin))
+    smells = host.Contribution("geobind_register_smells", Smell, "smells", "smell")
+    specs = types.SimpleNamespace(geobind_register_smells=geobind_register_smells)
+    registry = Registry((*host.CONTRIBUTIONS, smells), (geobind.hookspecs, specs)).load()
+    info = registry.plugins["acme-smells"]
+    assert info.registered["smells"] == ["rose", "sea"] and info.modalities == []
+    assert registry.tables["smells"]["sea"] == Smell("sea")
+    assert info.as_dict()["smells"] == ["rose", "sea"]
+    assert registry.plugins["geobind"].registered["smells"] == []
+    with pytest.raises(PluginError, match="smell 'rose' is registered by both acme-smells "
+                                          "and acme-copy"):
+        registry.add(types.SimpleNamespace(geobind_register_smells=register_smells, copy=1),
+                     "acme-copy")
+    registry.remove("acme-smells")
+    assert registry.tables["smells"] == {} and "acme-smells" not in registry.plugins
+
+
+def test_hooks_are_called_with_the_arguments_they_declare(clean_env, monkeypatch):
+    offered = host.hook_arguments
+    monkeypatch.setattr(host, "hook_arguments",  # as if a later geobind offered more
+                        lambda register: {**offered(register), "geobind_version": "0.2"})
+
+    @geobind.hookimpl
+    def geobind_register_modalities(register):  # written before the new argument existed
+        register(toy_modality("old"))
+
+    @geobind.hookimpl
+    def geobind_register_datasets():  # declares none: allowed, as in pluggy
+        calls.append("datasets")
+
+    calls: list[str] = []
+    plugin = types.SimpleNamespace(geobind_register_modalities=geobind_register_modalities,
+                                   geobind_register_datasets=geobind_register_datasets)
+    fake_entry_points(clean_env, ("acme-old", lambda: plugin))
+    registry = Registry().load()
+    assert registry.owner("old").distribution == "acme-old" and calls == ["datasets"]
+
+
 def test_no_warning_when_every_plugin_is_fine(clean_env):
     fake_entry_points(clean_env, ("acme-one", lambda: plugin_with("one")))
     with warnings.catch_warnings():

@@ -28,10 +28,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for info in registry.plugins.values():
         tag = " (built-in)" if info.builtin else ""
         print(f"{info.distribution} {info.version}{tag}")
-        print(f"  hooks:      {', '.join(info.hooks) or '-'}")
-        print(f"  modalities: {_describe(registry.modalities, info.modalities)}")
-        if info.datasets:
-            print(f"  datasets:   {_describe(registry.datasets, info.datasets)}")
+        print(f"  {'hooks:':11s} {', '.join(info.hooks) or '-'}")
+        for c in registry.contributions:
+            names = info.registered.get(c.field, [])
+            if names or c.always_listed:
+                print(f"  {c.field + ':':11s} {_describe(registry.tables[c.field], names)}")
     for broken in registry.broken:
         print(f"{broken.distribution} {broken.version} (BROKEN, skipped)\n  error: {broken.error}")
     return 0
