@@ -111,9 +111,3 @@ class WorldConfig:
     def clip_samples(self) -> int:
         """Audio samples per clip."""
         return int(round(self.sample_rate * self.clip_seconds))
-
-    @property
-    def metres_per_pixel(self) -> float:
-        """Ground size of one mosaic pixel along the width, metres (approximate)."""
-        mid = math.radians(0.5 * (self.lat_min + self.lat_max))
-        return (self.lon_max - self.lon_min) * 111_320.0 * math.cos(mid) / self.mosaic_width

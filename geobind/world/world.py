@@ -128,16 +128,6 @@ class World:
 
         return Image.fromarray(self.rgb)
 
-    def label_image(self):
-        """The land-cover map as a PIL image with a fixed colour per cover."""
-        from PIL import Image
-
-        palette = np.array(
-            [(40, 80, 160), (230, 210, 150), (140, 190, 90), (220, 190, 90), (30, 100, 40), (200, 60, 60), (40, 40, 40), (150, 140, 130)],
-            np.uint8,
-        )
-        return Image.fromarray(palette[self.terrain.labels])
-
     # ---- where places are -----------------------------------------------------------------
     def sample_places(self, n: int, rng: Union[None, int, np.random.Generator] = None) -> list[tuple[float, float]]:
         """``n`` (lat, lon) points spread evenly over the map (a jittered low-discrepancy
