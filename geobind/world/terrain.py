@@ -79,17 +79,67 @@ def _wiggle(rng: np.random.Generator, p0: np.ndarray, p1: np.ndarray, levels: in
 
 
 def build_terrain(cfg: WorldConfig) -> Terrain:
+    """The land-cover map of ``cfg``, from one random stream in a fixed order of steps.
+
+    Three resolutions: low (/8) for landscape fields, mid (/4) for coasts and scores, and full.
+    Elevation and water come first, then towns, then where forest, grass and farms prefer to
+    be; the full-resolution labels are then painted cover by cover, roads last.
+    """
     H, W = cfg.mosaic_shape
     rng = np.random.default_rng([cfg.seed, 0x7E7A])
-    # three resolutions: low (/8) for landscape fields, mid (/4) for coasts and scores, full
-    hm, wm = -(-H // 4), -(-W // 4)
-    hl, wl = -(-hm // 2), -(-wm // 2)
-    mid = (hm, wm)
+    grid = _Grid(H, W)
+    land = _landscape(rng, grid)
+    towns = _settlements(rng, grid, land)
+    fg_mid, farm_pref = _vegetation_scores(rng, grid, land, towns)
+    return _full_resolution(cfg, rng, grid, land, towns, fg_mid, farm_pref)
 
-    def up_mid(a: np.ndarray) -> np.ndarray:
-        return upsample_int(a, 2, mid)
 
-    # ---- elevation, sea, mountains, lakes (mid resolution) -------------------------------
+@dataclass(frozen=True)
+class _Grid:
+    """The three resolutions of a ``H x W`` mosaic: low (/8), mid (/4) and full."""
+
+    H: int
+    W: int
+
+    @property
+    def mid(self) -> tuple[int, int]:
+        return -(-self.H // 4), -(-self.W // 4)
+
+    @property
+    def low(self) -> tuple[int, int]:
+        hm, wm = self.mid
+        return -(-hm // 2), -(-wm // 2)
+
+    def up_mid(self, a: np.ndarray) -> np.ndarray:
+        """A low-resolution field at mid resolution."""
+        return upsample_int(a, 2, self.mid)
+
+
+@dataclass
+class _Landscape:
+    """Elevation, sea, mountains and lakes at mid resolution, and the low-resolution fields
+    that later steps read."""
+
+    e_mid: np.ndarray
+    sea_level: float
+    sea_mid: np.ndarray
+    mount: np.ndarray
+    height_mid: np.ndarray
+    lake_mid: np.ndarray
+    water_mid: np.ndarray
+    sea_dist: np.ndarray
+    water_dist: np.ndarray
+    shore_dist: np.ndarray
+    hill: np.ndarray
+    moist_low: np.ndarray
+    agri_low: np.ndarray
+    beach_low: np.ndarray
+
+
+def _landscape(rng: np.random.Generator, grid: _Grid) -> _Landscape:
+    """Elevation, sea, mountains, lakes (mid resolution)."""
+    (hl, wl), mid = grid.low, grid.mid
+    up_mid = grid.up_mid
     e_low = fractal_noise(rng, (hl, wl), (40.0, 20.0, 10.0, 5.0), roughness=0.5)
     ang = rng.uniform(0, 2 * np.pi)
     yl, xl = np.mgrid[0:hl, 0:wl].astype(np.float32)
@@ -102,31 +152,58 @@ def build_terrain(cfg: WorldConfig) -> Terrain:
     lake_low = smooth_noise(rng, (hl, wl), 3.0)
     beach_low = smooth_noise(rng, (hl, wl), 6.0)
 
-    e_mid = up_mid(e_low) + 0.06 * smooth_noise(rng, mid, 1.5) + 0.03 * smooth_noise(rng, mid, 0.7)
+    e_mid = (up_mid(e_low) + 0.06 * smooth_noise(rng, mid, 1.5)
+             + 0.03 * smooth_noise(rng, mid, 0.7))
     sea_level = float(np.quantile(e_mid, 0.2))
     sea_mid = e_mid < sea_level
     land_h = np.maximum(e_mid - sea_level, 0.0)
     mount = np.clip(up_mid(mass_low) - 0.9, 0.0, None) * (0.55 + 0.9 * up_mid(ridge_low))
     mount *= np.clip(land_h * 4.0, 0.0, 1.0)  # no mountains standing in the sea
     # sharp ridges and peaks on the massifs (ridged noise, two octaves)
-    peaks = 0.6 * (1.0 - np.abs(smooth_noise(rng, mid, 5.0))) + 0.4 * (1.0 - np.abs(smooth_noise(rng, mid, 2.0)))
-    height_mid = np.where(sea_mid, (e_mid - sea_level) * 6.0, 2.0 * land_h + 7.0 * mount * (0.3 + 0.7 * peaks**2))
-    lake_mid = (up_mid(lake_low) + 0.25 * smooth_noise(rng, mid, 1.0) > 2.3) & ~sea_mid & (mount < 0.05)
+    peaks = (0.6 * (1.0 - np.abs(smooth_noise(rng, mid, 5.0)))
+             + 0.4 * (1.0 - np.abs(smooth_noise(rng, mid, 2.0))))
+    height_mid = np.where(sea_mid, (e_mid - sea_level) * 6.0,
+                          2.0 * land_h + 7.0 * mount * (0.3 + 0.7 * peaks**2))
+    lake_mid = ((up_mid(lake_low) + 0.25 * smooth_noise(rng, mid, 1.0) > 2.3) & ~sea_mid
+                & (mount < 0.05))
     water_mid = sea_mid | lake_mid
     sea_dist = ndimage.distance_transform_edt(~sea_mid).astype(np.float32) * 4.0
     water_dist = ndimage.distance_transform_edt(~water_mid).astype(np.float32) * 4.0
     shore_dist = ndimage.distance_transform_edt(water_mid).astype(np.float32) * 4.0
     land_q = np.quantile(land_h[~sea_mid], 0.95) if (~sea_mid).any() else 1.0
     hill = np.clip(land_h / (land_q + 1e-6), 0.0, 1.0)
+    return _Landscape(e_mid, sea_level, sea_mid, mount, height_mid, lake_mid, water_mid,
+                      sea_dist, water_dist, shore_dist, hill, moist_low, agri_low, beach_low)
 
-    # ---- settlements -------------------------------------------------------------------
+
+@dataclass
+class _Towns:
+    """Cities and villages: centres (full-resolution pixels), street-grid and field settings,
+    and how built-up each mid-resolution cell is."""
+
+    sx: np.ndarray
+    sy: np.ndarray
+    is_city: np.ndarray
+    k_ang: np.ndarray
+    block: np.ndarray
+    bsize: np.ndarray
+    parcel_w: np.ndarray
+    parcel_h: np.ndarray
+    urban_mid: np.ndarray
+    near_mid: np.ndarray
+    urban_score: np.ndarray
+
+
+def _settlements(rng: np.random.Generator, grid: _Grid, land: _Landscape) -> _Towns:
+    """Where towns stand (dry, flat, near the coast and farmland), and their settings."""
+    H, W, (hm, wm), mid = grid.H, grid.W, grid.mid, grid.mid
     area = H * W
     n_city = max(1, int(round(area / 640.0**2)))
     n_village = max(3, int(round(area / 210.0**2)))
-    weight = (~water_mid & (mount < 0.02)).astype(np.float64)
-    weight *= 1.0 + 3.0 * np.exp(-sea_dist / 160.0) * (sea_dist > 6)
-    weight *= np.exp(-2.5 * hill)
-    weight *= np.exp(1.2 * up_mid(agri_low))
+    weight = (~land.water_mid & (land.mount < 0.02)).astype(np.float64)
+    weight *= 1.0 + 3.0 * np.exp(-land.sea_dist / 160.0) * (land.sea_dist > 6)
+    weight *= np.exp(-2.5 * land.hill)
+    weight *= np.exp(1.2 * grid.up_mid(land.agri_low))
     flat = weight.ravel() / weight.sum()
     picks = rng.choice(flat.size, size=n_city + n_village, replace=False, p=flat)
     sy, sx = np.divmod(picks, wm)
@@ -141,7 +218,17 @@ def build_terrain(cfg: WorldConfig) -> Terrain:
     bsize = np.where(is_city, rng.uniform(3.0, 4.6, nset), rng.uniform(3.0, 4.0, nset))
     parcel_w = rng.uniform(13, 26, nset)
     parcel_h = rng.uniform(8, 17, nset)
+    urban_mid, near_mid = _town_fields(sx, sy, sigma, mid)
+    urban_score = (urban_mid * (1.0 + 0.6 * smooth_noise(rng, mid, 1.5))
+                   + 0.12 * smooth_noise(rng, mid, 1.0) - 0.35)
+    return _Towns(sx, sy, is_city, k_ang, block, bsize, parcel_w, parcel_h, urban_mid,
+                  near_mid, urban_score)
 
+
+def _town_fields(sx: np.ndarray, sy: np.ndarray, sigma: np.ndarray,
+                 mid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussians around each town: how built-up (``urban``) and how near a town (``near``)."""
+    hm, wm = mid
     urban_mid = np.zeros(mid, np.float32)
     near_mid = np.zeros(mid, np.float32)
     for x, y, s in zip(sx / 4.0, sy / 4.0, sigma / 4.0):
@@ -152,58 +239,120 @@ def build_terrain(cfg: WorldConfig) -> Terrain:
             if y0 >= y1 or x0 >= x1:
                 continue
             gy, gx = np.ogrid[y0:y1, x0:x1]
-            field[y0:y1, x0:x1] += np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / (2 * ss * ss)).astype(np.float32)
-    near_mid = np.clip(near_mid, 0, 1.5)
-    urban_score = urban_mid * (1.0 + 0.6 * smooth_noise(rng, mid, 1.5)) + 0.12 * smooth_noise(rng, mid, 1.0) - 0.35
+            field[y0:y1, x0:x1] += np.exp(
+                -((gx - x) ** 2 + (gy - y) ** 2) / (2 * ss * ss)).astype(np.float32)
+    return urban_mid, np.clip(near_mid, 0, 1.5)
 
-    # ---- vegetation scores (mid resolution) ---------------------------------------------
-    score_forest = 0.9 * up_mid(moist_low) + 1.4 * hill + 0.35 * smooth_noise(rng, mid, 2.0) - 0.6 * near_mid - 0.1
-    score_farm = 0.8 * up_mid(agri_low) + 1.5 * near_mid - 1.8 * hill - 0.05
-    score_grass = 0.35 * smooth_noise(rng, mid, 3.0) + 1.0 * np.exp(-sea_dist / 60.0) + 0.3 * hill
+
+def _vegetation_scores(rng: np.random.Generator, grid: _Grid, land: _Landscape,
+                       towns: _Towns) -> tuple[np.ndarray, np.ndarray]:
+    """Forest against grass, and how much farmland is preferred (mid resolution)."""
+    mid, up_mid, hill = grid.mid, grid.up_mid, land.hill
+    score_forest = (0.9 * up_mid(land.moist_low) + 1.4 * hill
+                    + 0.35 * smooth_noise(rng, mid, 2.0) - 0.6 * towns.near_mid - 0.1)
+    score_farm = 0.8 * up_mid(land.agri_low) + 1.5 * towns.near_mid - 1.8 * hill - 0.05
+    score_grass = (0.35 * smooth_noise(rng, mid, 3.0) + 1.0 * np.exp(-land.sea_dist / 60.0)
+                   + 0.3 * hill)
     fg_mid = score_forest - score_grass + 0.25 * smooth_noise(rng, mid, 0.8)  # forest vs grass
     farm_pref = score_farm - np.maximum(score_forest, score_grass)
-    del score_forest, score_farm, score_grass
+    return fg_mid, farm_pref
 
-    # ---- full resolution -----------------------------------------------------------------
-    # Full-resolution arrays are (4*hm, 4*wm), cropped to (H, W) at the end; a 4D view
-    # (hm, 4, wm, 4) lets per-town settings held at mid resolution broadcast for free.
-    HP, WP = 4 * hm, 4 * wm
-    padded = (HP, WP)
 
-    def up_full(a: np.ndarray) -> np.ndarray:
-        return upsample_int(a, 4, padded)
+@dataclass
+class _Canvas:
+    """The full-resolution rasters being painted, padded to ``(4 * hm, 4 * wm)``; ``lab4`` and
+    ``aux4`` are ``(hm, 4, wm, 4)`` views, so that per-town settings held at mid resolution
+    broadcast over each cell's pixels for free."""
 
-    def b4(a: np.ndarray) -> np.ndarray:  # a mid-resolution array, broadcast over pixels
-        return a[:, None, :, None]
+    labels: np.ndarray
+    aux: np.ndarray
+    lab4: np.ndarray
+    aux4: np.ndarray
+    mid: tuple[int, int]
 
-    height = up_full(height_mid)
-    sea = up_full(e_mid - sea_level) < 0
-    water = sea | (up_full(lake_mid.astype(np.float32)) > 0.5)
+    def up_full(self, a: np.ndarray) -> np.ndarray:
+        """A mid-resolution field at full resolution."""
+        return upsample_int(a, 4, self.labels.shape)
+
+
+def _b4(a: np.ndarray) -> np.ndarray:
+    """A mid-resolution array, broadcast over the pixels of each cell."""
+    return a[:, None, :, None]
+
+
+def _full_resolution(cfg: WorldConfig, rng: np.random.Generator, grid: _Grid,
+                     land: _Landscape, towns: _Towns, fg_mid: np.ndarray,
+                     farm_pref: np.ndarray) -> Terrain:
+    """Every pixel's label and variant: vegetation, fields, forest, towns, rock and beaches,
+    roads, water; then cropped to the mosaic and shaded."""
+    hm, wm = grid.mid
+    padded = (4 * hm, 4 * wm)
     labels = np.full(padded, GRASS, np.uint8)
     aux = np.zeros(padded, np.uint8)
-    lab4 = labels.reshape(hm, 4, wm, 4)
-    aux4 = aux.reshape(hm, 4, wm, 4)
+    canvas = _Canvas(labels, aux, labels.reshape(hm, 4, wm, 4), aux.reshape(hm, 4, wm, 4),
+                     grid.mid)
+    height = canvas.up_full(land.height_mid)
+    sea = canvas.up_full(land.e_mid - land.sea_level) < 0
+    water = sea | (canvas.up_full(land.lake_mid.astype(np.float32)) > 0.5)
+    owner, ca, sa, u, v = _street_grids(towns, grid.mid)
+    lut = _lut(rng)
+    lut2 = _lut(rng)
+    labels[canvas.up_full(fg_mid) > 0] = FOREST
+    _paint_farmland(canvas, towns, owner, ca, sa, u, v, lut, lut2, farm_pref)
+    _paint_conifers(canvas, rng, land.hill)
+    _paint_towns(canvas, towns, owner, u, v, lut, lut2, water)
+    del u, v
+    _paint_rock_and_beaches(canvas, rng, grid, land, water)
+    # roads between settlements: a minimum spanning tree plus links between nearby towns
+    _draw_roads(cfg, labels, aux, water, sea, land.water_mid, land.mount, towns.sx, towns.sy,
+                towns.is_city)
+    labels[water & (labels != ROAD)] = WATER
+    wmask = labels == WATER
+    aux[wmask] = np.where(sea, SEA, LAKE)[wmask]
+    H, W = grid.H, grid.W
+    labels, aux, height = labels[:H, :W].copy(), aux[:H, :W].copy(), height[:H, :W].copy()
+    return Terrain(
+        labels=labels,
+        aux=aux,
+        height=height,
+        shade=_hillshade(height),
+        sea_dist=land.sea_dist,
+        shore_dist=land.shore_dist,
+        settlements=np.stack([towns.sx, towns.sy], 1),
+        wave_angle=float(rng.uniform(0, np.pi)),
+    )
 
-    grid = np.stack(np.meshgrid((np.arange(wm) + 0.5) * 4, (np.arange(hm) + 0.5) * 4), -1).reshape(-1, 2)
+
+def _street_grids(towns: _Towns, mid: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Which town owns each mid-resolution cell, the cosine and sine of its grid's angle there,
+    and every pixel's coordinates ``(u, v)`` in its owner's street grid (``(hm, 4, wm, 4)``)."""
+    hm, wm = mid
+    sx, sy = towns.sx, towns.sy
+    grid = np.stack(np.meshgrid((np.arange(wm) + 0.5) * 4, (np.arange(hm) + 0.5) * 4),
+                    -1).reshape(-1, 2)
     owner = cKDTree(np.stack([sx, sy], 1)).query(grid)[1].reshape(mid).astype(np.int32)
     del grid
     f32 = np.float32
-    ca, sa = np.cos(k_ang).astype(f32)[owner], np.sin(k_ang).astype(f32)[owner]  # mid res
-    X = (np.arange(wm, dtype=f32)[:, None] * 4 + np.arange(4, dtype=f32))[None, None]  # (1,1,wm,4)
-    Y = (np.arange(hm, dtype=f32)[:, None] * 4 + np.arange(4, dtype=f32))[:, :, None, None]  # (hm,4,1,1)
-    dx = X - b4(sx.astype(f32)[owner])
-    dy = Y - b4(sy.astype(f32)[owner])
-    u = dx * b4(ca) + dy * b4(sa)  # the owner town's street-grid coordinates
-    v = dy * b4(ca) - dx * b4(sa)
-    del dx, dy
+    ca = np.cos(towns.k_ang).astype(f32)[owner]  # mid res
+    sa = np.sin(towns.k_ang).astype(f32)[owner]
+    X = (np.arange(wm, dtype=f32)[:, None] * 4 + np.arange(4, dtype=f32))[None, None]
+    Y = (np.arange(hm, dtype=f32)[:, None] * 4 + np.arange(4, dtype=f32))[:, :, None, None]
+    dx = X - _b4(sx.astype(f32)[owner])  # (hm, 4, wm, 4) after broadcasting
+    dy = Y - _b4(sy.astype(f32)[owner])
+    u = dx * _b4(ca) + dy * _b4(sa)  # the owner town's street-grid coordinates
+    v = dy * _b4(ca) - dx * _b4(sa)
+    return owner, ca, sa, u, v
 
-    lut = _lut(rng)
-    lut2 = _lut(rng)
-    o4 = b4(owner)
 
-    # vegetation: forest vs grass per pixel, farmland per parcel (straight field edges)
-    labels[up_full(fg_mid) > 0] = FOREST
-    pw, ph = b4(parcel_w.astype(f32)[owner]), b4(parcel_h.astype(f32)[owner])
+def _paint_farmland(canvas: _Canvas, towns: _Towns, owner: np.ndarray, ca: np.ndarray,
+                    sa: np.ndarray, u: np.ndarray, v: np.ndarray, lut: np.ndarray,
+                    lut2: np.ndarray, farm_pref: np.ndarray) -> None:
+    """Farmland per parcel of each town's field grid (straight field edges), where preferred."""
+    hm, wm = canvas.mid
+    f32 = np.float32
+    o4 = _b4(owner)
+    sx, sy = towns.sx, towns.sy
+    pw, ph = _b4(towns.parcel_w.astype(f32)[owner]), _b4(towns.parcel_h.astype(f32)[owner])
     pv = np.floor(v / ph)
     rkey = _cell_key(o4, pv, -7)  # each row of fields has its own field widths and offset
     pw = pw * (0.55 + 0.9 * lut[rkey])
@@ -211,9 +360,10 @@ def build_terrain(cfg: WorldConfig) -> Terrain:
     del rkey
     pu = np.floor((u + shift) / pw)
     cu, cv = (pu + 0.5) * pw - shift, (pv + 0.5) * ph  # the field's centre
-    cx = b4(sx.astype(f32)[owner]) + cu * b4(ca) - cv * b4(sa)
-    cy = b4(sy.astype(f32)[owner]) + cu * b4(sa) + cv * b4(ca)
-    farm = farm_pref[np.clip((cy * 0.25).astype(np.int32), 0, hm - 1), np.clip((cx * 0.25).astype(np.int32), 0, wm - 1)] > 0
+    cx = _b4(sx.astype(f32)[owner]) + cu * _b4(ca) - cv * _b4(sa)
+    cy = _b4(sy.astype(f32)[owner]) + cu * _b4(sa) + cv * _b4(ca)
+    farm = farm_pref[np.clip((cy * 0.25).astype(np.int32), 0, hm - 1),
+                     np.clip((cx * 0.25).astype(np.int32), 0, wm - 1)] > 0
     del cu, cv, cx, cy
     pkey = _cell_key(o4, pu, pv)
     kind = lut[pkey]
@@ -223,64 +373,60 @@ def build_terrain(cfg: WorldConfig) -> Terrain:
     del stripe_v, period
     hedge = ((u + shift - pu * pw) < 0.9) | ((v - pv * ph) < 0.9)
     del pu, pv, pw, ph, shift
-    lab4[farm] = np.where(kind < 0.06, FOREST, np.where(kind < 0.14, GRASS, FARM)).astype(np.uint8)[farm]
-    aux4[farm] = ((lut2[pkey] * N_CROPS).astype(np.uint8) + FARM_STRIPE * stripe_on + FARM_HEDGE * hedge)[farm]
-    del farm, pkey, kind, stripe_on, hedge
-    # forest variety (conifers up the hills)
-    conifer = up_full(hill + 0.4 * smooth_noise(rng, mid, 4.0)) > 0.6
-    forest = labels == FOREST
-    aux[forest] = 0
-    aux[forest & conifer] = CONIFER
-    del conifer, forest
+    crop = np.where(kind < 0.06, FOREST, np.where(kind < 0.14, GRASS, FARM)).astype(np.uint8)
+    canvas.lab4[farm] = crop[farm]
+    canvas.aux4[farm] = ((lut2[pkey] * N_CROPS).astype(np.uint8) + FARM_STRIPE * stripe_on
+                         + FARM_HEDGE * hedge)[farm]
 
-    # urban: blocks of buildings between streets
-    urban = (up_full(urban_score) > 0) & ~water
+
+def _paint_conifers(canvas: _Canvas, rng: np.random.Generator, hill: np.ndarray) -> None:
+    """Forest variety: conifers up the hills."""
+    conifer = canvas.up_full(hill + 0.4 * smooth_noise(rng, canvas.mid, 4.0)) > 0.6
+    forest = canvas.labels == FOREST
+    canvas.aux[forest] = 0
+    canvas.aux[forest & conifer] = CONIFER
+
+
+def _paint_towns(canvas: _Canvas, towns: _Towns, owner: np.ndarray, u: np.ndarray,
+                 v: np.ndarray, lut: np.ndarray, lut2: np.ndarray, water: np.ndarray) -> None:
+    """Urban: blocks of buildings (style and height per block) between streets."""
+    f32 = np.float32
+    urban = (canvas.up_full(towns.urban_score) > 0) & ~water
     idx = np.flatnonzero(urban)
     u, v = u.reshape(-1)[idx], v.reshape(-1)[idx]
-    y, x = np.divmod(idx, WP)
+    y, x = np.divmod(idx, canvas.labels.shape[1])
     o = owner[y >> 2, x >> 2]
-    bw = block.astype(f32)[o]
+    bw = towns.block.astype(f32)[o]
     street = (np.mod(u, bw) < 1.25) | (np.mod(v, bw) < 1.25)
-    bs = bsize.astype(f32)[o]
+    bs = towns.bsize.astype(f32)[o]
     bu, bv = np.floor(u / bs), np.floor(v / bs)
     bkey = _cell_key(o, bu + 1000, bv + 2000)
-    density = np.clip(urban_mid[y >> 2, x >> 2], 0, 1.6)
+    density = np.clip(towns.urban_mid[y >> 2, x >> 2], 0, 1.6)
     gap = (u - bu * bs < 0.75) | (v - bv * bs < 0.75) | (lut[bkey] > 0.3 + 0.5 * density)
     style = (lut2[bkey] * 8).astype(np.uint8)
     tall = np.clip(density * 2.2 * (0.4 + lut[(bkey * 13 + 5) & 0xFFFF]), 0, 3).astype(np.uint8)
-    labels.reshape(-1)[idx] = np.where(street, ROAD, URBAN).astype(np.uint8)
-    aux.reshape(-1)[idx] = np.where(street, STREET, np.where(gap, YARD, style + 8 * tall)).astype(np.uint8)
-    del idx, o, u, v, bw, street, bs, bu, bv, bkey, y, x, density, gap, style, tall, urban
+    canvas.labels.reshape(-1)[idx] = np.where(street, ROAD, URBAN).astype(np.uint8)
+    canvas.aux.reshape(-1)[idx] = np.where(street, STREET,
+                                           np.where(gap, YARD, style + 8 * tall)).astype(np.uint8)
 
-    # rock (mountains) and beaches
-    rock = (up_full(mount + 0.08 * smooth_noise(rng, mid, 0.7)) > 0.32) & ~water
-    labels[rock] = ROCK
-    beach_w = np.clip(6.5 + 5.5 * up_mid(beach_low), 0, 14)
-    beach_mid = np.minimum(sea_dist - beach_w, 4.0 * (water_dist - 0.3 * beach_w))  # narrow lake shores
-    sand = (up_full(beach_mid) < 0) & ~water & ~rock
-    labels[sand] = SAND
-    del sand, rock
 
-    # roads between settlements: a minimum spanning tree plus links between nearby towns
-    _draw_roads(cfg, labels, aux, water, sea, water_mid, mount, sx, sy, is_city)
-    labels[water & (labels != ROAD)] = WATER
-    wmask = labels == WATER
-    aux[wmask] = np.where(sea, SEA, LAKE)[wmask]
+def _paint_rock_and_beaches(canvas: _Canvas, rng: np.random.Generator, grid: _Grid,
+                            land: _Landscape, water: np.ndarray) -> None:
+    """Bare rock on the mountains, and sand along the sea (narrower along lake shores)."""
+    rock = (canvas.up_full(land.mount + 0.08 * smooth_noise(rng, grid.mid, 0.7)) > 0.32) & ~water
+    canvas.labels[rock] = ROCK
+    beach_w = np.clip(6.5 + 5.5 * grid.up_mid(land.beach_low), 0, 14)
+    beach_mid = np.minimum(land.sea_dist - beach_w,
+                           4.0 * (land.water_dist - 0.3 * beach_w))  # narrow lake shores
+    sand = (canvas.up_full(beach_mid) < 0) & ~water & ~rock
+    canvas.labels[sand] = SAND
 
-    # hillshade from the height field (light from the north-west)
-    labels, aux, height = labels[:H, :W].copy(), aux[:H, :W].copy(), height[:H, :W].copy()
+
+def _hillshade(height: np.ndarray) -> np.ndarray:
+    """Shading of the height field, light from the north-west (a factor around 1)."""
     gy, gx = np.gradient(height)
     shade = 1.0 + 0.9 * (-gx - gy) / np.sqrt(1.0 + gx * gx + gy * gy)
-    return Terrain(
-        labels=labels,
-        aux=aux,
-        height=height,
-        shade=np.clip(shade, 0.4, 1.6).astype(np.float32),
-        sea_dist=sea_dist,
-        shore_dist=shore_dist,
-        settlements=np.stack([sx, sy], 1),
-        wave_angle=float(rng.uniform(0, np.pi)),
-    )
+    return np.clip(shade, 0.4, 1.6).astype(np.float32)
 
 
 def _draw_roads(cfg, labels, aux, water, sea, water_mid, mount, sx, sy, is_city) -> None:
