@@ -108,54 +108,77 @@ def recipe_hash(stage: StageRecipe) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _stage_device(device: str) -> torch.device:
+    """The device a stage trains on: ``auto`` is this rank's GPU when there is one."""
+    chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if device == "auto" else device))
+    if chosen.type == "cuda":
+        if chosen.index is None:  # one GPU per torchrun process
+            chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(chosen)
+    return chosen
+
+
 class StageRun:
     """The state of one stage while it trains."""
 
     def __init__(self, name: str, stage: StageRecipe, space: Space, dist: Dist) -> None:
         self.name, self.stage, self.space, self.dist = name, stage, space, dist
-        self.device = torch.device("cuda" if stage.device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if stage.device == "auto" else stage.device))
-        if self.device.type == "cuda":
-            if self.device.index is None:  # one GPU per torchrun process
-                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(self.device)
+        self.device = _stage_device(stage.device)
         torch.manual_seed(stage.seed)
         self.student = _side(stage.student, space)
         self.teacher = _side(stage.teacher, space)
-        trains_teacher = stage.teacher.train
-        if not trains_teacher:
+        if not stage.teacher.train:
             self.teacher.freeze()
         self.teacher_sha = sha256_hex(state_bytes(self.teacher.net))
         self.loss = ContrastiveLoss(stage.temperature, stage.learn_temperature, dist.rank,
                                     dist.world_size)
-        self.model = StageModel(self.student, self.teacher if trains_teacher else None,
+        self.model = StageModel(self.student, self.teacher if stage.teacher.train else None,
                                 self.loss).to(self.device)
         self.teacher.to(self.device)  # frozen too: its cache is computed on the device
-        if stage.batch_size % dist.world_size:
-            raise ConfigError(f"stage {name!r}: batch_size {stage.batch_size} does not split "
-                              f"over {dist.world_size} processes")
-        self.local_batch = stage.batch_size // dist.world_size
-        self.data: Optional[PairDataset] = None
-        self.steps_per_epoch = self.total = 0
-        if stage.max_steps != 0:  # a 0-step stage reads no data
-            prep = {self.student.modality.column: self.student.preprocess(train=True)}
-            if trains_teacher:
-                prep[self.teacher.modality.column] = self.teacher.preprocess(train=True)
-            self.data = PairDataset(stage.data, prep, split="train")
-            self.steps_per_epoch = len(self.data) // stage.batch_size
-            if self.steps_per_epoch == 0:
-                raise ConfigError(f"stage {name!r}: {len(self.data)} training rows in "
-                                  f"{stage.data} is less than one batch of {stage.batch_size}")
-            total = stage.epochs * self.steps_per_epoch
-            self.total = min(total, stage.max_steps) if stage.max_steps is not None else total
+        self.local_batch = self._local_batch()
+        self.data, self.steps_per_epoch, self.total = self._training_data()
         self.optimizer = torch.optim.AdamW(param_groups(self.model, stage.weight_decay),
                                            lr=stage.lr, betas=tuple(stage.betas), eps=stage.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(stage.warmup_steps, self.total))
+        self.ddp = self._distributed()
         self.folder = space.path / "checkpoints" / name
         self.log_path = space.path / "logs" / f"{name}.jsonl"
         self.teacher_z: Optional[torch.Tensor] = None
         self.step = 0
+
+    def _local_batch(self) -> int:
+        """This process's share of the batch."""
+        if self.stage.batch_size % self.dist.world_size:
+            raise ConfigError(f"stage {self.name!r}: batch_size {self.stage.batch_size} does not "
+                              f"split over {self.dist.world_size} processes")
+        return self.stage.batch_size // self.dist.world_size
+
+    def _training_data(self) -> tuple[Optional[PairDataset], int, int]:
+        """The training rows, steps per epoch and steps in all (a 0-step stage reads no data)."""
+        stage = self.stage
+        if stage.max_steps == 0:
+            return None, 0, 0
+        prep = {self.student.modality.column: self.student.preprocess(train=True)}
+        if stage.teacher.train:
+            prep[self.teacher.modality.column] = self.teacher.preprocess(train=True)
+        data = PairDataset(stage.data, prep, split="train")
+        steps_per_epoch = len(data) // stage.batch_size
+        if steps_per_epoch == 0:
+            raise ConfigError(f"stage {self.name!r}: {len(data)} training rows in "
+                              f"{stage.data} is less than one batch of {stage.batch_size}")
+        total = stage.epochs * steps_per_epoch
+        if stage.max_steps is not None:
+            total = min(total, stage.max_steps)
+        return data, steps_per_epoch, total
+
+    def _distributed(self) -> nn.Module:
+        """What a training step calls: the model, wrapped in DDP when several ranks train it."""
+        if self.dist.world_size == 1 or self.total == 0:
+            return self.model
+        return nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     # -- set-up -------------------------------------------------------------------------
     def autocast(self) -> Any:
@@ -287,10 +310,6 @@ class StageRun:
             return final
         self.frozen_teacher_embeddings()
         self.resume()
-        self.ddp = self.model
-        if self.dist.world_size > 1:
-            self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.model.train()
         bar = tqdm(total=self.total, initial=self.step, desc=self.name, unit="step",
                    disable=not self.dist.is_main, mininterval=1.0, dynamic_ncols=True)
