@@ -21,8 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geobind.search.index import (CANDIDATES_PER_RESULT, SearchIndex, TARGET_PARTITION_SIZE,
-                           add_vector_index, write_vectors)
+from geobind.search.index import (
+    CANDIDATES_PER_RESULT,
+    TARGET_PARTITION_SIZE,
+    SearchIndex,
+    add_vector_index,
+    write_vectors,
+)
 
 K = 10
 
@@ -69,7 +74,7 @@ def run(rows: int, dim: int, queries: int, seed: int, target: int,
     q = torch.from_numpy(clustered(queries, dim, centres, rng))
     with tempfile.TemporaryDirectory(prefix="geobind-index-bench-") as tmp:
         uri = Path(tmp) / "vectors.lance"
-        _, write_s = timed(lambda: write_vectors(uri, batches(gallery), dim))
+        _, write_s = timed(lambda g=gallery: write_vectors(uri, batches(g), dim))
         del gallery
         gc.collect()
         ds = __import__("lance").dataset(str(uri))
@@ -81,9 +86,9 @@ def run(rows: int, dim: int, queries: int, seed: int, target: int,
         index.query(q[:2], K, exact=False)  # warm the index cache
         out = []
         for c in candidates:
-            ann, ann_batch_s = timed(lambda: index.query(q, K, exact=False, candidates=c))
-            _, ann_one_s = timed(lambda: [index.query(v, K, exact=False, candidates=c)
-                                          for v in q])
+            ann, ann_batch_s = timed(lambda c=c: index.query(q, K, exact=False, candidates=c))
+            _, ann_one_s = timed(lambda c=c: [index.query(v, K, exact=False, candidates=c)
+                                              for v in q])
             out.append({"rows": rows, "dim": dim, "partitions": built["num_partitions"],
                         "candidates": c, "write_s": write_s, "build_s": built["seconds"],
                         "recall@10": recall(ann, exact),

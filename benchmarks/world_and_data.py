@@ -78,7 +78,9 @@ def main() -> None:
     from_lance(), from_files()  # warm the page cache for both
     _, lance_s = timed(from_lance)
     _, files_s = timed(from_files)
-    rate = lambda s: args.batches * args.batch / s
+    def rate(seconds: float) -> float:
+        return args.batches * args.batch / seconds
+
     print(f"random batches of {args.batch} (tile + sound, decoded): Lance {rate(lance_s):.0f} "
           f"rows/s, files {rate(files_s):.0f} rows/s, ratio Lance/files {files_s / lance_s:.2f}")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 from geobind.data.world_source import WorldOptions, make_world
 from geobind.eval.tables import format_table

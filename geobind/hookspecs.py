@@ -10,13 +10,14 @@ new argument is optional to implement. A new hook is a spec here and one entry i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:  # keep `geobind --help` free of heavy imports
-    from geobind.sources import DatasetSource
     from geobind.modality import Modality
+    from geobind.sources import DatasetSource
 
 hookspec = pluggy.HookspecMarker("geobind")
 hookimpl = pluggy.HookimplMarker("geobind")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,12 +48,12 @@ class Modality:
 
     name: str
     config: type
-    build_encoder: Callable[[Any, Optional["Path"]], "torch.nn.Module"]
-    build_preprocess: Callable[[Any, bool], Callable[[Any], "torch.Tensor"]]
+    build_encoder: Callable[[Any, Path | None], torch.nn.Module]
+    build_preprocess: Callable[[Any, bool], Callable[[Any], torch.Tensor]]
     check: Callable[[Any], None]
     storage: Storage = "binary"
     column: str = ""
-    recipe: Optional[str] = None
+    recipe: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:

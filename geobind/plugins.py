@@ -20,15 +20,16 @@ import os
 import re
 import threading
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pluggy
 
 from geobind import __version__, hookspecs
-from geobind.sources import DatasetSource
 from geobind.errors import GeobindError
 from geobind.modality import Modality
+from geobind.sources import DatasetSource
 
 __all__ = [
     "CONTRIBUTIONS",
@@ -283,7 +284,7 @@ class Registry:
             return self.modalities[name]
         dist = KNOWN_DISTRIBUTIONS.get(name)
         hint = (f"install it with `pip install {dist}`" if dist else
-                f"install a plugin that provides it")
+                "install a plugin that provides it")
         known = ", ".join(sorted(self.modalities)) or "none"
         raise PluginError(f"no installed plugin registers modality {name!r} "
                           f"(registered: {known}); {hint}")

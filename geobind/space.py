@@ -20,9 +20,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from geobind.encoders.weights import atomic_write, load_into, read_state_dict, sha256_hex, state_bytes
+from geobind.encoders.weights import (
+    atomic_write,
+    load_into,
+    read_state_dict,
+    sha256_hex,
+    state_bytes,
+)
 from geobind.errors import GeobindError, WeightsError
 from geobind.plugins import get_registry
 
@@ -46,7 +52,7 @@ class Entry:
     config: dict
     weights: str
     sha256: str
-    aligned_to: Optional[dict] = None
+    aligned_to: dict | None = None
     stage: str = ""
     recipe: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -120,8 +126,8 @@ class Space:
         load_into(encoder.net, read_state_dict(path), f"{path}")
         return encoder
 
-    def put(self, encoder: Any, stage: str, aligned_to: Optional[dict] = None,
-            recipe: Optional[dict] = None, metrics: Optional[dict] = None) -> Entry:
+    def put(self, encoder: Any, stage: str, aligned_to: dict | None = None,
+            recipe: dict | None = None, metrics: dict | None = None) -> Entry:
         """Store an encoder's weights, then record it in the manifest (atomically)."""
         data = state_bytes(encoder.net)
         info = get_registry().owner(encoder.name)

@@ -15,7 +15,8 @@ This module imports nothing heavy at load time: it is loaded by every pytest run
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 

@@ -18,8 +18,9 @@ from geobind.train.loss import ContrastiveLoss
 from geobind.train.stage import StageModel
 
 
-def stage_model(dist: Dist = Dist()) -> StageModel:
+def stage_model(dist: Dist | None = None) -> StageModel:
     """The same student, initialised the same way on every rank, with a frozen teacher."""
+    dist = dist or Dist()
     torch.manual_seed(0)
     student = geobind.build_encoder("satellite", TINY_VISION)
     return StageModel(student, None, ContrastiveLoss(rank=dist.rank, world_size=dist.world_size))

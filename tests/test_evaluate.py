@@ -17,11 +17,12 @@ from geobind.data.pairs import label_field, pair_schema, to_record_batch
 from geobind.errors import GeobindError
 from geobind.eval.evaluate import evaluate_space, run_eval
 from geobind.eval.retrieval import ranks, recall_metrics
+from geobind.eval.zeroshot import TEXT, zeroshot_landcover
 from geobind.space import load_space
 from geobind.testing import pair_rows, png_bytes, train_tiny_space
 from geobind.world import LAND_COVERS
 from geobind.world.caption import COVER_WORDS
-from geobind.eval.zeroshot import TEXT, zeroshot_landcover
+
 
 # -- references ----------------------------------------------------------------------------
 def torchmetrics_recall(sims: torch.Tensor, k: int, bonus: float = 0.0) -> float:
@@ -125,7 +126,6 @@ def test_bad_conventions_and_cut_offs_are_named():
 def write_dataset(uri: Path, columns: dict, landcover: list | None) -> None:
     """A pair dataset with the given modality columns and, optionally, ``landcover``."""
     import lance
-    import pyarrow as pa
 
     storages = {c: "string" if c == "text" else "binary" for c in columns}
     rows = pair_rows(columns)

@@ -13,8 +13,14 @@ import soundfile
 
 import geobind
 from geobind.data import open_pairs, read_values
-from geobind.data.importers import (Sat2CapOptions, SoundingEarthOptions, TableOptions,
-                                    import_sat2cap, import_soundingearth, import_table)
+from geobind.data.importers import (
+    Sat2CapOptions,
+    SoundingEarthOptions,
+    TableOptions,
+    import_sat2cap,
+    import_soundingearth,
+    import_table,
+)
 from geobind.data.importing import Candidate, assign_split, import_pairs
 from geobind.testing import png_bytes
 

@@ -135,7 +135,7 @@ def panels_differ(path: Path, drawn) -> None:
     heat, mosaic = pixels[hy0:hy1, hx0:hx1], pixels[my0:my1, mx0:mx1]
     assert heat.std() > 5 and mosaic.std() > 5 and not np.array_equal(heat, mosaic)
     # viridis runs from purple through teal to yellow: blue exceeds red in its lower half
-    assert ((heat[..., 2] > heat[..., 0] + 40)).mean() > 0.05
+    assert (heat[..., 2] > heat[..., 0] + 40).mean() > 0.05
 
 
 def test_maps_of_a_text_and_an_audio_query_over_a_world(setup, tmp_path, capsys):

@@ -19,8 +19,12 @@ import pytest
 import torch
 
 import geobind
-from geobind.data.importers import (Sat2CapOptions, SoundingEarthOptions, import_sat2cap,
-                                    import_soundingearth)
+from geobind.data.importers import (
+    Sat2CapOptions,
+    SoundingEarthOptions,
+    import_sat2cap,
+    import_soundingearth,
+)
 from geobind.data.importing import assign_split
 from geobind.errors import ConfigError
 from geobind.space import load_space

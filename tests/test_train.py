@@ -291,4 +291,4 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         torch.testing.assert_close(out["loss"], loss.detach())
         for name, p in model.named_parameters():
             torch.testing.assert_close(out["grads"][name], p.grad, rtol=1e-4, atol=1e-6,
-                                       msg=lambda m: f"{name}: {m}")
+                                       msg=lambda m, name=name: f"{name}: {m}")

@@ -14,8 +14,12 @@ import torch.nn.functional as F
 
 import geobind
 from geobind.encoders.anchor import convert_sat2cap
-from geobind.encoders.convert import (SAT2CAP_IMAGE_MEAN, SAT2CAP_IMAGE_STD,
-                                      hf_clip_vision_to_open_clip, sat2cap_to_open_clip)
+from geobind.encoders.convert import (
+    SAT2CAP_IMAGE_MEAN,
+    SAT2CAP_IMAGE_STD,
+    hf_clip_vision_to_open_clip,
+    sat2cap_to_open_clip,
+)
 from geobind.encoders.openclip import is_torchscript
 from geobind.testing import png_bytes
 
@@ -271,8 +275,8 @@ def test_sat2cap_defaults_are_vit_b32_quickgelu_with_its_normalisation(tmp_path)
     with pytest.raises(geobind.WeightsError, match="of another shape"):  # a small tower
         convert_sat2cap(tmp_path / "small.ckpt", tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
-    from geobind.encoders.anchor import AnchorConfig
     from geobind.config import make_config
+    from geobind.encoders.anchor import AnchorConfig
 
     default = make_config(AnchorConfig, {"arch": "ViT-B-32-quickgelu",
                                          "image_mean": SAT2CAP_IMAGE_MEAN,

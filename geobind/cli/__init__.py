@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from geobind import __version__
 from geobind.cli import data, evaluate, plugins, search, train

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from geobind.plugins import get_registry
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from geobind.config import opt
 from geobind.data.importing import Candidate, ImportReport, MissingFile, import_pairs
@@ -56,7 +57,7 @@ class Sat2CapOptions:
 
     shards: str = opt("", "a folder of .tar shards, or one .tar file")
     out: str = opt("", "the Lance dataset to create or append to")
-    rejects: Optional[str] = opt(None, "JSON-lines file listing rejected rows")
+    rejects: str | None = opt(None, "JSON-lines file listing rejected rows")
 
 
 def _shard_samples(shard: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -92,7 +93,7 @@ def _sat2cap_candidates(shards: list[Path]) -> Iterator[Candidate]:
                         "ground": _member(parts, "groundlevel.jpg", shard, key)})
 
 
-def _json(data: Optional[bytes]) -> dict:
+def _json(data: bytes | None) -> dict:
     try:
         value = json.loads(data) if data else {}
     except (ValueError, UnicodeDecodeError):
@@ -133,7 +134,7 @@ class SoundingEarthOptions:
     lon_column: str = "longitude"
     image_suffixes: list[str] = field(default_factory=lambda: [".jpg", ".jpeg", ".png"])
     audio_suffixes: list[str] = field(default_factory=lambda: [".mp3", ".wav", ".flac", ".ogg"])
-    rejects: Optional[str] = opt(None, "JSON-lines file listing rejected rows")
+    rejects: str | None = opt(None, "JSON-lines file listing rejected rows")
 
 
 def _find(folder: Path, key: str, suffixes: list[str]) -> Path:
@@ -175,9 +176,9 @@ class TableOptions:
     id: str = "id"
     lat: str = "lat"
     lon: str = "lon"
-    split: Optional[str] = opt(None, "a column of train/val/test; else a stable hash of the id")
-    root: Optional[str] = opt(None, "where relative paths resolve (default: the table's folder)")
-    rejects: Optional[str] = opt(None, "JSON-lines file listing rejected rows")
+    split: str | None = opt(None, "a column of train/val/test; else a stable hash of the id")
+    root: str | None = opt(None, "where relative paths resolve (default: the table's folder)")
+    rejects: str | None = opt(None, "JSON-lines file listing rejected rows")
 
 
 def import_table(options: TableOptions) -> ImportReport:
@@ -239,7 +240,7 @@ def _need_column(table: Any, name: str, source: str) -> None:
                           f"{', '.join(table.column_names)})")
 
 
-def _required(value: Optional[str], name: str) -> str:
+def _required(value: str | None, name: str) -> str:
     if not value:
         raise ConfigError(f"option {name!r} is required")
     return value

@@ -13,9 +13,10 @@ import collections
 import hashlib
 import json
 import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any
 
 from geobind.data.pairs import SPLITS, pair_schema, to_record_batch
 from geobind.errors import GeobindError, InputError
@@ -45,7 +46,7 @@ class Candidate:
     lat: Any
     lon: Any
     values: dict[str, Any]
-    split: Optional[str] = None
+    split: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,8 +60,8 @@ class ImportReport:
     rejected: int = 0
     reasons: collections.Counter = field(default_factory=collections.Counter)
     examples: list[tuple[str, str]] = field(default_factory=list)
-    rejects_file: Optional[str] = None
-    version: Optional[int] = None
+    rejects_file: str | None = None
+    version: int | None = None
 
     def reject(self, row_id: str, reason: str) -> None:
         """Count a rejected row and keep it as an example if it is among the first."""
@@ -138,7 +139,7 @@ class _Unchecked:
         pass
 
 
-def _existing(uri: str, schema: Any) -> Optional[set[str]]:
+def _existing(uri: str, schema: Any) -> set[str] | None:
     """Ids already in the dataset (None if there is none); its schema must match."""
     import lance
 
@@ -155,7 +156,7 @@ def _existing(uri: str, schema: Any) -> Optional[set[str]]:
 
 
 def _validated(candidates: Iterable[Candidate], columns: Mapping[str, Any],
-               existing: Optional[set[str]], report: ImportReport,
+               existing: set[str] | None, report: ImportReport,
                rejects: str | Path | None, progress: Callable[[int], None] | None
                ) -> Iterator[dict[str, Any]]:
     seen = set(existing or ())

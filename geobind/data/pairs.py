@@ -14,8 +14,9 @@ one (zero-shot classification builds its text prompts from them). See :func:`lab
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from geobind.errors import GeobindError
 
@@ -37,7 +38,7 @@ CLASSES_KEY = "geobind.classes"
 CLASS_WORDS_KEY = "geobind.class_words"
 
 
-def pair_schema(storages: Mapping[str, "Storage"]) -> "pa.Schema":
+def pair_schema(storages: Mapping[str, Storage]) -> pa.Schema:
     """The Arrow schema of a pair dataset with the given ``{column: storage}`` modalities."""
     import lance
     import pyarrow as pa
@@ -51,7 +52,7 @@ def pair_schema(storages: Mapping[str, "Storage"]) -> "pa.Schema":
 
 
 def write_pairs(uri: str | Path, rows: Sequence[Mapping[str, Any]],
-                storages: Mapping[str, "Storage"], mode: str = "create") -> "lance.LanceDataset":
+                storages: Mapping[str, Storage], mode: str = "create") -> lance.LanceDataset:
     """Write rows (dicts with the base columns and each modality's raw value) to Lance."""
     import lance
 
@@ -60,8 +61,8 @@ def write_pairs(uri: str | Path, rows: Sequence[Mapping[str, Any]],
                                mode=mode)
 
 
-def to_record_batch(rows: Sequence[Mapping[str, Any]], schema: "pa.Schema",
-                    storages: Mapping[str, "Storage"]) -> "pa.RecordBatch":
+def to_record_batch(rows: Sequence[Mapping[str, Any]], schema: pa.Schema,
+                    storages: Mapping[str, Storage]) -> pa.RecordBatch:
     """Rows as one Arrow batch of ``schema``; binary modality columns become Lance blobs."""
     import lance
     import pyarrow as pa
@@ -71,7 +72,7 @@ def to_record_batch(rows: Sequence[Mapping[str, Any]], schema: "pa.Schema",
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def open_pairs(uri: str | Path) -> "lance.LanceDataset":
+def open_pairs(uri: str | Path) -> lance.LanceDataset:
     """Open a pair dataset, with an error naming the path when it is not one."""
     import lance
 
@@ -81,7 +82,7 @@ def open_pairs(uri: str | Path) -> "lance.LanceDataset":
         raise GeobindError(f"not a Lance pair dataset: {uri} ({exc})") from None
 
 
-def read_values(ds: "lance.LanceDataset", column: str, indices: Iterable[int]) -> list:
+def read_values(ds: lance.LanceDataset, column: str, indices: Iterable[int]) -> list:
     """Raw values of one column at row ``indices``, in that order (bytes or strings)."""
     from lance.blob import BlobType
 
@@ -102,7 +103,7 @@ def _label_metadata(classes: Sequence[str],
 
 
 def label_field(name: str, classes: Sequence[str],
-                words: Mapping[str, Sequence[str]] | None = None) -> "pa.Field":
+                words: Mapping[str, Sequence[str]] | None = None) -> pa.Field:
     """A column of per-class fractions (``[len(classes)]`` float32) that names its classes."""
     import pyarrow as pa
 
@@ -119,7 +120,7 @@ def name_classes(uri: str | Path, column: str, classes: Sequence[str],
     ds.update_field_metadata({column: _label_metadata(classes, words)})
 
 
-def label_classes(ds: "lance.LanceDataset",
+def label_classes(ds: lance.LanceDataset,
                   column: str) -> tuple[list[str], dict[str, list[str]]]:
     """The class names and the words naming each that a label column records (empty if none)."""
     if column not in ds.schema.names:

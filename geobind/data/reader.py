@@ -7,8 +7,9 @@ dataset is opened lazily in each process and worker processes are started with `
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
@@ -18,7 +19,7 @@ from geobind.data.pairs import open_pairs, read_values
 __all__ = ["PairDataset", "pair_loader", "split_rows"]
 
 
-def split_rows(ds: Any, split: Optional[str]) -> list[int]:
+def split_rows(ds: Any, split: str | None) -> list[int]:
     """Row indices of one split (all rows if ``split`` is None), in dataset order."""
     splits = ds.to_table(columns=["split"]).column("split").to_pylist()
     return [i for i, s in enumerate(splits) if split is None or s == split]
@@ -34,7 +35,7 @@ class PairDataset(Dataset):
     """
 
     def __init__(self, uri: str | Path, preprocess: Mapping[str, Callable[[Any], Any]],
-                 split: Optional[str] = None) -> None:
+                 split: str | None = None) -> None:
         self.uri = str(uri)
         self.preprocess = dict(preprocess)
         self._ds: Any = None
@@ -65,7 +66,7 @@ class PairDataset(Dataset):
         return samples
 
 
-def pair_loader(dataset: PairDataset, batch_size: int, sampler: Optional[Sampler] = None,
+def pair_loader(dataset: PairDataset, batch_size: int, sampler: Sampler | None = None,
                 shuffle: bool = False, workers: int = 0, drop_last: bool = False,
                 seed: int = 0) -> DataLoader:
     """A DataLoader over a :class:`PairDataset`: batched reads, ``spawn`` workers."""

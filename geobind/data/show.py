@@ -25,7 +25,7 @@ def describe(uri: str, rows: int = 3) -> str:
     lines += [f"  {f.name}: {f.type}" for f in ds.schema]
     for i in range(min(rows, ds.count_rows())):
         values = {name: _short(read_values(ds, name, [i])[0]) for name in ds.schema.names}
-        lines.append("row %d: %s" % (i, ", ".join(f"{k}={v}" for k, v in values.items())))
+        lines.append(f"row {i}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     return "\n".join(lines)
 
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from geobind.config import make_config
-from geobind.encoders.convert import (SAT2CAP_IMAGE_MEAN, SAT2CAP_IMAGE_STD, SAT2CAP_SATELLITE,
-                                      check_sat2cap_activation, sat2cap_to_open_clip)
+from geobind.encoders.convert import (
+    SAT2CAP_IMAGE_MEAN,
+    SAT2CAP_IMAGE_STD,
+    SAT2CAP_SATELLITE,
+    check_sat2cap_activation,
+    sat2cap_to_open_clip,
+)
 from geobind.encoders.media import check_image
 from geobind.encoders.openclip import read_clip_state
 from geobind.encoders.vision import VisionConfig, build_vision_tower, vision_preprocess
@@ -34,7 +39,7 @@ class AnchorConfig(VisionConfig):
     """The satellite encoder: an open_clip vision tower (see :class:`VisionConfig`)."""
 
 
-def build_anchor(config: AnchorConfig, weights: Optional[Path] = None) -> "nn.Module":
+def build_anchor(config: AnchorConfig, weights: Path | None = None) -> nn.Module:
     """The satellite tower, optionally from a local checkpoint.
 
     Besides the layouts :func:`geobind.encoders.vision.build_vision_tower` reads (an

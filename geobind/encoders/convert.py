@@ -34,7 +34,8 @@ std ``[0.2209, 0.1975, 0.1988]``): set ``image_mean`` / ``image_std`` to match.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from geobind.encoders.openclip import QUICK_GELU_HINT
 from geobind.errors import WeightsError
@@ -74,8 +75,8 @@ def _projection_key(prefix: str) -> str:
     return outer + "visual_projection.weight"
 
 
-def hf_clip_vision_to_open_clip(state: Mapping[str, "torch.Tensor"],
-                                prefix: Optional[str] = None) -> dict[str, "torch.Tensor"]:
+def hf_clip_vision_to_open_clip(state: Mapping[str, torch.Tensor],
+                                prefix: str | None = None) -> dict[str, torch.Tensor]:
     """One HF CLIP vision tower (with its ``visual_projection``) as an open_clip state dict.
 
     ``prefix``: the tower's key prefix (see :func:`hf_vision_towers`); needed only when
@@ -95,13 +96,13 @@ def hf_clip_vision_to_open_clip(state: Mapping[str, "torch.Tensor"],
                            f"(found: {towers or 'none'})")
     used: set[str] = set()
 
-    def take(key: str) -> "torch.Tensor":
+    def take(key: str) -> torch.Tensor:
         if key not in state:
             raise WeightsError(f"Hugging Face CLIP vision tower {prefix!r}: missing {key!r}")
         used.add(key)
         return state[key]
 
-    def hf(name: str) -> "torch.Tensor":
+    def hf(name: str) -> torch.Tensor:
         return take(prefix + name)
 
     out = {"class_embedding": hf("embeddings.class_embedding"),
@@ -135,7 +136,7 @@ def hf_clip_vision_to_open_clip(state: Mapping[str, "torch.Tensor"],
     return out
 
 
-def sat2cap_to_open_clip(state: Mapping[str, Any]) -> dict[str, "torch.Tensor"]:
+def sat2cap_to_open_clip(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Sat2Cap's satellite encoder as an open_clip ``VisionTransformer`` state dict.
 
     ``state``: a Sat2Cap Lightning checkpoint as loaded (``{"state_dict": ...}``) or its state

@@ -7,8 +7,9 @@ returns, L2-normalises it, and keeps the modality's preprocessing next to it.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,13 +41,13 @@ class Encoder(nn.Module):
         self.plugin = plugin
         self.frozen = False
 
-    def freeze(self) -> "Encoder":
+    def freeze(self) -> Encoder:
         """No gradients, and eval mode that a later ``train()`` call cannot undo."""
         self.frozen = True
         self.requires_grad_(False)
         return self.eval()
 
-    def train(self, mode: bool = True) -> "Encoder":
+    def train(self, mode: bool = True) -> Encoder:
         return super().train(mode and not self.frozen)
 
     @property
@@ -120,7 +121,7 @@ def _to(batch: Any, device: torch.device) -> Any:
 
 
 def build_encoder(modality: str | Modality, config: Any = None,
-                  weights: Optional[str | Path] = None) -> Encoder:
+                  weights: str | Path | None = None) -> Encoder:
     """Build the encoder of a registered modality.
 
     :param modality: a modality name (looked up among installed plugins) or a Modality.

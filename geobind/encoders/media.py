@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 __all__ = ["check_image", "decode_image"]
 
 
-def decode_image(data: bytes) -> "Image.Image":
+def decode_image(data: bytes) -> Image.Image:
     """Decode PNG/JPEG/... bytes into an RGB image, fully (a truncated file is an error)."""
     from PIL import Image, UnidentifiedImageError
 

@@ -24,9 +24,10 @@ import json
 import sys
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from geobind.encoders.weights import read_state_dict, strip_prefix
 from geobind.errors import ConfigError, GeobindError, WeightsError

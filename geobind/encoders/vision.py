@@ -15,15 +15,23 @@ Weights load from a local file in any of these layouts (see :func:`vision_state`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any
 
-from geobind.encoders.convert import (check_sat2cap_activation, hf_clip_vision_to_open_clip,
-                                      hf_vision_towers)
+from geobind.encoders.convert import (
+    check_sat2cap_activation,
+    hf_clip_vision_to_open_clip,
+    hf_vision_towers,
+)
 from geobind.encoders.media import decode_image
-from geobind.encoders.openclip import (build_tower, image_transform, read_clip_checkpoint,
-                                       resolve_arch)
+from geobind.encoders.openclip import (
+    build_tower,
+    image_transform,
+    read_clip_checkpoint,
+    resolve_arch,
+)
 from geobind.encoders.weights import load_into, strip_prefix
 from geobind.errors import WeightsError
 
@@ -54,26 +62,26 @@ class VisionConfig:
     ``image_mean`` / ``image_std`` override the normalisation (default: OpenAI CLIP's).
     """
 
-    embed_dim: Optional[int] = None
-    image_size: Optional[int] = None
-    patch_size: Optional[int] = None
-    width: Optional[int] = None
-    layers: Optional[int] = None
-    head_width: Optional[int] = None
-    mlp_ratio: Optional[float] = None
-    quick_gelu: Optional[bool] = None
+    embed_dim: int | None = None
+    image_size: int | None = None
+    patch_size: int | None = None
+    width: int | None = None
+    layers: int | None = None
+    head_width: int | None = None
+    mlp_ratio: float | None = None
+    quick_gelu: bool | None = None
     #: an open_clip architecture name (or local model-config JSON) the sizes come from
-    arch: Optional[str] = None
-    image_mean: Optional[List[float]] = None
-    image_std: Optional[List[float]] = None
+    arch: str | None = None
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
 
     def __post_init__(self) -> None:
         resolve_arch(self, "vision", TINY_VISION_DEFAULTS)
 
 
 # -- weights --------------------------------------------------------------------------
-def vision_state(state: Mapping[str, "torch.Tensor"], prefer: Optional[str] = None,
-                 source: str = "weights") -> dict[str, "torch.Tensor"]:
+def vision_state(state: Mapping[str, torch.Tensor], prefer: str | None = None,
+                 source: str = "weights") -> dict[str, torch.Tensor]:
     """The vision-tower entries of a checkpoint, in open_clip ``VisionTransformer`` names.
 
     A Hugging Face CLIP vision model (Sat2Cap included) is converted; with several such towers
@@ -91,8 +99,8 @@ def vision_state(state: Mapping[str, "torch.Tensor"], prefer: Optional[str] = No
     return strip_prefix(state, "visual.")
 
 
-def build_vision_tower(config: VisionConfig, weights: Optional[Path] = None,
-                       prefer: Optional[str] = None) -> "nn.Module":
+def build_vision_tower(config: VisionConfig, weights: Path | None = None,
+                       prefer: str | None = None) -> nn.Module:
     """The tower, optionally initialised from a local checkpoint (see the module doc)."""
     tower = build_tower(config, "vision")
     if weights is not None:
@@ -107,8 +115,8 @@ def build_vision_tower(config: VisionConfig, weights: Optional[Path] = None,
 class ImagePreprocess:
     """Encoded image bytes -> normalised ``[3, H, W]`` tensor, with open_clip's transforms."""
 
-    def __init__(self, image_size: int, train: bool, mean: Optional[List[float]] = None,
-                 std: Optional[List[float]] = None) -> None:
+    def __init__(self, image_size: int, train: bool, mean: list[float] | None = None,
+                 std: list[float] | None = None) -> None:
         self.image_size = image_size
         self.train = train
         self.mean = list(mean) if mean is not None else None

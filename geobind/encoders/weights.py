@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from geobind.errors import WeightsError
 
@@ -17,7 +18,7 @@ __all__ = ["atomic_write", "load_into", "read_state_dict", "save_state_dict", "s
            "state_bytes", "strip_prefix"]
 
 
-def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a local weights file: ``.safetensors``, or a torch checkpoint.
 
     torch checkpoints load with ``weights_only=True``; a ``{"state_dict": ...}`` wrapper (as
@@ -43,13 +44,13 @@ def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
     return state
 
 
-def strip_prefix(state: Mapping[str, "torch.Tensor"], prefix: str) -> dict[str, "torch.Tensor"]:
+def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under ``prefix`` with it removed; all entries if none has it."""
     inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return inner or dict(state)
 
 
-def load_into(module: "nn.Module", state: Mapping[str, "torch.Tensor"], source: str) -> None:
+def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``module`` exactly; a mismatch names the first differing keys."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -80,7 +81,7 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         raise
 
 
-def save_state_dict(path: str | Path, state: Mapping[str, "torch.Tensor"],
+def save_state_dict(path: str | Path, state: Mapping[str, torch.Tensor],
                     metadata: Mapping[str, str] | None = None) -> None:
     """Save tensors as safetensors, atomically."""
     from safetensors.torch import save
@@ -89,7 +90,7 @@ def save_state_dict(path: str | Path, state: Mapping[str, "torch.Tensor"],
     atomic_write(path, save(tensors, metadata=dict(metadata or {})))
 
 
-def state_bytes(module: "nn.Module") -> bytes:
+def state_bytes(module: nn.Module) -> bytes:
     """A module's weights serialised as safetensors (no metadata): what a space stores."""
     from safetensors.torch import save
 

@@ -3,7 +3,8 @@ can embed, read a chunk of rows at a time."""
 
 from __future__ import annotations
 
-from typing import Any, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import torch
 

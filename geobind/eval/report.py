@@ -11,8 +11,9 @@ import base64
 import html
 import json
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from geobind.encoders.weights import atomic_write
 from geobind.eval.embed import embed_columns
@@ -70,8 +71,12 @@ def _svg_curve(points: Sequence[tuple[float, float]], title: str, width: int = 3
         return ""
     xs, ys = zip(*points)
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    sx = lambda x: 40 + (x - x0) / ((x1 - x0) or 1) * (width - 50)
-    sy = lambda y: height - 25 - (y - y0) / ((y1 - y0) or 1) * (height - 45)
+    def sx(x: float) -> float:
+        return 40 + (x - x0) / ((x1 - x0) or 1) * (width - 50)
+
+    def sy(y: float) -> float:
+        return height - 25 - (y - y0) / ((y1 - y0) or 1) * (height - 45)
+
     line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
     return (f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">'
             f'<text x="40" y="14" font-size="12">{html.escape(title)}</text>'
@@ -102,13 +107,16 @@ def _encoders(space: Any) -> str:
     return _table(rows, ["modality", "plugin", "stage", "aligned to", "embed_dim", "sha256"])
 
 
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
 def _retrieval(results: dict) -> str:
-    pct = lambda v: f"{100 * v:.1f}%"
     ks = [k for k in (1, 5, 10, 100) if any(f"R@{k}" in r for r in results["retrieval"])]
     columns = ["pair"] + [f"R@{k}" for k in ks] + ["median_rank", "mean_rank"] + \
         [f"chance@{k}" for k in ks] + ["gallery_size"]
     rows = [{**r, "pair": f"{r['query']} -> {r['gallery']}"} for r in results["retrieval"]]
-    formats = {**{f"R@{k}": pct for k in ks}, **{f"chance@{k}": pct for k in ks},
+    formats = {**{f"R@{k}": _pct for k in ks}, **{f"chance@{k}": _pct for k in ks},
                "median_rank": lambda v: f"{v:.0f}", "mean_rank": lambda v: f"{v:.1f}",
                "gallery_size": lambda v: f"{v:.0f}"}
     return _table(rows, columns, formats)
@@ -118,14 +126,13 @@ def _zeroshot(result: dict) -> str:
     if result.get("skipped"):
         return f"<p>No zero-shot evaluation: {html.escape(result['skipped'])}</p>"
     rows = [{"modality": m, **v} for m, v in result["modalities"].items()]
-    pct = lambda v: f"{100 * v:.1f}%"
     return _table(rows, ["modality", "accuracy", "chance", "majority", "majority_class",
-                         "places"], {"accuracy": pct, "chance": pct, "majority": pct})
+                         "places"], {"accuracy": _pct, "chance": _pct, "majority": _pct})
 
 
-def write_report(space_path: str | Path, out: str | Path, data: Optional[str | Path] = None,
+def write_report(space_path: str | Path, out: str | Path, data: str | Path | None = None,
                  queries: Iterable[str] = DEFAULT_QUERIES, top: int = 8,
-                 embeddings: Optional[dict] = None) -> Path:
+                 embeddings: dict | None = None) -> Path:
     """Write the report of a space (and, with ``data``, its evaluation, queries and maps).
 
     ``embeddings`` (from :func:`geobind.eval.embed.embed_columns` on ``data``) saves embedding
@@ -145,7 +152,7 @@ def write_report(space_path: str | Path, out: str | Path, data: Optional[str | P
 
 
 def _data_sections(space: Any, data: str, queries: list[str], top: int,
-                   embeddings: Optional[dict]) -> list[str]:
+                   embeddings: dict | None) -> list[str]:
     embeddings = embeddings or embed_columns(space, data)
     results = evaluate_space(space, data, embeddings=embeddings)
     parts = [f"<h2>Retrieval on <code>{html.escape(data)}</code></h2>",

@@ -27,7 +27,8 @@ Both are decided in one place, :func:`last_hit_rank`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 

@@ -26,9 +26,10 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 from geobind.data.pairs import open_pairs, read_values
 from geobind.encoders.weights import atomic_write
@@ -62,7 +63,7 @@ FORMAT = 1
 
 
 # ---- building ---------------------------------------------------------------------------------
-def index_path(space: "Space", dataset_uri: str | Path) -> Path:
+def index_path(space: Space, dataset_uri: str | Path) -> Path:
     """Where the index of ``dataset_uri`` lives in ``space``: ``SPACE/index/<stem>.lance``."""
     return space.path / INDEX_DIR / f"{Path(str(dataset_uri).rstrip('/')).stem}.lance"
 
@@ -73,7 +74,7 @@ def dataset_key(dataset_uri: str | Path) -> str:
     return text if "://" in text else str(Path(text).resolve())
 
 
-def build_index(space: "Space", dataset_uri: str | Path, out: Optional[str | Path] = None,
+def build_index(space: Space, dataset_uri: str | Path, out: str | Path | None = None,
                 batch_size: int = 256, min_rows_for_ann: int = DEFAULT_MIN_ROWS_FOR_ANN,
                 progress: bool = False) -> Path:
     """Embed every satellite tile of a dataset with the space's anchor into a searchable table.
@@ -115,8 +116,8 @@ def build_index(space: "Space", dataset_uri: str | Path, out: Optional[str | Pat
     return out
 
 
-def embedded_batches(ds: "lance.LanceDataset", encoder: Any, column: str, batch_size: int,
-                      progress: bool) -> Iterator[tuple[list, list, list, "torch.Tensor"]]:
+def embedded_batches(ds: lance.LanceDataset, encoder: Any, column: str, batch_size: int,
+                      progress: bool) -> Iterator[tuple[list, list, list, torch.Tensor]]:
     """(ids, lats, lons, unit vectors) for consecutive row ranges of the dataset."""
     from tqdm import tqdm
 
@@ -132,7 +133,7 @@ def embedded_batches(ds: "lance.LanceDataset", encoder: Any, column: str, batch_
                    base.column("lon").to_pylist(), vectors)
 
 
-def index_schema(dim: int, meta: Optional[dict] = None) -> "pa.Schema":
+def index_schema(dim: int, meta: dict | None = None) -> pa.Schema:
     """The Arrow schema of an index table; ``meta`` is kept in its metadata."""
     import pyarrow as pa
 
@@ -142,7 +143,7 @@ def index_schema(dim: int, meta: Optional[dict] = None) -> "pa.Schema":
 
 
 def write_vectors(uri: str | Path, batches: Any, dim: int,
-                  meta: Optional[dict] = None) -> "lance.LanceDataset":
+                  meta: dict | None = None) -> lance.LanceDataset:
     """Write ``(ids, lats, lons, vectors [n, dim])`` batches as an index table, streaming."""
     import numpy as np
     import pyarrow as pa
@@ -169,7 +170,7 @@ def ann_params(rows: int, target_partition_size: int = TARGET_PARTITION_SIZE) ->
     return {"index_type": ANN_INDEX_TYPE, "metric": ANN_METRIC, "num_partitions": partitions}
 
 
-def add_vector_index(ds: "lance.LanceDataset",
+def add_vector_index(ds: lance.LanceDataset,
                      target_partition_size: int = TARGET_PARTITION_SIZE) -> dict:
     """Add the vector index to an index table; returns what was built (for the metadata)."""
     params = ann_params(ds.count_rows(), target_partition_size)
@@ -235,7 +236,7 @@ class SearchIndex:
         return (self.meta.get("dataset") == dataset_key(dataset_uri)
                 and self.meta.get("dataset_version") == version)
 
-    def vectors(self) -> "torch.Tensor":
+    def vectors(self) -> torch.Tensor:
         """Every vector, ``[rows, dim]`` float32, in row order (read once)."""
         import numpy as np
         import torch
@@ -250,7 +251,7 @@ class SearchIndex:
         """Whole columns, in row order."""
         return self.ds.to_table(columns=list(columns)).to_pydict()
 
-    def query(self, queries: "torch.Tensor", top: int = 10, exact: Optional[bool] = None,
+    def query(self, queries: torch.Tensor, top: int = 10, exact: bool | None = None,
               candidates: int = CANDIDATES_PER_RESULT, **nearest: Any) -> list[list[dict]]:
         """The ``top`` rows nearest each query vector: dicts of id, lat, lon, score.
 
@@ -268,7 +269,7 @@ class SearchIndex:
             return self._exact(queries, top)
         return self._approximate(queries, top, candidates, nearest)
 
-    def _exact(self, queries: "torch.Tensor", top: int) -> list[list[dict]]:
+    def _exact(self, queries: torch.Tensor, top: int) -> list[list[dict]]:
         scores, rows = exact_topk(self.vectors(), queries, top)
         picked = sorted({int(r) for r in rows.reshape(-1)})
         base = self.ds.take(picked, columns=["id", "lat", "lon"]).to_pydict()
@@ -276,7 +277,7 @@ class SearchIndex:
         return [[_hit(base, where[int(r)], float(s)) for s, r in zip(srow, rrow)]
                 for srow, rrow in zip(scores, rows)]
 
-    def _approximate(self, queries: "torch.Tensor", top: int, candidates: int,
+    def _approximate(self, queries: torch.Tensor, top: int, candidates: int,
                      nearest: dict) -> list[list[dict]]:
         import numpy as np
         import torch
@@ -304,16 +305,16 @@ def _hit(columns: dict, i: int, score: float) -> dict:
             "score": score}
 
 
-def exact_topk(gallery: "torch.Tensor", queries: "torch.Tensor", k: int,
-               chunk: int = 262_144) -> tuple["torch.Tensor", "torch.Tensor"]:
+def exact_topk(gallery: torch.Tensor, queries: torch.Tensor, k: int,
+               chunk: int = 262_144) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-``k`` by dot product: ``(scores, rows)``, each ``[queries, k]``, best first.
 
     The gallery is scanned in chunks so a large one never builds a full score matrix.
     """
     import torch
 
-    best_s: Optional[torch.Tensor] = None
-    best_i: Optional[torch.Tensor] = None
+    best_s: torch.Tensor | None = None
+    best_i: torch.Tensor | None = None
     for start in range(0, gallery.shape[0], chunk):
         scores = queries @ gallery[start:start + chunk].T
         s, i = scores.topk(min(k, scores.shape[1]), dim=1)
@@ -326,7 +327,7 @@ def exact_topk(gallery: "torch.Tensor", queries: "torch.Tensor", k: int,
     return best_s, best_i
 
 
-def _as_queries(queries: Any, dim: int) -> "torch.Tensor":
+def _as_queries(queries: Any, dim: int) -> torch.Tensor:
     import torch
 
     queries = torch.as_tensor(queries, dtype=torch.float32).detach().cpu()
@@ -339,8 +340,8 @@ def _as_queries(queries: Any, dim: int) -> "torch.Tensor":
     return queries.contiguous()
 
 
-def find_index(space: "Space", index: Optional[str | Path] = None,
-               data: Optional[str | Path] = None) -> Path:
+def find_index(space: Space, index: str | Path | None = None,
+               data: str | Path | None = None) -> Path:
     """The index table to search: ``index`` itself, the one built from ``data``, or the only
     index in the space; an error says which exist when the choice is unclear."""
     if index is not None:
@@ -362,8 +363,8 @@ def find_index(space: "Space", index: Optional[str | Path] = None,
     return path
 
 
-def open_index(space: "Space", index: Optional[str | Path] = None,
-               data: Optional[str | Path] = None) -> SearchIndex:
+def open_index(space: Space, index: str | Path | None = None,
+               data: str | Path | None = None) -> SearchIndex:
     """Open an index of ``space`` and check it was built from this space's anchor weights."""
     path = find_index(space, index, data)
     try:
@@ -385,7 +386,7 @@ def open_index(space: "Space", index: Optional[str | Path] = None,
 
 
 # ---- searching --------------------------------------------------------------------------------
-def embed_queries(space: "Space", modality: str, values: Any) -> "torch.Tensor":
+def embed_queries(space: Space, modality: str, values: Any) -> torch.Tensor:
     """Unit embeddings of query values; a bad value is named in the error."""
     values = list(values) if isinstance(values, (list, tuple)) else [values]
     if not values:
@@ -413,9 +414,9 @@ def _reraise_naming(value: Any) -> None:
     raise exc  # type: ignore[misc]
 
 
-def search(space: "Space", modality: str, values: Any, top: int = 10,
-           index: Optional[str | Path | SearchIndex] = None,
-           data: Optional[str | Path] = None) -> list[list[dict]]:
+def search(space: Space, modality: str, values: Any, top: int = 10,
+           index: str | Path | SearchIndex | None = None,
+           data: str | Path | None = None) -> list[list[dict]]:
     """Tiles nearest each query: one list per query of dicts ``id, lat, lon, score``.
 
     :param modality: what the queries are (``text``, ``audio``, ``ground``, ``satellite``...).

@@ -12,9 +12,10 @@ positions.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class Tiles:
     ids: list
     lat: np.ndarray
     lon: np.ndarray
-    vectors: "torch.Tensor"
+    vectors: torch.Tensor
     source: str = ""
     column: str = "satellite"
 
@@ -156,7 +157,7 @@ def _backdrop(dataset_uri: str | Path, tiles: Tiles, width: int, column: str,
 
 
 def _pasted_mosaic(dataset_uri: str | Path, tiles: Tiles, frame: Frame,
-                   column: str) -> "Image.Image":
+                   column: str) -> Image.Image:
     """The dataset's own tiles pasted at their positions, one spacing wide each."""
     from PIL import Image
 
@@ -182,7 +183,7 @@ def _spacing_px(tiles: Tiles, frame: Frame) -> float:
 
 # ---- the heat map -----------------------------------------------------------------------------
 def _heat(tiles: Tiles, scores: np.ndarray, frame: Frame, lo: float, hi: float,
-          sigma: float) -> "Image.Image":
+          sigma: float) -> Image.Image:
     """Scores spread over the frame: a Gaussian-weighted mean of nearby tiles' scores, grey
     where no tile is near."""
     from PIL import Image
@@ -209,7 +210,7 @@ def _heat(tiles: Tiles, scores: np.ndarray, frame: Frame, lo: float, hi: float,
     return image.resize((frame.width, frame.height), Image.Resampling.BILINEAR)
 
 
-def _colour_bar(width: int, lo: float, hi: float) -> "Image.Image":
+def _colour_bar(width: int, lo: float, hi: float) -> Image.Image:
     from PIL import Image, ImageDraw
 
     bar = Image.new("RGB", (width, BAR_H), "white")
@@ -226,7 +227,7 @@ def _colour_bar(width: int, lo: float, hi: float) -> "Image.Image":
     return bar
 
 
-def _mark(image: "Image.Image", frame: Frame, hits: Sequence[dict], colour: str) -> None:
+def _mark(image: Image.Image, frame: Frame, hits: Sequence[dict], colour: str) -> None:
     """Circle the best tiles and number them."""
     from PIL import ImageDraw
 
@@ -284,7 +285,7 @@ def similarity_map(space: Space, dataset_uri: str | Path, modality: str, value: 
     return SimilarityMap(path, size, boxes[0], boxes[1], lo, hi, top, tiles.source)
 
 
-def _compose(title: str, heat: "Image.Image", mosaic: "Image.Image", bar: "Image.Image",
+def _compose(title: str, heat: Image.Image, mosaic: Image.Image, bar: Image.Image,
              out: str | Path) -> tuple[Path, tuple[int, int], list[tuple[int, int, int, int]]]:
     """Title on top, the two panels side by side with labels, the colour bar under the heat."""
     from PIL import Image, ImageDraw

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -41,7 +42,7 @@ def cache_key(ds: Any, teacher: Any, weights_sha256: str) -> str:
 
 
 def teacher_embeddings(data_uri: str, teacher: Any, weights_sha256: str,
-                       progress: Optional[Callable[[int, int], None]] = None,
+                       progress: Callable[[int, int], None] | None = None,
                        use_cache: bool = True) -> torch.Tensor:
     """``[rows, dim]`` embeddings of every row's teacher value, from the cache if present."""
     import lance
@@ -59,7 +60,7 @@ def teacher_embeddings(data_uri: str, teacher: Any, weights_sha256: str,
     return embeddings
 
 
-def _compute(ds: Any, teacher: Any, progress: Optional[Callable[[int, int], None]]
+def _compute(ds: Any, teacher: Any, progress: Callable[[int, int], None] | None
              ) -> torch.Tensor:
     column, total = teacher.modality.column, ds.count_rows()
     parts = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -38,7 +38,7 @@ def save_checkpoint(folder: Path, step: int, modules: dict[str, torch.nn.Module]
     return final
 
 
-def latest_checkpoint(folder: Path) -> Optional[Path]:
+def latest_checkpoint(folder: Path) -> Path | None:
     """The newest complete checkpoint in ``folder``, if any."""
     done = sorted(p for p in folder.glob("step-*") if (p / "state.pt").exists())
     return done[-1] if done else None

@@ -24,7 +24,7 @@ class Dist:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> "Dist":
+    def from_env(cls) -> Dist:
         """Join the process group torchrun describes (gloo on the CPU, NCCL on GPUs)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:

@@ -17,9 +17,10 @@ naming it and the valid keys; the order of stages is the recipe's, never the plu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from geobind.config import config_error
 from geobind.errors import ConfigError
@@ -35,7 +36,7 @@ class SideRecipe:
     modality: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     #: a local weights file, or ``space`` for this modality's weights in the space being built
-    weights: Optional[str] = None
+    weights: str | None = None
     #: whether this side trains (the student always does; the teacher only in CLIP pre-training)
     train: bool = False
 
@@ -50,7 +51,7 @@ class StageRecipe:
     student: SideRecipe = field(default_factory=SideRecipe)
     teacher: SideRecipe = field(default_factory=SideRecipe)
     epochs: int = 1
-    max_steps: Optional[int] = None
+    max_steps: int | None = None
     batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.2

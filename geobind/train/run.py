@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from geobind.space import Space
 from geobind.train.distributed import Dist
@@ -22,7 +23,7 @@ def stage_done(space: Space, name: str, stage: Any) -> bool:
 
 
 def train(recipe: Recipe, say: Callable[[str], None] = lambda line: print(line, flush=True),
-          dist: Optional[Dist] = None) -> dict[str, dict]:
+          dist: Dist | None = None) -> dict[str, dict]:
     """Train every enabled stage of ``recipe`` into its space, in order; returns metrics."""
     dist = dist or Dist.from_env()
     space = Space(recipe.space)

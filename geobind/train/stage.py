@@ -21,8 +21,7 @@ import math
 import os
 import shutil
 import time
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +30,7 @@ from torch.utils.data import DistributedSampler
 from geobind.data.pairs import read_values
 from geobind.data.reader import PairDataset, pair_loader, split_rows
 from geobind.encoders.encoder import Encoder, build_encoder
+from geobind.encoders.weights import sha256_hex, state_bytes
 from geobind.errors import ConfigError, GeobindError
 from geobind.eval.retrieval import ranks, recall_metrics
 from geobind.space import Space
@@ -39,7 +39,6 @@ from geobind.train.checkpoint import latest_checkpoint, load_checkpoint, save_ch
 from geobind.train.distributed import Dist
 from geobind.train.loss import ContrastiveLoss
 from geobind.train.recipe import SideRecipe, StageRecipe
-from geobind.encoders.weights import sha256_hex, state_bytes
 
 __all__ = ["StageDiverged", "StageModel", "train_stage"]
 
@@ -51,13 +50,13 @@ class StageDiverged(GeobindError):
 class StageModel(nn.Module):
     """What trains in a stage: the student, the teacher if it trains, and the temperature."""
 
-    def __init__(self, student: Encoder, teacher: Optional[Encoder], loss: ContrastiveLoss):
+    def __init__(self, student: Encoder, teacher: Encoder | None, loss: ContrastiveLoss):
         super().__init__()
         self.student = student
         self.teacher = teacher
         self.loss = loss
 
-    def forward(self, batch: dict[str, Any], teacher_z: Optional[torch.Tensor] = None
+    def forward(self, batch: dict[str, Any], teacher_z: torch.Tensor | None = None
                 ) -> torch.Tensor:
         student_z = self.student(batch[self.student.modality.column])
         if self.teacher is not None:
@@ -145,7 +144,7 @@ class StageRun:
         self.ddp = self._distributed()
         self.folder = space.path / "checkpoints" / name
         self.log_path = space.path / "logs" / f"{name}.jsonl"
-        self.teacher_z: Optional[torch.Tensor] = None
+        self.teacher_z: torch.Tensor | None = None
         self.step = 0
 
     def _local_batch(self) -> int:
@@ -155,7 +154,7 @@ class StageRun:
                               f"split over {self.dist.world_size} processes")
         return self.stage.batch_size // self.dist.world_size
 
-    def _training_data(self) -> tuple[Optional[PairDataset], int, int]:
+    def _training_data(self) -> tuple[PairDataset | None, int, int]:
         """The training rows, steps per epoch and steps in all (a 0-step stage reads no data)."""
         stage = self.stage
         if stage.max_steps == 0:
@@ -224,9 +223,9 @@ class StageRun:
 
     def _truncate_log(self) -> None:
         if self.dist.is_main and self.log_path.exists():
-            lines = [l for l in self.log_path.read_text().splitlines()
-                     if json.loads(l).get("step", 0) <= self.step]
-            self.log_path.write_text("".join(l + "\n" for l in lines))
+            lines = [line for line in self.log_path.read_text().splitlines()
+                     if json.loads(line).get("step", 0) <= self.step]
+            self.log_path.write_text("".join(line + "\n" for line in lines))
 
     # -- training -----------------------------------------------------------------------
     def batches(self) -> Any:
@@ -337,7 +336,7 @@ class StageRun:
 
 
 def train_stage(name: str, stage: StageRecipe, space: Space, dist: Dist | None = None,
-                recipe: Optional[dict] = None) -> dict[str, Any]:
+                recipe: dict | None = None) -> dict[str, Any]:
     """Train one stage and store its trained encoder(s) in the space; returns metrics."""
     dist = dist or Dist()
     run = StageRun(name, stage, space, dist)

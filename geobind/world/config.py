@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 from geobind.errors import ConfigError
 
@@ -60,7 +59,7 @@ class WorldConfig:
     clip_seconds: float = 5.0
     audio_format: str = "flac"
     mosaic_width: int = 3072
-    mosaic_height: Optional[int] = None
+    mosaic_height: int | None = None
     png_compress_level: int = 3
 
     def __post_init__(self) -> None:

@@ -196,7 +196,7 @@ class _Towns:
 
 def _settlements(rng: np.random.Generator, grid: _Grid, land: _Landscape) -> _Towns:
     """Where towns stand (dry, flat, near the coast and farmland), and their settings."""
-    H, W, (hm, wm), mid = grid.H, grid.W, grid.mid, grid.mid
+    H, W, (_, wm), mid = grid.H, grid.W, grid.mid, grid.mid
     area = H * W
     n_city = max(1, int(round(area / 640.0**2)))
     n_village = max(3, int(round(area / 210.0**2)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class Place:
     """
 
     id: str
-    index: Optional[int]
+    index: int | None
     lat: float
     lon: float
     satellite: bytes
@@ -74,13 +74,13 @@ class World:
     generated, in whatever order.
     """
 
-    def __init__(self, config: Optional[WorldConfig] = None) -> None:
+    def __init__(self, config: WorldConfig | None = None) -> None:
         self.config = cfg = config if config is not None else WorldConfig()
         self.terrain = build_terrain(cfg)
         self.rgb = render_mosaic(self.terrain, cfg.seed)
         self.height_px, self.width_px = self.terrain.labels.shape
         self._ground = GroundRenderer(self.terrain, cfg.ground_size, cfg.ground_supersample, cfg.seed)
-        self._sound: Optional[SoundBank] = None
+        self._sound: SoundBank | None = None
         self._locations: list[tuple[float, float]] = []
         self._candidates = 0  # R2 points examined so far
 
@@ -129,7 +129,7 @@ class World:
         return Image.fromarray(self.rgb)
 
     # ---- where places are -----------------------------------------------------------------
-    def sample_places(self, n: int, rng: Union[None, int, np.random.Generator] = None) -> list[tuple[float, float]]:
+    def sample_places(self, n: int, rng: None | int | np.random.Generator = None) -> list[tuple[float, float]]:
         """``n`` (lat, lon) points spread evenly over the map (a jittered low-discrepancy
         sequence; open sea is thinned out). ``rng`` None or an int seed gives points that do
         not depend on ``n`` (the first ``m`` of ``n`` points are the ``m`` points); a
@@ -143,7 +143,7 @@ class World:
             return self._sequence(n, seed, None)
         return self._sequence(n, None, rng)
 
-    def _sequence(self, n: int, seed: Optional[int], rng: Optional[np.random.Generator]) -> list:
+    def _sequence(self, n: int, seed: int | None, rng: np.random.Generator | None) -> list:
         out: list = []
         start = 0
         while len(out) < n:
@@ -160,7 +160,7 @@ class World:
             self._locations.extend(pts)
             self._candidates += batch
 
-    def _candidates_from(self, start: int, count: int, seed: Optional[int], rng: Optional[np.random.Generator]):
+    def _candidates_from(self, start: int, count: int, seed: int | None, rng: np.random.Generator | None):
         T = self.config.tile_size
         i = np.arange(start, start + count)
         if rng is None:
@@ -197,8 +197,8 @@ class World:
             self._sound = SoundBank(c.sample_rate, c.clip_samples, c.seed)
         return self._sound
 
-    def place(self, key: Union[int, tuple[float, float]], rng: Optional[np.random.Generator] = None,
-              modalities: Optional[Iterable[str]] = None) -> Place:
+    def place(self, key: int | tuple[float, float], rng: np.random.Generator | None = None,
+              modalities: Iterable[str] | None = None) -> Place:
         """Place number ``key`` (any int >= 0), or an ad-hoc place at ``key = (lat, lon)``.
 
         Everything random about it (time, weather, view direction, sounds, wording) comes from
@@ -210,7 +210,7 @@ class World:
         """
         c = self.config
         if isinstance(key, (int, np.integer)):
-            index: Optional[int] = int(key)
+            index: int | None = int(key)
             if index < 0:
                 raise IndexError(f"place index must be >= 0, got {index}")
             self._extend(index + 1)
@@ -230,12 +230,12 @@ class World:
                              f"choose from {MODALITIES}")
         return self._make(pid, index, lat, lon, rng, wanted)
 
-    def places(self, n: Optional[int] = None) -> Iterator[Place]:
+    def places(self, n: int | None = None) -> Iterator[Place]:
         """Places ``0 .. n-1`` (default ``config.places``)."""
         for i in range(self.config.places if n is None else n):
             yield self.place(i)
 
-    def _make(self, pid: str, index: Optional[int], lat: float, lon: float, rng: np.random.Generator,
+    def _make(self, pid: str, index: int | None, lat: float, lon: float, rng: np.random.Generator,
               wanted: set) -> Place:
         c = self.config
         T = c.tile_size
@@ -315,7 +315,7 @@ def _png(array: np.ndarray, level: int) -> bytes:
     return buf.getvalue()
 
 
-def generate(config: Optional[WorldConfig] = None, n: Optional[int] = None) -> Iterator[Place]:
+def generate(config: WorldConfig | None = None, n: int | None = None) -> Iterator[Place]:
     """Build the world of ``config`` and yield its places ``0 .. n-1`` (default
     ``config.places``); the same config always yields the same bytes."""
     world = World(config)

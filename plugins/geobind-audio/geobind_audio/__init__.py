@@ -7,8 +7,9 @@ encoder or a preprocessing function is used, so ``geobind plugins`` stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING
 
 from geobind import Modality, hookimpl
 from geobind_audio.config import AudioConfig, paper_config
@@ -23,14 +24,14 @@ __all__ = ["AudioConfig", "audio_modality", "build_encoder", "build_preprocess",
 __version__ = "0.1.0"
 
 
-def build_encoder(config: AudioConfig, weights: Optional[Path] = None) -> "AudioEncoder":
+def build_encoder(config: AudioConfig, weights: Path | None = None) -> AudioEncoder:
     """The HTS-AT audio encoder for ``config``, optionally from a local weights file."""
     from geobind_audio.model import build_audio_encoder
 
     return build_audio_encoder(config, weights)
 
 
-def build_preprocess(config: AudioConfig, train: bool) -> "AudioPreprocess":
+def build_preprocess(config: AudioConfig, train: bool) -> AudioPreprocess:
     """Audio file bytes -> mono float32 waveform ``[clip_samples]`` at ``config.sample_rate``."""
     from geobind_audio.audio import AudioPreprocess
 

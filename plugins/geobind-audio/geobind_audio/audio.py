@@ -8,7 +8,7 @@ WebM) are not read: convert them when importing a dataset.
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from geobind import InputError
 
@@ -38,7 +38,7 @@ def _open(data: bytes):
                          f"{_reason(exc)}") from None
 
 
-def _read(f, start: int = 0, frames: int = -1) -> "np.ndarray":
+def _read(f, start: int = 0, frames: int = -1) -> np.ndarray:
     """``frames`` frames from ``start`` as float32 ``[frames, channels]``."""
     import soundfile as sf
 
@@ -55,7 +55,7 @@ def _reason(exc: Exception) -> str:
     return str(getattr(exc, "error_string", "") or exc).strip()
 
 
-def _check_samples(samples: "np.ndarray", rate: int) -> None:
+def _check_samples(samples: np.ndarray, rate: int) -> None:
     import numpy as np
 
     if samples.shape[0] == 0:
@@ -66,7 +66,7 @@ def _check_samples(samples: "np.ndarray", rate: int) -> None:
                          f"NaN or infinite samples")
 
 
-def decode_audio(data: bytes) -> tuple["np.ndarray", int]:
+def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     """Decode a whole file: float32 ``[frames, channels]`` and its sample rate."""
     with _open(data) as f:
         samples = _read(f)
@@ -98,7 +98,7 @@ def check_audio(data: bytes) -> None:
         raise InputError("audio: no samples (0 frames)")
 
 
-def to_mono(samples: "np.ndarray") -> "np.ndarray":
+def to_mono(samples: np.ndarray) -> np.ndarray:
     """``[frames, channels]`` (or ``[frames]``) -> ``[frames]``, the mean of the channels."""
     import numpy as np
 
@@ -110,7 +110,7 @@ def to_mono(samples: "np.ndarray") -> "np.ndarray":
     return samples @ weights  # a matrix-vector product: ~10x numpy's mean over a short axis
 
 
-def resample(wave: "np.ndarray", rate: int, target: int) -> "np.ndarray":
+def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Mono ``wave`` from ``rate`` to ``target`` Hz with soxr: ``round(n * target / rate)``
     samples."""
     import numpy as np
@@ -125,7 +125,7 @@ def resample(wave: "np.ndarray", rate: int, target: int) -> "np.ndarray":
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def fix_length(wave: "np.ndarray", length: int, offset: Optional[int] = None) -> "np.ndarray":
+def fix_length(wave: np.ndarray, length: int, offset: int | None = None) -> np.ndarray:
     """A clip of exactly ``length`` samples, as laion_clap's ``repeatpad``.
 
     A shorter clip is tiled whole times, then zero-padded; a longer one is cropped from
@@ -166,7 +166,7 @@ class AudioPreprocess:
         self.clip_samples = int(round(sample_rate * clip_seconds))
         self.train = bool(train)
 
-    def __call__(self, data: bytes) -> "torch.Tensor":
+    def __call__(self, data: bytes) -> torch.Tensor:
         import numpy as np
         import torch
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Mapping, Optional
 
 import torch
 from torch import nn
@@ -119,7 +119,7 @@ def audio_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def build_audio_encoder(config: AudioConfig,
-                        weights: Optional[Path] = None) -> AudioEncoder:
+                        weights: Path | None = None) -> AudioEncoder:
     """The encoder for ``config``, optionally loaded from a local weights file.
 
     ``weights``: a laion_clap checkpoint (non-fusion, same sizes: :func:`paper_config` for

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from geobind import Modality, VisionConfig, build_vision_tower, check_image, hookimpl
-from geobind import vision_preprocess
+from geobind import (
+    Modality,
+    VisionConfig,
+    build_vision_tower,
+    check_image,
+    hookimpl,
+    vision_preprocess,
+)
 
 __all__ = ["GroundConfig", "ground_modality"]
 

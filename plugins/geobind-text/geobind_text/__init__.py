@@ -7,9 +7,10 @@ too), from OpenAI's TorchScript archive (``ViT-B-32.pt``), or from a bare text-t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from geobind import InputError, Modality, hookimpl, load_into
 from geobind.encoders.openclip import build_tower, read_clip_checkpoint, resolve_arch, tokenizer
@@ -34,22 +35,22 @@ class TextConfig:
     ``quick_gelu=True``, i.e. ``arch: ViT-B-32-quickgelu``).
     """
 
-    embed_dim: Optional[int] = None
-    context_length: Optional[int] = None
-    vocab_size: Optional[int] = None
-    width: Optional[int] = None
-    heads: Optional[int] = None
-    layers: Optional[int] = None
-    mlp_ratio: Optional[float] = None
-    quick_gelu: Optional[bool] = None
+    embed_dim: int | None = None
+    context_length: int | None = None
+    vocab_size: int | None = None
+    width: int | None = None
+    heads: int | None = None
+    layers: int | None = None
+    mlp_ratio: float | None = None
+    quick_gelu: bool | None = None
     #: an open_clip architecture name (or local model-config JSON) the sizes come from
-    arch: Optional[str] = None
+    arch: str | None = None
 
     def __post_init__(self) -> None:
         resolve_arch(self, "text", TINY_TEXT_DEFAULTS)
 
 
-def build_text_tower(config: TextConfig, weights: Optional[Path] = None) -> Any:
+def build_text_tower(config: TextConfig, weights: Path | None = None) -> Any:
     """The text tower, optionally initialised from a local CLIP checkpoint (see module doc)."""
     tower = build_tower(config, "text")
     if weights is not None:
