@@ -27,8 +27,9 @@ def main() -> None:
     parser.add_argument("space")
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    recipe = load_recipe("recipes/world/anchor.yaml",
-                         [f"space={args.space}", f"data_dir={args.world}"])
+    recipe = load_recipe(
+        "recipes/world/anchor.yaml", [f"space={args.space}", f"data_dir={args.world}"]
+    )
     run = StageRun("anchor", recipe.stages["anchor"], Space(args.space), Dist())
     run.frozen_teacher_embeddings()
     run.ddp = run.model
@@ -38,9 +39,20 @@ def main() -> None:
     from geobind.data.pairs import read_values
 
     def step(batch, cached: bool) -> None:
-        z = run.teacher_z[batch["row"]] if cached else run.teacher(torch.stack(
-            [teacher_prep(v) for v in read_values(run.data.dataset, teacher_column,
-                                                  batch["row"].tolist())]))
+        z = (
+            run.teacher_z[batch["row"]]
+            if cached
+            else run.teacher(
+                torch.stack(
+                    [
+                        teacher_prep(v)
+                        for v in read_values(
+                            run.data.dataset, teacher_column, batch["row"].tolist()
+                        )
+                    ]
+                )
+            )
+        )
         loss = run.model.loss(run.student(batch["satellite"]), z)
         run.optimizer.zero_grad()
         loss.backward()
@@ -53,9 +65,11 @@ def main() -> None:
             step(batch, cached)
         timings.setdefault(cached, []).append((time.perf_counter() - start) / len(batches))
     with_cache, without = min(timings[True]), min(timings[False])
-    print(f"anchor step, batch {recipe.stages['anchor'].batch_size}: with cache "
-          f"{with_cache * 1000:.0f} ms, without {without * 1000:.0f} ms, "
-          f"ratio {without / with_cache:.2f}x")
+    print(
+        f"anchor step, batch {recipe.stages['anchor'].batch_size}: with cache "
+        f"{with_cache * 1000:.0f} ms, without {without * 1000:.0f} ms, "
+        f"ratio {without / with_cache:.2f}x"
+    )
 
 
 if __name__ == "__main__":

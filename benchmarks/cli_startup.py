@@ -34,14 +34,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     script = os.path.join(os.path.dirname(sys.executable), "geobind")
-    listing = json.loads(subprocess.run([script, "plugins", "--json"], check=True,
-                                        capture_output=True, text=True).stdout)
+    listing = json.loads(
+        subprocess.run(
+            [script, "plugins", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+    )
     print("plugins:", ", ".join(p["distribution"] for p in listing["plugins"]))
     print(f"{'command':28s} {'median s':>9s} {'best s':>8s}")
     for argv in COMMANDS:
         times = wall_times(argv, args.repeat)
-        print(f"{'geobind ' + ' '.join(argv):28s} {statistics.median(times):9.3f} "
-              f"{min(times):8.3f}")
+        print(
+            f"{'geobind ' + ' '.join(argv):28s} {statistics.median(times):9.3f} {min(times):8.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,7 @@ def build(device: torch.device, batch_size: int, arch: str = "ViT-B-32-quickgelu
     student = geobind.build_encoder("satellite", {"arch": arch})
     size = student.config.image_size
     model = StageModel(student, None, ContrastiveLoss()).to(device).train()
-    optimizer = torch.optim.AdamW(param_groups(model, 0.2), lr=5e-5, betas=(0.9, 0.98),
-                                  eps=1e-6)
+    optimizer = torch.optim.AdamW(param_groups(model, 0.2), lr=5e-5, betas=(0.9, 0.98), eps=1e-6)
     pixels = torch.randn(batch_size, 3, size, size, device=device)
     teacher = F.normalize(torch.randn(batch_size, student.embed_dim, device=device), dim=-1)
     return model, optimizer, {"satellite": pixels}, teacher
@@ -75,15 +74,26 @@ def synchronize(device: torch.device) -> None:
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--arch", default="ViT-B-32-quickgelu",
-                        help="open_clip architecture (or model-config JSON) of the anchor")
+    parser.add_argument(
+        "--arch",
+        default="ViT-B-32-quickgelu",
+        help="open_clip architecture (or model-config JSON) of the anchor",
+    )
     parser.add_argument("--batch-size", type=int, default=512, help="the paper's: 512")
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--peak-tflops", type=float, default=989.0,
-                        help="dense bf16 peak of the accelerator (H100/H200 SXM: 989)")
-    parser.add_argument("--flops-per-sample", type=float, default=None,
-                        help="override the FLOPs per sample counted on the step")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=989.0,
+        help="dense bf16 peak of the accelerator (H100/H200 SXM: 989)",
+    )
+    parser.add_argument(
+        "--flops-per-sample",
+        type=float,
+        default=None,
+        help="override the FLOPs per sample counted on the step",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args(argv)
 
@@ -104,21 +114,31 @@ def main(argv: Sequence[str] | None = None) -> dict:
     seconds = time.perf_counter() - start
     rate = args.steps * args.batch_size / seconds
     achieved = rate * flops / 1e12
-    result = {"arch": args.arch, "device": str(device), "name": (torch.cuda.get_device_name(device)
-                                              if device.type == "cuda" else "cpu"),
-              "batch_size": args.batch_size, "steps": args.steps,
-              "step_ms": 1000 * seconds / args.steps, "samples_per_s": rate,
-              "gflops_per_sample": flops / 1e9, "achieved_tflops": achieved,
-              "peak_tflops": args.peak_tflops, "fraction_of_peak": achieved / args.peak_tflops,
-              "max_memory_gib": (torch.cuda.max_memory_allocated(device) / 2**30
-                                 if device.type == "cuda" else None)}
+    result = {
+        "arch": args.arch,
+        "device": str(device),
+        "name": (torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "step_ms": 1000 * seconds / args.steps,
+        "samples_per_s": rate,
+        "gflops_per_sample": flops / 1e9,
+        "achieved_tflops": achieved,
+        "peak_tflops": args.peak_tflops,
+        "fraction_of_peak": achieved / args.peak_tflops,
+        "max_memory_gib": (
+            torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        ),
+    }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.arch} anchor step on {result['name']}, batch {args.batch_size}: "
-              f"{result['step_ms']:.1f} ms/step, {rate:.1f} samples/s; "
-              f"{flops / 1e9:.1f} GFLOPs/sample -> {achieved:.2f} TFLOP/s = "
-              f"{100 * result['fraction_of_peak']:.2f}% of {args.peak_tflops:g} TFLOP/s peak")
+        print(
+            f"{args.arch} anchor step on {result['name']}, batch {args.batch_size}: "
+            f"{result['step_ms']:.1f} ms/step, {rate:.1f} samples/s; "
+            f"{flops / 1e9:.1f} GFLOPs/sample -> {achieved:.2f} TFLOP/s = "
+            f"{100 * result['fraction_of_peak']:.2f}% of {args.peak_tflops:g} TFLOP/s peak"
+        )
     return result
 
 

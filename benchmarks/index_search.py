@@ -32,8 +32,9 @@ from geobind.search.index import (
 K = 10
 
 
-def clustered(rows: int, dim: int, centres: np.ndarray, rng: np.random.Generator,
-              spread: float = 0.6) -> np.ndarray:
+def clustered(
+    rows: int, dim: int, centres: np.ndarray, rng: np.random.Generator, spread: float = 0.6
+) -> np.ndarray:
     """Unit vectors around random centres (``spread`` sets how loose a cluster is)."""
     out = np.empty((rows, dim), np.float32)
     for start in range(0, rows, 100_000):  # in chunks: 1M x 512 x float64 would be 4 GB
@@ -41,13 +42,13 @@ def clustered(rows: int, dim: int, centres: np.ndarray, rng: np.random.Generator
         pick = centres[rng.integers(0, len(centres), n)]
         noise = rng.standard_normal((n, dim)).astype(np.float32) * (spread / np.sqrt(dim))
         part = pick + noise
-        out[start:start + n] = part / np.linalg.norm(part, axis=1, keepdims=True)
+        out[start : start + n] = part / np.linalg.norm(part, axis=1, keepdims=True)
     return out
 
 
 def batches(vectors: np.ndarray, size: int = 65_536):
     for start in range(0, len(vectors), size):
-        part = vectors[start:start + size]
+        part = vectors[start : start + size]
         ids = [f"v{i}" for i in range(start, start + len(part))]
         zeros = [0.0] * len(part)
         yield ids, zeros, zeros, part
@@ -65,8 +66,9 @@ def recall(ann: list[list[dict]], exact: list[list[dict]]) -> float:
     return float(np.mean(hits))
 
 
-def run(rows: int, dim: int, queries: int, seed: int, target: int,
-        candidates: list[int]) -> list[dict]:
+def run(
+    rows: int, dim: int, queries: int, seed: int, target: int, candidates: list[int]
+) -> list[dict]:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((max(10, rows // 100), dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -87,28 +89,60 @@ def run(rows: int, dim: int, queries: int, seed: int, target: int,
         out = []
         for c in candidates:
             ann, ann_batch_s = timed(lambda c=c: index.query(q, K, exact=False, candidates=c))
-            _, ann_one_s = timed(lambda c=c: [index.query(v, K, exact=False, candidates=c)
-                                              for v in q])
-            out.append({"rows": rows, "dim": dim, "partitions": built["num_partitions"],
-                        "candidates": c, "write_s": write_s, "build_s": built["seconds"],
-                        "recall@10": recall(ann, exact),
-                        "ann_ms_one": 1000 * ann_one_s / len(q),
-                        "ann_ms_batch": 1000 * ann_batch_s / len(q),
-                        "exact_ms_one": 1000 * exact_one_s / 20,
-                        "exact_ms_batch": 1000 * exact_batch_s / len(q), "load_s": load_s})
+            _, ann_one_s = timed(
+                lambda c=c: [index.query(v, K, exact=False, candidates=c) for v in q]
+            )
+            out.append(
+                {
+                    "rows": rows,
+                    "dim": dim,
+                    "partitions": built["num_partitions"],
+                    "candidates": c,
+                    "write_s": write_s,
+                    "build_s": built["seconds"],
+                    "recall@10": recall(ann, exact),
+                    "ann_ms_one": 1000 * ann_one_s / len(q),
+                    "ann_ms_batch": 1000 * ann_batch_s / len(q),
+                    "exact_ms_one": 1000 * exact_one_s / 20,
+                    "exact_ms_batch": 1000 * exact_batch_s / len(q),
+                    "load_s": load_s,
+                }
+            )
             print(row_text(out[-1]), flush=True)
     return out
 
 
-HEADER = ("rows", "dim", "parts", "cand", "write s", "build s", "recall@10", "ANN ms/q (1)",
-          "ANN ms/q (batch)", "exact ms/q (1)", "exact ms/q (batch)", "load s")
+HEADER = (
+    "rows",
+    "dim",
+    "parts",
+    "cand",
+    "write s",
+    "build s",
+    "recall@10",
+    "ANN ms/q (1)",
+    "ANN ms/q (batch)",
+    "exact ms/q (1)",
+    "exact ms/q (batch)",
+    "load s",
+)
 
 
 def row_text(r: dict) -> str:
-    cells = (f"{r['rows']:,}", r["dim"], r["partitions"], r["candidates"], f"{r['write_s']:.1f}",
-             f"{r['build_s']:.1f}", f"{r['recall@10']:.3f}", f"{r['ann_ms_one']:.2f}",
-             f"{r['ann_ms_batch']:.2f}", f"{r['exact_ms_one']:.2f}",
-             f"{r['exact_ms_batch']:.3f}", f"{r['load_s']:.2f}")
+    cells = (
+        f"{r['rows']:,}",
+        r["dim"],
+        r["partitions"],
+        r["candidates"],
+        f"{r['write_s']:.1f}",
+        f"{r['build_s']:.1f}",
+        f"{r['recall@10']:.3f}",
+        f"{r['ann_ms_one']:.2f}",
+        f"{r['ann_ms_batch']:.2f}",
+        f"{r['exact_ms_one']:.2f}",
+        f"{r['exact_ms_batch']:.3f}",
+        f"{r['load_s']:.2f}",
+    )
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -119,8 +153,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target-partition-size", type=int, default=TARGET_PARTITION_SIZE)
-    parser.add_argument("--candidates", type=int, nargs="+", default=[CANDIDATES_PER_RESULT],
-                        help="ANN candidates fetched per result, re-scored exactly")
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        nargs="+",
+        default=[CANDIDATES_PER_RESULT],
+        help="ANN candidates fetched per result, re-scored exactly",
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"{args.queries} queries, k={K}, torch threads {torch.get_num_threads()}")

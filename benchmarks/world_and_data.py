@@ -37,10 +37,13 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="geobind-bench-"))
 
-    _, seconds = timed(lambda: make_world(WorldOptions(out=str(root / "w"), places=args.places),
-                                          progress=False))
-    print(f"world: {args.places} places in {seconds:.1f} s = {args.places / seconds:.0f} places/s "
-          f"(2 workers, world build included)")
+    _, seconds = timed(
+        lambda: make_world(WorldOptions(out=str(root / "w"), places=args.places), progress=False)
+    )
+    print(
+        f"world: {args.places} places in {seconds:.1f} s = {args.places / seconds:.0f} places/s "
+        f"(2 workers, world build included)"
+    )
 
     ds = open_pairs(root / "w" / "audio.lance")
     n = ds.count_rows()
@@ -48,17 +51,26 @@ def main() -> None:
     files.mkdir()
     lines = ["id,lat,lon,tile,sound"]
     ids, lats, lons = (read_values(ds, c, range(n)) for c in ("id", "lat", "lon"))
-    for i, (tile, sound) in enumerate(zip(read_values(ds, "satellite", range(n)),
-                                          read_values(ds, "audio", range(n)))):
+    for i, (tile, sound) in enumerate(
+        zip(read_values(ds, "satellite", range(n)), read_values(ds, "audio", range(n)))
+    ):
         (files / f"{i}.png").write_bytes(tile)
         (files / f"{i}.flac").write_bytes(sound)
         lines.append(f"{ids[i]},{lats[i]},{lons[i]},{i}.png,{i}.flac")
     (files / "table.csv").write_text("\n".join(lines) + "\n")
-    report, seconds = timed(lambda: import_table(TableOptions(
-        table=str(files / "table.csv"), out=str(root / "imported.lance"),
-        columns=["satellite=tile", "audio=sound"])))
-    print(f"import: {report.imported} rows (tile + sound, checked) in {seconds:.1f} s = "
-          f"{report.imported / seconds:.0f} rows/s")
+    report, seconds = timed(
+        lambda: import_table(
+            TableOptions(
+                table=str(files / "table.csv"),
+                out=str(root / "imported.lance"),
+                columns=["satellite=tile", "audio=sound"],
+            )
+        )
+    )
+    print(
+        f"import: {report.imported} rows (tile + sound, checked) in {seconds:.1f} s = "
+        f"{report.imported / seconds:.0f} rows/s"
+    )
 
     prep_tile = geobind.build_encoder("satellite").preprocess(True)
     prep_sound = geobind.build_encoder("audio").preprocess(True)
@@ -78,11 +90,14 @@ def main() -> None:
     from_lance(), from_files()  # warm the page cache for both
     _, lance_s = timed(from_lance)
     _, files_s = timed(from_files)
+
     def rate(seconds: float) -> float:
         return args.batches * args.batch / seconds
 
-    print(f"random batches of {args.batch} (tile + sound, decoded): Lance {rate(lance_s):.0f} "
-          f"rows/s, files {rate(files_s):.0f} rows/s, ratio Lance/files {files_s / lance_s:.2f}")
+    print(
+        f"random batches of {args.batch} (tile + sound, decoded): Lance {rate(lance_s):.0f} "
+        f"rows/s, files {rate(files_s):.0f} rows/s, ratio Lance/files {files_s / lance_s:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,11 +21,18 @@ from geobind.space import load_space
 __all__ = ["DEMO_PAIRS", "default_recipe", "run_demo"]
 
 #: The pairs the demo reports, both ways: trained ones, then those that only emerge.
-DEMO_PAIRS = [("satellite", "ground"), ("ground", "satellite"),
-              ("satellite", "audio"), ("audio", "satellite"),
-              ("satellite", "text"), ("text", "satellite"),
-              ("audio", "text"), ("text", "audio"),
-              ("audio", "ground"), ("ground", "audio")]
+DEMO_PAIRS = [
+    ("satellite", "ground"),
+    ("ground", "satellite"),
+    ("satellite", "audio"),
+    ("audio", "satellite"),
+    ("satellite", "text"),
+    ("text", "satellite"),
+    ("audio", "text"),
+    ("text", "audio"),
+    ("audio", "ground"),
+    ("ground", "audio"),
+]
 
 
 def default_recipe() -> Path:
@@ -49,9 +56,14 @@ def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) 
     return out
 
 
-def run_demo(out: str | Path = "geobind-demo", places: int = 10000, seed: int = 0,
-             recipe: str | Path | None = None, overrides: list[str] | None = None,
-             say: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict:
+def run_demo(
+    out: str | Path = "geobind-demo",
+    places: int = 10000,
+    seed: int = 0,
+    recipe: str | Path | None = None,
+    overrides: list[str] | None = None,
+    say: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> dict:
     """Run the demo into ``out``; returns the retrieval table (also written as JSON/Markdown)."""
     from geobind.eval.embed import embed_columns  # torch, from here on
     from geobind.eval.report import write_report
@@ -61,23 +73,31 @@ def run_demo(out: str | Path = "geobind-demo", places: int = 10000, seed: int = 
     out = Path(out)
     start = time.perf_counter()
     world = ensure_world(out / "world", places, seed, say)
-    plan = load_recipe(recipe or default_recipe(),
-                       [f"space={out / 'space'}", f"data_dir={world}", *(overrides or [])])
+    plan = load_recipe(
+        recipe or default_recipe(),
+        [f"space={out / 'space'}", f"data_dir={world}", *(overrides or [])],
+    )
     train(plan, say=say)
     space = load_space(plan.space)
     text = space.entry("text")
-    say(f"text: aligned through CLIP (stage {text.stage}, with {text.aligned_to['modality']}); "
-        f"no stage of its own")
+    say(
+        f"text: aligned through CLIP (stage {text.stage}, with {text.aligned_to['modality']}); "
+        f"no stage of its own"
+    )
     heldout = str(world / "heldout.lance")
     embeddings = embed_columns(space, heldout)
     table = retrieval_table(embeddings)
     printed = format_table(table, ks=(1, 10), pairs=DEMO_PAIRS)
-    say(f"\nRetrieval on {int(table[0]['gallery_size'])} held-out places (each query's own "
-        f"place is the one right answer):\n{printed}\n")
+    say(
+        f"\nRetrieval on {int(table[0]['gallery_size'])} held-out places (each query's own "
+        f"place is the one right answer):\n{printed}\n"
+    )
     (out / "results.md").write_text("```\n" + printed + "\n```\n")
     report = write_report(space.path, out / "report.html", data=heldout, embeddings=embeddings)
     elapsed = time.perf_counter() - start
     (out / "results.json").write_text(json.dumps({"table": table, "seconds": elapsed}, indent=2))
-    say(f"report: {report.resolve()}\n(open it in a browser; `geobind search {space.path} "
-        f"--text \"waves on a sandy beach\"` queries the space)\ndemo finished in {elapsed:.0f} s")
+    say(
+        f"report: {report.resolve()}\n(open it in a browser; `geobind search {space.path} "
+        f'--text "waves on a sandy beach"` queries the space)\ndemo finished in {elapsed:.0f} s'
+    )
     return {"table": table, "seconds": elapsed, "report": str(report)}

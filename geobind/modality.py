@@ -63,8 +63,13 @@ class Modality:
             object.__setattr__(self, "column", self.name)
         if self.storage not in ("binary", "string"):
             raise ValueError(f"modality {self.name!r}: storage must be 'binary' or 'string'")
-        fields = {f.name for f in dataclasses.fields(self.config)} if dataclasses.is_dataclass(
-            self.config) else set()
+        fields = (
+            {f.name for f in dataclasses.fields(self.config)}
+            if dataclasses.is_dataclass(self.config)
+            else set()
+        )
         if "embed_dim" not in fields:
-            raise TypeError(f"modality {self.name!r}: config must be a dataclass with an "
-                            f"'embed_dim' field, got {self.config!r}")
+            raise TypeError(
+                f"modality {self.name!r}: config must be a dataclass with an "
+                f"'embed_dim' field, got {self.config!r}"
+            )

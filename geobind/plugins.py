@@ -54,8 +54,7 @@ BUILTIN = "geobind"
 #: the registry), so the host stays at the bottom of the import graph.
 BUILTIN_MODULES = ("geobind.builtins",)
 #: The distributions that provide geobind's own modalities, for "install X" hints.
-KNOWN_DISTRIBUTIONS = {"ground": "geobind-ground", "text": "geobind-text",
-                       "audio": "geobind-audio"}
+KNOWN_DISTRIBUTIONS = {"ground": "geobind-ground", "text": "geobind-text", "audio": "geobind-audio"}
 
 
 class PluginError(GeobindError, RuntimeError):
@@ -91,8 +90,9 @@ class Contribution:
 
 #: Every ``register`` hook and what it collects.
 CONTRIBUTIONS: tuple[Contribution, ...] = (
-    Contribution("geobind_register_modalities", Modality, "modalities", "modality",
-                 always_listed=True),
+    Contribution(
+        "geobind_register_modalities", Modality, "modalities", "modality", always_listed=True
+    ),
     Contribution("geobind_register_datasets", DatasetSource, "datasets", "dataset source"),
 )
 
@@ -130,10 +130,13 @@ class PluginInfo:
 
     def as_dict(self) -> dict:
         """Plain values, for ``geobind plugins --json``."""
-        return {"distribution": self.distribution, "version": self.version,
-                "hooks": list(self.hooks),
-                **{name: list(names) for name, names in self.registered.items()},
-                "builtin": self.builtin}
+        return {
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": list(self.hooks),
+            **{name: list(names) for name, names in self.registered.items()},
+            "builtin": self.builtin,
+        }
 
 
 @dataclass
@@ -170,8 +173,11 @@ class Registry:
     :param specs: objects holding the hook specifications (default :mod:`geobind.hookspecs`).
     """
 
-    def __init__(self, contributions: Sequence[Contribution] = CONTRIBUTIONS,
-                 specs: Sequence[object] = (hookspecs,)) -> None:
+    def __init__(
+        self,
+        contributions: Sequence[Contribution] = CONTRIBUTIONS,
+        specs: Sequence[object] = (hookspecs,),
+    ) -> None:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         for spec in specs:
             self.pm.add_hookspecs(spec)
@@ -217,11 +223,15 @@ class Registry:
         if strict_mode():
             raise PluginError(f"plugin {dist} {version} is broken: {message}") from exc
         self.broken.append(BrokenPlugin(dist, version, message))
-        warnings.warn(f"geobind: skipping broken plugin {dist} {version}: {message}",
-                      PluginWarning, stacklevel=3)
+        warnings.warn(
+            f"geobind: skipping broken plugin {dist} {version}: {message}",
+            PluginWarning,
+            stacklevel=3,
+        )
 
-    def add(self, plugin: object, distribution: str, version: str = "0",
-            builtin: bool = False) -> PluginInfo:
+    def add(
+        self, plugin: object, distribution: str, version: str = "0", builtin: bool = False
+    ) -> PluginInfo:
         """Register ``plugin`` (a module or object with hook implementations) under a name.
 
         Its hook implementations are validated (a misspelt ``geobind_`` hook is an error) and
@@ -232,8 +242,12 @@ class Registry:
         self.pm.register(plugin, name=distribution)
         try:
             _check_pending(self.pm, distribution)
-            info = PluginInfo(distribution, version, builtin=builtin,
-                              hooks=sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
+            info = PluginInfo(
+                distribution,
+                version,
+                builtin=builtin,
+                hooks=sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()),
+            )
             self._commit(info, self._collect(plugin))
         except BaseException:
             self.pm.unregister(plugin)
@@ -269,7 +283,8 @@ class Registry:
                 if owner is not None or names.count(name) > 1:
                     raise _DuplicateName(
                         f"{c.noun} {name!r} is registered by both {owner or info.distribution} "
-                        f"and {info.distribution}; uninstall one, or choose with {ALLOW_ENV}")
+                        f"and {info.distribution}; uninstall one, or choose with {ALLOW_ENV}"
+                    )
         for c in self.contributions:
             for item in found[c.field]:
                 self.tables[c.field][item.name] = item
@@ -283,18 +298,21 @@ class Registry:
         if name in self.modalities:
             return self.modalities[name]
         dist = KNOWN_DISTRIBUTIONS.get(name)
-        hint = (f"install it with `pip install {dist}`" if dist else
-                "install a plugin that provides it")
+        hint = (
+            f"install it with `pip install {dist}`" if dist else "install a plugin that provides it"
+        )
         known = ", ".join(sorted(self.modalities)) or "none"
-        raise PluginError(f"no installed plugin registers modality {name!r} "
-                          f"(registered: {known}); {hint}")
+        raise PluginError(
+            f"no installed plugin registers modality {name!r} (registered: {known}); {hint}"
+        )
 
     def dataset_source(self, name: str) -> DatasetSource:
         """The registered generator or importer ``name``."""
         if name not in self.datasets:
             known = ", ".join(sorted(self.datasets)) or "none"
-            raise PluginError(f"no installed plugin registers dataset source {name!r} "
-                              f"(registered: {known})")
+            raise PluginError(
+                f"no installed plugin registers dataset source {name!r} (registered: {known})"
+            )
         return self.datasets[name]
 
     def owner(self, modality: str) -> PluginInfo:
@@ -303,8 +321,10 @@ class Registry:
 
     def as_dict(self) -> dict:
         """Plugins, broken plugins and what each registered, for ``geobind plugins --json``."""
-        return {"plugins": [p.as_dict() for p in self.plugins.values()],
-                "broken": [asdict(b) for b in self.broken]}
+        return {
+            "plugins": [p.as_dict() for p in self.plugins.values()],
+            "broken": [asdict(b) for b in self.broken],
+        }
 
 
 class _DuplicateName(PluginError):
@@ -316,6 +336,7 @@ def _collector(bucket: list, kind: type) -> Callable[[Any], None]:
         if not isinstance(item, kind):
             raise TypeError(f"register() takes a {kind.__name__}, got {type(item).__name__}")
         bucket.append(item)
+
     return register
 
 
@@ -361,4 +382,3 @@ def reset_registry() -> None:
     global _registry
     with _lock:
         _registry = None
-

@@ -76,8 +76,10 @@ class Space:
         except ValueError as exc:
             raise SpaceError(f"{file}: not valid JSON ({exc})") from None
         if manifest.get("format", 0) > FORMAT:
-            raise SpaceError(f"{file}: format {manifest['format']} is newer than this geobind "
-                             f"reads ({FORMAT}); upgrade geobind")
+            raise SpaceError(
+                f"{file}: format {manifest['format']} is newer than this geobind "
+                f"reads ({FORMAT}); upgrade geobind"
+            )
         return manifest
 
     @property
@@ -113,8 +115,10 @@ class Space:
             raise WeightsError(f"space {self.path}: weights of {modality!r} missing: {path}")
         digest = sha256_hex(path.read_bytes())
         if digest != entry.sha256:
-            raise WeightsError(f"space {self.path}: {path.name} has sha256 {digest[:12]}…, the "
-                               f"manifest records {entry.sha256[:12]}…: the file was changed")
+            raise WeightsError(
+                f"space {self.path}: {path.name} has sha256 {digest[:12]}…, the "
+                f"manifest records {entry.sha256[:12]}…: the file was changed"
+            )
         return path
 
     def encoder(self, modality: str) -> Any:
@@ -126,15 +130,30 @@ class Space:
         load_into(encoder.net, read_state_dict(path), f"{path}")
         return encoder
 
-    def put(self, encoder: Any, stage: str, aligned_to: dict | None = None,
-            recipe: dict | None = None, metrics: dict | None = None) -> Entry:
+    def put(
+        self,
+        encoder: Any,
+        stage: str,
+        aligned_to: dict | None = None,
+        recipe: dict | None = None,
+        metrics: dict | None = None,
+    ) -> Entry:
         """Store an encoder's weights, then record it in the manifest (atomically)."""
         data = state_bytes(encoder.net)
         info = get_registry().owner(encoder.name)
-        entry = Entry(modality=encoder.name, plugin=info.distribution, version=info.version,
-                      config=asdict(encoder.config), weights=f"{encoder.name}.safetensors",
-                      sha256=sha256_hex(data), aligned_to=aligned_to, stage=stage,
-                      recipe=recipe or {}, metrics=metrics or {}, created=time.time())
+        entry = Entry(
+            modality=encoder.name,
+            plugin=info.distribution,
+            version=info.version,
+            config=asdict(encoder.config),
+            weights=f"{encoder.name}.safetensors",
+            sha256=sha256_hex(data),
+            aligned_to=aligned_to,
+            stage=stage,
+            recipe=recipe or {},
+            metrics=metrics or {},
+            created=time.time(),
+        )
         atomic_write(self.path / entry.weights, data)
         self.manifest["modalities"][encoder.name] = asdict(entry)
         self.write_manifest()
@@ -154,15 +173,19 @@ class Space:
     def unavailable(self) -> dict[str, str]:
         """Modalities in the space whose plugin is not installed -> the distribution to install."""
         registry = get_registry()
-        return {name: e["plugin"] for name, e in self.manifest["modalities"].items()
-                if name not in registry.modalities}
+        return {
+            name: e["plugin"]
+            for name, e in self.manifest["modalities"].items()
+            if name not in registry.modalities
+        }
 
     def embed(self, modality: str, inputs: Any, batch_size: int = 64) -> Any:
         """Unit embeddings ``[n, dim]`` of file paths, bytes, strings or ready tensors."""
         import torch
 
         encoder = self._encoders.get(modality) or self._encoders.setdefault(
-            modality, self.encoder(modality))
+            modality, self.encoder(modality)
+        )
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not inputs:
             raise SpaceError(f"embed({modality!r}): no inputs")
@@ -182,7 +205,8 @@ class Space:
                 raise SpaceError(
                     f"space {self.path}: {name!r} was aligned to {partner['modality']!r} with "
                     f"weights sha256 {partner['sha256'][:12]}…, but the space holds "
-                    f"{(current or 'none')[:12]}…: retrain {name!r} against this anchor")
+                    f"{(current or 'none')[:12]}…: retrain {name!r} against this anchor"
+                )
 
 
 def _raw(value: Any, storage: str) -> Any:

@@ -26,8 +26,7 @@ from geobind.plugins import get_registry
 __all__ = ["TINY_TEXT", "TINY_VISION", "png_bytes", "pair_rows", "train_tiny_space"]
 
 #: A vision tower small enough for unit tests.
-TINY_VISION = dict(embed_dim=32, image_size=32, patch_size=8, width=64, layers=2,
-                   head_width=32)
+TINY_VISION = dict(embed_dim=32, image_size=32, patch_size=8, width=64, layers=2, head_width=32)
 #: A text tower of the same width.
 TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
 
@@ -47,8 +46,9 @@ stages:
 """
 
 
-def train_tiny_space(space: Any, clip_data: Any, anchor_data: Any = None,
-                     batch_size: int = 8) -> Any:
+def train_tiny_space(
+    space: Any, clip_data: Any, anchor_data: Any = None, batch_size: int = 8
+) -> Any:
     """Train a small space in seconds: CLIP towers on ground+text pairs, then the anchor.
 
     ``clip_data`` needs ``ground`` and ``text`` columns, ``anchor_data`` (default: the same)
@@ -60,9 +60,16 @@ def train_tiny_space(space: Any, clip_data: Any, anchor_data: Any = None,
 
     space = Path(space)
     recipe = space.parent / f"{space.name}-recipe.yaml"
-    recipe.write_text(_TINY_SPACE.format(space=space, clip_data=clip_data,
-                                         anchor_data=anchor_data or clip_data, text=TINY_TEXT,
-                                         vision=TINY_VISION, batch=batch_size))
+    recipe.write_text(
+        _TINY_SPACE.format(
+            space=space,
+            clip_data=clip_data,
+            anchor_data=anchor_data or clip_data,
+            text=TINY_TEXT,
+            vision=TINY_VISION,
+            batch=batch_size,
+        )
+    )
     train(load_recipe(recipe), say=lambda line: None)
     return space
 
@@ -85,9 +92,16 @@ def pair_rows(values: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Rows for :func:`geobind.data.write_pairs`: ids, coordinates, splits and the values."""
     n = len(next(iter(values.values())))
     splits = ["train", "train", "val", "test"]
-    return [dict(id=f"place-{i:04d}", lat=40.0 + i / 100, lon=-74.0 + i / 100,
-                 split=splits[i % len(splits)], **{k: v[i] for k, v in values.items()})
-            for i in range(n)]
+    return [
+        dict(
+            id=f"place-{i:04d}",
+            lat=40.0 + i / 100,
+            lon=-74.0 + i / 100,
+            split=splits[i % len(splits)],
+            **{k: v[i] for k, v in values.items()},
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -120,6 +134,7 @@ def tiny_anchor() -> Any:
 @pytest.fixture
 def pair_dataset_factory(tmp_path: Any) -> Callable[..., Any]:
     """``(column, values, storage="binary")`` -> a Lance dataset pairing tiles with values."""
+
     def make(column: str, values: Sequence[Any], storage: str = "binary") -> Any:
         tiles = [png_bytes(i) for i in range(len(values))]
         rows = pair_rows({"satellite": tiles, column: list(values)})
@@ -133,8 +148,12 @@ def pair_dataset_factory(tmp_path: Any) -> Callable[..., Any]:
 def tiny_pair_dataset(tmp_path: Any) -> Any:
     """12 places with satellite tiles, ground photos and captions, over train/val/test."""
     n = 12
-    rows = pair_rows({"satellite": [png_bytes(i) for i in range(n)],
-                      "ground": [png_bytes(1000 + i) for i in range(n)],
-                      "text": [f"place number {i}" for i in range(n)]})
+    rows = pair_rows(
+        {
+            "satellite": [png_bytes(i) for i in range(n)],
+            "ground": [png_bytes(1000 + i) for i in range(n)],
+            "text": [f"place number {i}" for i in range(n)],
+        }
+    )
     storages = {"satellite": "binary", "ground": "binary", "text": "string"}
     return write_pairs(tmp_path / "tiny.lance", rows, storages)

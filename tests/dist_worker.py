@@ -36,8 +36,9 @@ def main(folder: Path) -> None:
     loss = ddp({"satellite": batch["pixels"][local]}, batch["teacher"][local])
     loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-    torch.save({"loss": torch.tensor(dist.mean(float(loss))), "grads": grads},
-               folder / f"out.{dist.rank}")
+    torch.save(
+        {"loss": torch.tensor(dist.mean(float(loss))), "grads": grads}, folder / f"out.{dist.rank}"
+    )
     torch.distributed.destroy_process_group()
 
 

@@ -14,13 +14,15 @@ HEAVY = ("torch", "laion_clap", "open_clip", "lance", "numpy")
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     environ = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=environ, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=120
+    )
 
 
 def geobind_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return run_python(f"import sys; from geobind.cli import main; sys.exit(main({list(args)!r}))",
-                      **env)
+    return run_python(
+        f"import sys; from geobind.cli import main; sys.exit(main({list(args)!r}))", **env
+    )
 
 
 def test_plugins_json_lists_the_three_plugins_and_their_modalities():
@@ -46,9 +48,11 @@ def test_plugins_text_listing_and_allow_list():
 
 @pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"]])
 def test_cli_imports_nothing_heavy(args):
-    code = (f"import sys\nfrom geobind.cli import main\ntry:\n    main({args!r})\n"
-            "except SystemExit:\n    pass\n"
-            f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
+    code = (
+        f"import sys\nfrom geobind.cli import main\ntry:\n    main({args!r})\n"
+        "except SystemExit:\n    pass\n"
+        f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])"
+    )
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
@@ -56,6 +60,7 @@ def test_cli_imports_nothing_heavy(args):
 
 def test_console_script_is_installed():
     bindir = os.path.dirname(sys.executable)
-    result = subprocess.run([os.path.join(bindir, "geobind"), "--version"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [os.path.join(bindir, "geobind"), "--version"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and result.stdout.startswith("geobind 0.1")

@@ -58,12 +58,39 @@ def test_same_seed_gives_identical_bytes(world, tmp_path):
 
 
 def test_cli_world_make_and_data_show(tmp_path, capsys):
-    assert main(["world", "make", "--out", str(tmp_path / "w"), "--places", "20",
-                 "--workers", "1", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "world",
+                "make",
+                "--out",
+                str(tmp_path / "w"),
+                "--places",
+                "20",
+                "--workers",
+                "1",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "heldout" in capsys.readouterr().out
     grid = tmp_path / "grid.png"
-    assert main(["data", "show", str(tmp_path / "w" / "heldout.lance"), "--grid",
-                 str(grid), "--grid-rows", "2"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "show",
+                str(tmp_path / "w" / "heldout.lance"),
+                "--grid",
+                str(grid),
+                "--grid-rows",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 rows" in out and "splits: test 2" in out and "satellite: " in out
     image = Image.open(grid)
@@ -71,8 +98,9 @@ def test_cli_world_make_and_data_show(tmp_path, capsys):
 
 
 def test_world_make_names_its_classes_and_writes_its_map(tmp_path):
-    world_source.make_world(WorldOptions(out=str(tmp_path), places=20, workers=1, seed=3),
-                            progress=False)
+    world_source.make_world(
+        WorldOptions(out=str(tmp_path), places=20, workers=1, seed=3), progress=False
+    )
     words = {c: list(w) for c, w in COVER_WORDS.items()}
     for name in DATASETS:
         ds = open_pairs(tmp_path / f"{name}.lance")
@@ -80,18 +108,27 @@ def test_world_make_names_its_classes_and_writes_its_map(tmp_path):
     raster = raster_beside(tmp_path / "heldout.lance")
     config = WorldConfig()
     assert (raster.lat_min, raster.lat_max, raster.lon_min, raster.lon_max) == (
-        config.lat_min, config.lat_max, config.lon_min, config.lon_max)
+        config.lat_min,
+        config.lat_max,
+        config.lon_min,
+        config.lon_max,
+    )
     assert raster.open().size[::-1] == config.mosaic_shape
     places = open_pairs(tmp_path / "heldout.lance").to_table(columns=["lat", "lon"]).to_pylist()
-    assert all(raster.lat_min < p["lat"] < raster.lat_max and
-               raster.lon_min < p["lon"] < raster.lon_max for p in places)
+    assert all(
+        raster.lat_min < p["lat"] < raster.lat_max and raster.lon_min < p["lon"] < raster.lon_max
+        for p in places
+    )
 
 
 def test_reader_gives_preprocessed_batches_with_row_ids(world):
     audio = geobind.build_encoder("audio")
     tiles = geobind.build_encoder("satellite")
-    data = PairDataset(world / "audio.lance", {"satellite": tiles.preprocess(True),
-                                               "audio": audio.preprocess(True)}, split="train")
+    data = PairDataset(
+        world / "audio.lance",
+        {"satellite": tiles.preprocess(True), "audio": audio.preprocess(True)},
+        split="train",
+    )
     batch = next(iter(pair_loader(data, batch_size=4, shuffle=True)))
     assert batch["satellite"].shape == (4, 3, 64, 64)
     assert batch["audio"].shape == (4, audio.config.clip_samples)

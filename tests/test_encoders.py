@@ -40,21 +40,26 @@ def test_preprocess_gives_the_configured_size(tiny_anchor):
     assert batch.shape == (2, 3, TINY_VISION["image_size"], TINY_VISION["image_size"])
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "empty file"),
-    (b"definitely not an image", "not a recognised image format"),
-    (png_bytes(1)[:60], "corrupt or truncated"),
-    (jpeg_bytes(1)[:200], "corrupt or truncated"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty file"),
+        (b"definitely not an image", "not a recognised image format"),
+        (png_bytes(1)[:60], "corrupt or truncated"),
+        (jpeg_bytes(1)[:200], "corrupt or truncated"),
+    ],
+)
 def test_bad_images_raise_an_input_error_saying_why(tiny_anchor, data, reason):
     with pytest.raises(geobind.InputError, match=reason):
         tiny_anchor.embed([data])
 
 
 def test_unknown_config_key_names_it_and_the_valid_keys():
-    with pytest.raises(geobind.ConfigError,
-                       match=r"modality 'satellite' config: unknown key 'widht'.*valid keys: "
-                             r"embed_dim, image_size"):
+    with pytest.raises(
+        geobind.ConfigError,
+        match=r"modality 'satellite' config: unknown key 'widht'.*valid keys: "
+        r"embed_dim, image_size",
+    ):
         geobind.build_encoder("satellite", {"widht": 64})
 
 
@@ -74,21 +79,28 @@ class WrongShape(torch.nn.Module):
 
 
 def test_wrong_output_shape_names_the_plugin_and_shapes(register_plugin):
-    modality = geobind.Modality(name="wrongshape", config=ShapeConfig,
-                                build_encoder=lambda c, w: WrongShape(),
-                                build_preprocess=lambda c, t: (lambda v: torch.tensor([v])),
-                                check=lambda v: None)
+    modality = geobind.Modality(
+        name="wrongshape",
+        config=ShapeConfig,
+        build_encoder=lambda c, w: WrongShape(),
+        build_preprocess=lambda c, t: lambda v: torch.tensor([v]),
+        check=lambda v: None,
+    )
 
     @geobind.hookimpl
     def geobind_register_modalities(register):
         register(modality)
 
-    register_plugin(types.SimpleNamespace(geobind_register_modalities=geobind_register_modalities),
-                    name="acme-wrongshape")
+    register_plugin(
+        types.SimpleNamespace(geobind_register_modalities=geobind_register_modalities),
+        name="acme-wrongshape",
+    )
     encoder = geobind.build_encoder("wrongshape")
-    with pytest.raises(geobind.EncoderShapeError,
-                       match=r"'wrongshape' \(plugin acme-wrongshape\) returned \(3, 5\), "
-                             r"expected .*\[3, 8\]"):
+    with pytest.raises(
+        geobind.EncoderShapeError,
+        match=r"'wrongshape' \(plugin acme-wrongshape\) returned \(3, 5\), "
+        r"expected .*\[3, 8\]",
+    ):
         encoder.embed([1.0, 2.0, 3.0])
 
 
@@ -98,8 +110,9 @@ def clip_state_dict(embed_dim: int = 32) -> tuple:
 
     torch.manual_seed(3)
     vision = {k: v for k, v in TINY_VISION.items() if k != "embed_dim"}
-    model = open_clip.CLIP(embed_dim, vision_cfg=vision,
-                           text_cfg=dict(context_length=16, width=64, heads=2, layers=1))
+    model = open_clip.CLIP(
+        embed_dim, vision_cfg=vision, text_cfg=dict(context_length=16, width=64, heads=2, layers=1)
+    )
     return model.state_dict(), model
 
 
@@ -120,9 +133,11 @@ def test_mismatching_weights_name_the_differing_keys(tmp_path):
     state["visual.extra_head.weight"] = torch.zeros(2)
     path = tmp_path / "clip.safetensors"
     geobind.save_state_dict(path, state)
-    with pytest.raises(geobind.WeightsError,
-                       match=r"1 missing \(first: \['proj'\]\), 1 unexpected \(first: "
-                             r"\['extra_head.weight'\]\)"):
+    with pytest.raises(
+        geobind.WeightsError,
+        match=r"1 missing \(first: \['proj'\]\), 1 unexpected \(first: "
+        r"\['extra_head.weight'\]\)",
+    ):
         geobind.build_encoder("satellite", TINY_VISION, weights=path)
 
 

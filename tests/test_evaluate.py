@@ -36,8 +36,11 @@ def torchmetrics_recall(sims: torch.Tensor, k: int, bonus: float = 0.0) -> float
     n = len(sims)
     target = torch.eye(n, dtype=torch.bool)
     metric = RetrievalRecall(top_k=k)
-    metric.update((sims + 2 + bonus * target).flatten(), target.flatten(),
-                  torch.arange(n)[:, None].expand(n, n).flatten())
+    metric.update(
+        (sims + 2 + bonus * target).flatten(),
+        target.flatten(),
+        torch.arange(n)[:, None].expand(n, n).flatten(),
+    )
     return float(metric.compute())
 
 
@@ -101,13 +104,14 @@ def test_ties_count_in_the_querys_favour_and_the_median_is_right():
     for k in (1, 3, 10):
         # scores are integers: a bonus of 0.5 breaks exactly the ties, in the query's favour
         assert recall_metrics(rank, [k])[f"R@{k}"] == pytest.approx(
-            torchmetrics_recall(sims, k, bonus=0.5))
+            torchmetrics_recall(sims, k, bonus=0.5)
+        )
         assert recall_metrics(rank, [k])[f"R@{k}"] >= torchmetrics_recall(sims, k, bonus=-0.5)
         if k > 1:
             assert recall_metrics(rank, [k], "geoclap")[f"R@{k}"] == pytest.approx(
-                torchmetrics_recall(sims, k - 1, bonus=0.5))
-    by_hand = [sorted(row, reverse=True).index(row[i]) + 1 for i, row in
-               enumerate(sims.tolist())]
+                torchmetrics_recall(sims, k - 1, bonus=0.5)
+            )
+    by_hand = [sorted(row, reverse=True).index(row[i]) + 1 for i, row in enumerate(sims.tolist())]
     assert rank.tolist() == by_hand
     metrics = recall_metrics(rank)
     assert metrics["median_rank"] == statistics.median(by_hand)  # even count: middle two averaged
@@ -144,10 +148,15 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     n = 24
     fractions = np.random.default_rng(0).dirichlet(np.ones(len(LAND_COVERS)), n).tolist()
     data = root / "places.lance"
-    write_dataset(data, {"satellite": [png_bytes(i) for i in range(n)],
-                         "ground": [png_bytes(300 + i) for i in range(n)],
-                         "text": [f"a view of {LAND_COVERS[i % 8]}" for i in range(n)]},
-                  fractions)
+    write_dataset(
+        data,
+        {
+            "satellite": [png_bytes(i) for i in range(n)],
+            "ground": [png_bytes(300 + i) for i in range(n)],
+            "text": [f"a view of {LAND_COVERS[i % 8]}" for i in range(n)],
+        },
+        fractions,
+    )
     return train_tiny_space(root / "space", data), data
 
 
@@ -170,8 +179,7 @@ def test_evaluate_space_has_every_ordered_pair_and_right_chance(built):
 def test_run_eval_writes_json_and_markdown(built, tmp_path):
     space, data = built
     said: list[str] = []
-    result = run_eval(space, str(data), ks="1,5", out=tmp_path / "out", rows=16,
-                      say=said.append)
+    result = run_eval(space, str(data), ks="1,5", out=tmp_path / "out", rows=16, say=said.append)
     saved = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert saved["places"] == 16 and len(saved["retrieval"]) == 6
     assert saved["retrieval"] == result["retrieval"]
@@ -190,8 +198,9 @@ class PromptSpace:
     def embed(self, modality: str, prompts: list[str]) -> torch.Tensor:
         assert modality == TEXT
         owner = {w: i for i, c in enumerate(LAND_COVERS) for w in COVER_WORDS[c]}
-        return torch.stack([F.one_hot(torch.tensor(owner[p.split()[-1]]), len(LAND_COVERS))
-                            for p in prompts]).float()
+        return torch.stack(
+            [F.one_hot(torch.tensor(owner[p.split()[-1]]), len(LAND_COVERS)) for p in prompts]
+        ).float()
 
 
 def test_zeroshot_labels_and_argmax_on_a_known_answer(tmp_path):
@@ -205,8 +214,10 @@ def test_zeroshot_labels_and_argmax_on_a_known_answer(tmp_path):
     result = zeroshot_landcover(PromptSpace(), str(tmp_path / "d.lance"), embeddings=embeddings)
     assert result["skipped"] is None and list(result["modalities"]) == ["satellite", "audio"]
     sat, audio = result["modalities"]["satellite"], result["modalities"]["audio"]
-    assert sat["accuracy"] == 1.0 and sat["confusion"] == np.diag(
-        np.bincount(truth, minlength=8)).tolist()
+    assert (
+        sat["accuracy"] == 1.0
+        and sat["confusion"] == np.diag(np.bincount(truth, minlength=8)).tolist()
+    )
     assert audio["accuracy"] == pytest.approx(0.2)  # the two forest places
     assert audio["recall"]["forest"] == 1.0 and audio["recall"]["water"] == 0.0
     assert audio["recall"]["rock"] == 0.0 and audio["recall"]["farmland"] is None  # no place
@@ -241,13 +252,19 @@ def test_zeroshot_classes_come_from_the_caller_or_the_dataset(tmp_path):
     for row, fractions in zip(rows, [[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]]):
         row["landcover"] = fractions
     schema = pair_schema(storages).append(pa.field("landcover", pa.list_(pa.float32(), 2)))
-    lance.write_dataset(to_record_batch(rows, schema, storages), str(tmp_path / "u.lance"),
-                        schema=schema)
+    lance.write_dataset(
+        to_record_batch(rows, schema, storages), str(tmp_path / "u.lance"), schema=schema
+    )
     embeddings = {"satellite": torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])}
     unnamed = zeroshot_landcover(WetOrDry(), str(tmp_path / "u.lance"), embeddings=embeddings)
     assert unnamed["modalities"] == {} and "names no classes" in unnamed["skipped"]
-    named = zeroshot_landcover(WetOrDry(), str(tmp_path / "u.lance"), embeddings=embeddings,
-                               classes=["wet", "dry"], words={"wet": ["water"]})
+    named = zeroshot_landcover(
+        WetOrDry(),
+        str(tmp_path / "u.lance"),
+        embeddings=embeddings,
+        classes=["wet", "dry"],
+        words={"wet": ["water"]},
+    )
     assert named["prompts"]["wet"][1] == "a photo of water" and named["prompts"]["dry"][0] == "dry"
     assert named["modalities"]["satellite"]["accuracy"] == pytest.approx(2 / 3)
 
@@ -264,8 +281,23 @@ def test_zeroshot_on_the_tiny_space(built):
 # -- (d) the command line --------------------------------------------------------------------
 def test_cli_eval_end_to_end_and_its_errors(built, tmp_path, capsys):
     space, data = built
-    assert main(["eval", str(space), "--data", str(data), "--ks", "1,5",
-                 "--convention", "geoclap", "--rows", "12"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(space),
+                "--data",
+                str(data),
+                "--ks",
+                "1,5",
+                "--convention",
+                "geoclap",
+                "--rows",
+                "12",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "satellite -> ground" in out and "rank < k" in out and "Zero-shot land cover" in out
     saved = json.loads((space / "eval" / "places" / "eval.json").read_text())  # default folder
@@ -274,8 +306,10 @@ def test_cli_eval_end_to_end_and_its_errors(built, tmp_path, capsys):
     for argv, message in [
         (["eval", str(tmp_path), "--data", str(data)], f"no space at {tmp_path}"),
         (["eval", str(space), "--data", str(tmp_path / "no.lance")], "not a Lance pair dataset"),
-        (["eval", str(space), "--data", str(data), "--convention", "pandas"],
-         "unknown recall convention 'pandas'"),
+        (
+            ["eval", str(space), "--data", str(data), "--convention", "pandas"],
+            "unknown recall convention 'pandas'",
+        ),
         (["eval", str(space), "--data", str(data), "--ks", "0,5"], "--ks"),
     ]:
         assert main(argv) == 1

@@ -56,8 +56,11 @@ def write_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> None
 
 def sat2cap_sample(i: int, lat: float = 40.0, lon: float = -74.0, **overrides) -> tuple:
     meta = json.dumps({"latitude": lat + i / 100, "longitude": lon, "date_taken": "2012"})
-    parts = {"groundlevel.jpg": jpeg(i), "overhead.jpg": jpeg(100 + i),
-             "metadata.json": meta.encode()}
+    parts = {
+        "groundlevel.jpg": jpeg(i),
+        "overhead.jpg": jpeg(100 + i),
+        "metadata.json": meta.encode(),
+    }
     parts.update(overrides)
     return f"{i:09d}", {k: v for k, v in parts.items() if v is not None}
 
@@ -67,21 +70,25 @@ def sat2cap_shards(tmp_path: Path) -> Path:
     root = tmp_path / "shards"
     root.mkdir()
     write_shard(root / "00000.tar", [sat2cap_sample(i) for i in range(5)])
-    write_shard(root / "00001.tar", [
-        sat2cap_sample(5),
-        sat2cap_sample(6, **{"overhead.jpg": jpeg(1)[:120]}),           # truncated
-        sat2cap_sample(7, **{"groundlevel.jpg": b"<html>not found</html>"}),  # not an image
-        sat2cap_sample(8, **{"groundlevel.jpg": None}),                   # missing member
-        sat2cap_sample(9, lat=95.0),                                      # out of range
-        sat2cap_sample(3),                                                # duplicate id
-    ])
+    write_shard(
+        root / "00001.tar",
+        [
+            sat2cap_sample(5),
+            sat2cap_sample(6, **{"overhead.jpg": jpeg(1)[:120]}),  # truncated
+            sat2cap_sample(7, **{"groundlevel.jpg": b"<html>not found</html>"}),  # not an image
+            sat2cap_sample(8, **{"groundlevel.jpg": None}),  # missing member
+            sat2cap_sample(9, lat=95.0),  # out of range
+            sat2cap_sample(3),  # duplicate id
+        ],
+    )
     return root
 
 
 def test_sat2cap_imports_good_rows_and_reports_bad_ones(sat2cap_shards, tmp_path):
     out, rejects = tmp_path / "pairs.lance", tmp_path / "rejects.jsonl"
-    report = import_sat2cap(Sat2CapOptions(shards=str(sat2cap_shards), out=str(out),
-                                           rejects=str(rejects)))
+    report = import_sat2cap(
+        Sat2CapOptions(shards=str(sat2cap_shards), out=str(out), rejects=str(rejects))
+    )
     assert report.imported == 6 and report.rejected == 5
     reasons = dict(report.examples)
     assert "truncated" in reasons["000000006"] and "bad satellite" in reasons["000000006"]
@@ -111,8 +118,9 @@ def test_the_same_import_twice_adds_no_duplicates(sat2cap_shards, tmp_path):
 def test_an_import_that_dies_part_way_leaves_the_dataset_as_it_was(tmp_path):
     columns = {"satellite": geobind.get_registry().modality("satellite")}
     uri = tmp_path / "p.lance"
-    good = [Candidate(id=f"a{i}", lat=1, lon=2, values={"satellite": png_bytes(i)})
-            for i in range(3)]
+    good = [
+        Candidate(id=f"a{i}", lat=1, lon=2, values={"satellite": png_bytes(i)}) for i in range(3)
+    ]
     import_pairs(uri, good, columns)
     version = open_pairs(uri).version
 
@@ -138,10 +146,11 @@ def soundingearth(tmp_path: Path) -> Path:
         rows.append(f"{key},{51 + i / 10},{-0.1 * i},birds and wind")
         (root / "images" / f"{key}.jpg").write_bytes(jpeg(i))
         (root / "mp3" / f"{key}.{'wav' if i % 2 else 'flac'}").write_bytes(
-            sound(i, "WAV" if i % 2 else "FLAC"))
-    (root / "mp3" / "rec1.wav").write_bytes(b"")                     # empty audio
+            sound(i, "WAV" if i % 2 else "FLAC")
+        )
+    (root / "mp3" / "rec1.wav").write_bytes(b"")  # empty audio
     (root / "mp3" / "rec2.flac").write_bytes(b"fLaC" + b"\0" * 100)  # undecodable
-    (root / "images" / "rec3.jpg").unlink()                          # missing image
+    (root / "images" / "rec3.jpg").unlink()  # missing image
     rows.append("rec9,-91,0,bad latitude")
     (root / "images" / "rec9.jpg").write_bytes(jpeg(9))
     (root / "mp3" / "rec9.wav").write_bytes(sound(9))
@@ -151,9 +160,14 @@ def soundingearth(tmp_path: Path) -> Path:
 
 def test_soundingearth_layout(soundingearth, tmp_path):
     out = tmp_path / "audio.lance"
-    report = import_soundingearth(SoundingEarthOptions(
-        metadata=str(soundingearth / "metadata.csv"), images=str(soundingearth / "images"),
-        audio=str(soundingearth / "mp3"), out=str(out)))
+    report = import_soundingearth(
+        SoundingEarthOptions(
+            metadata=str(soundingearth / "metadata.csv"),
+            images=str(soundingearth / "images"),
+            audio=str(soundingearth / "mp3"),
+            out=str(out),
+        )
+    )
     reasons = dict(report.examples)
     assert report.imported == 3 and report.rejected == 4, report.summary()
     assert "bad audio" in reasons["rec1"] and "empty" in reasons["rec1"]
@@ -172,14 +186,28 @@ def test_table_import_with_a_column_mapping(tmp_path):
     (tmp_path / "tiles").mkdir()
     for i in range(4):
         (tmp_path / "tiles" / f"t{i}.png").write_bytes(png_bytes(i))
-    table = pa.table({"place": ["p0", "p1", "p2", "p3"], "y": [10.0, 11.0, 12.0, 13.0],
-                      "x": [1.0, 2.0, 500.0, 4.0], "tile": [f"tiles/t{i}.png" for i in range(4)],
-                      "caption": ["a lake", "a field", "a road", ""],
-                      "fold": ["train", "val", "test", "train"]})
+    table = pa.table(
+        {
+            "place": ["p0", "p1", "p2", "p3"],
+            "y": [10.0, 11.0, 12.0, 13.0],
+            "x": [1.0, 2.0, 500.0, 4.0],
+            "tile": [f"tiles/t{i}.png" for i in range(4)],
+            "caption": ["a lake", "a field", "a road", ""],
+            "fold": ["train", "val", "test", "train"],
+        }
+    )
     pq.write_table(table, tmp_path / "places.parquet")
-    report = import_table(TableOptions(
-        table=str(tmp_path / "places.parquet"), out=str(tmp_path / "t.lance"), id="place",
-        lat="y", lon="x", split="fold", columns=["satellite=tile", "text=caption"]))
+    report = import_table(
+        TableOptions(
+            table=str(tmp_path / "places.parquet"),
+            out=str(tmp_path / "t.lance"),
+            id="place",
+            lat="y",
+            lon="x",
+            split="fold",
+            columns=["satellite=tile", "text=caption"],
+        )
+    )
     assert report.imported == 2 and report.rejected == 2
     assert "lon out of range" in dict(report.examples)["p2"]
     assert "bad text: text: empty string" in dict(report.examples)["p3"]
@@ -191,8 +219,11 @@ def test_table_import_with_a_column_mapping(tmp_path):
 def test_table_import_names_a_missing_column(tmp_path):
     (tmp_path / "t.csv").write_text("id,lat,lon\na,1,2\n")
     with pytest.raises(geobind.ConfigError, match=r"no column 'tile' \(columns: id, lat, lon\)"):
-        import_table(TableOptions(table=str(tmp_path / "t.csv"), out=str(tmp_path / "o"),
-                                  columns=["satellite=tile"]))
+        import_table(
+            TableOptions(
+                table=str(tmp_path / "t.csv"), out=str(tmp_path / "o"), columns=["satellite=tile"]
+            )
+        )
 
 
 def test_cli_import_table(tmp_path, capsys):
@@ -200,8 +231,18 @@ def test_cli_import_table(tmp_path, capsys):
 
     (tmp_path / "a.png").write_bytes(png_bytes(1))
     (tmp_path / "t.csv").write_text("id,lat,lon,tile\na,1,2,a.png\nb,1,2,missing.png\n")
-    code = main(["import", "table", "--table", str(tmp_path / "t.csv"), "--out",
-                 str(tmp_path / "o.lance"), "--columns", "satellite=tile"])
+    code = main(
+        [
+            "import",
+            "table",
+            "--table",
+            str(tmp_path / "t.csv"),
+            "--out",
+            str(tmp_path / "o.lance"),
+            "--columns",
+            "satellite=tile",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "imported 1 rows" in out and "rejected 1" in out
     assert "missing file" in out

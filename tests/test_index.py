@@ -21,8 +21,16 @@ from geobind.space import Space, SpaceError, load_space
 from geobind.testing import TINY_VISION, pair_rows, png_bytes
 
 TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
-TINY_AUDIO = dict(embed_dim=32, clip_seconds=1.0, spec_size=64, n_mels=32, window=256,
-                  hop=160, fmax=4000.0, swin_window=4)
+TINY_AUDIO = dict(
+    embed_dim=32,
+    clip_seconds=1.0,
+    spec_size=64,
+    n_mels=32,
+    window=256,
+    hop=160,
+    fmax=4000.0,
+    swin_window=4,
+)
 
 
 def make_space(path: Path, seed: int, audio: bool = True) -> Space:
@@ -79,15 +87,20 @@ def test_vector_index_agrees_with_exact_search_and_rebuild_replaces(setup):
     out = setup["root"] / "ann" / "tiles.lance"
     build_index(space, setup["data"], out=out, min_rows_for_ann=1)  # tiny threshold
     index = open_index(space, out)
-    assert index.ann and json.loads(out.with_suffix(".json").read_text())[
-        "vector_index"]["index_type"] == "IVF_HNSW_SQ"
+    assert (
+        index.ann
+        and json.loads(out.with_suffix(".json").read_text())["vector_index"]["index_type"]
+        == "IVF_HNSW_SQ"
+    )
     ids, images = tiles(setup["data"])
     queries = space.embed("satellite", images)
     approximate = index.query(queries, top=3)
     exact = index.query(queries, top=3, exact=True)
     assert [h[0]["id"] for h in approximate] == [h[0]["id"] for h in exact] == ids
-    assert all([x["score"] for x in h] == sorted([x["score"] for x in h], reverse=True)
-               for h in approximate)
+    assert all(
+        [x["score"] for x in h] == sorted([x["score"] for x in h], reverse=True)
+        for h in approximate
+    )
     build_index(space, setup["data"], out=out)  # a rebuild replaces the table whole
     assert not open_index(space, out).ann
     assert sorted(p.name for p in out.parent.iterdir()) == ["tiles.json", "tiles.lance"]
@@ -96,8 +109,9 @@ def test_vector_index_agrees_with_exact_search_and_rebuild_replaces(setup):
 def test_an_index_of_another_anchor_is_refused_naming_both_hashes(setup, tmp_path):
     other = make_space(tmp_path / "other", seed=1, audio=False)
     mine, theirs = setup["space"].entry("satellite").sha256, other.entry("satellite").sha256
-    with pytest.raises(SpaceError, match=f"sha256 {mine[:12]}…, but space .* holds "
-                                         f"{theirs[:12]}…: rebuild it"):
+    with pytest.raises(
+        SpaceError, match=f"sha256 {mine[:12]}…, but space .* holds {theirs[:12]}…: rebuild it"
+    ):
         search(other, "text", "a beach", index=setup["index"])
 
 
@@ -109,8 +123,23 @@ def test_cli_search_prints_ranked_rows_and_draws_a_grid(setup, tmp_path, capsys)
     tile.write_bytes(images[2])
     grid = tmp_path / "grid.png"
     space = str(setup["space"].path)
-    assert main(["search", space, "--image", str(tile), "--data", str(setup["data"]),
-                 "--top", "4", "--grid", str(grid)]) == 0
+    assert (
+        main(
+            [
+                "search",
+                space,
+                "--image",
+                str(tile),
+                "--data",
+                str(setup["data"]),
+                "--top",
+                "4",
+                "--grid",
+                str(grid),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split() == ["rank", "id", "lat", "lon", "score"]
     rows = [line.split() for line in lines[1:]]
@@ -143,13 +172,16 @@ def test_maps_of_a_text_and_an_audio_query_over_a_world(setup, tmp_path, capsys)
     drawn = similarity_map(space, data, "text", "waves on a sandy beach", tmp_path / "t.png")
     panels_differ(drawn.path, drawn)
     assert drawn.source.startswith("index") and drawn.score_min < drawn.score_max
-    assert [h["score"] for h in drawn.top] == sorted((h["score"] for h in drawn.top),
-                                                     reverse=True)
+    assert [h["score"] for h in drawn.top] == sorted((h["score"] for h in drawn.top), reverse=True)
     sound = tmp_path / "clip.flac"
     sound.write_bytes(read_values(open_pairs(data), "audio", [0])[0])
     out = tmp_path / "a.png"
-    assert main(["map", str(space.path), "--data", str(data), "--audio", str(sound),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["map", str(space.path), "--data", str(data), "--audio", str(sound), "--out", str(out)]
+        )
+        == 0
+    )
     assert "map written to" in capsys.readouterr().out and out.is_file()
 
 
@@ -169,14 +201,24 @@ def test_the_picture_beside_a_map_is_an_input(setup, tmp_path):
     beside = similarity_map(space, data, "text", "a road", tmp_path / "w.png")
     assert beside.mosaic_box[3] - beside.mosaic_box[1] == round(512 * height / width)
     red = tmp_path / "red.json"
-    write_raster(Image.new("RGB", (100, 50), "red"), red, world_map.lat_min, world_map.lat_max,
-                 world_map.lon_min, world_map.lon_max)
-    drawn = similarity_map(space, data, "text", "a road", tmp_path / "r.png", mark=0,
-                           background=read_raster(red))
+    write_raster(
+        Image.new("RGB", (100, 50), "red"),
+        red,
+        world_map.lat_min,
+        world_map.lat_max,
+        world_map.lon_min,
+        world_map.lon_max,
+    )
+    drawn = similarity_map(
+        space, data, "text", "a road", tmp_path / "r.png", mark=0, background=read_raster(red)
+    )
     x0, y0, x1, y1 = drawn.mosaic_box
     assert (x1 - x0, y1 - y0) == (512, 256)
     assert Image.open(drawn.path).convert("RGB").getpixel(((x0 + x1) // 2, (y0 + y1) // 2)) == (
-        255, 0, 0)
+        255,
+        0,
+        0,
+    )
     tiles = similarity_map(space, data, "text", "a road", tmp_path / "t.png", background=None)
     panels_differ(tiles.path, tiles)
 
@@ -201,8 +243,9 @@ def test_bad_queries_and_missing_indexes_are_clear_errors(setup, tmp_path, capsy
         build_index(space, setup["root"] / "world" / "captions.lance", out=tmp_path / "x.lance")
     assert main(["search", str(space.path), "--text", "a", "--data", str(tmp_path / "q")]) == 1
     assert "no index at" in capsys.readouterr().err
-    bare = Path(shutil.copytree(space.path, tmp_path / "bare", ignore=shutil.ignore_patterns(
-        "index")))
+    bare = Path(
+        shutil.copytree(space.path, tmp_path / "bare", ignore=shutil.ignore_patterns("index"))
+    )
     assert main(["search", str(bare), "--text", "a beach"]) == 1
     assert "has no index yet: run 'geobind index build" in capsys.readouterr().err
     with pytest.raises(SystemExit):

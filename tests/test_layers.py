@@ -25,9 +25,25 @@ PACKAGE = ROOT / "geobind"
 PLUGINS = sorted(p for p in (ROOT / "plugins").glob("*/*") if (p / "__init__.py").is_file())
 
 #: Third-party packages that make a module slow to import; only these are imported lazily.
-HEAVY = {"torch", "torchvision", "torchmetrics", "open_clip", "laion_clap", "lance", "pyarrow",
-         "numpy", "scipy", "PIL", "pandas", "safetensors", "soundfile", "soxr", "omegaconf",
-         "tqdm", "transformers"}
+HEAVY = {
+    "torch",
+    "torchvision",
+    "torchmetrics",
+    "open_clip",
+    "laion_clap",
+    "lance",
+    "pyarrow",
+    "numpy",
+    "scipy",
+    "PIL",
+    "pandas",
+    "safetensors",
+    "soundfile",
+    "soxr",
+    "omegaconf",
+    "tqdm",
+    "transformers",
+}
 
 
 @dataclass(frozen=True)
@@ -63,12 +79,14 @@ def imports(path: Path, name: str) -> list[Import]:
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - child.level
-                                                      + 1] + ([base] if base else []))
-                found.append(Import(base, tuple(a.name for a in child.names), top,
-                                    child.lineno))
-            inner = top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                   ast.Lambda))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - child.level + 1]
+                        + ([base] if base else [])
+                    )
+                found.append(Import(base, tuple(a.name for a in child.names), top, child.lineno))
+            inner = top and not isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+            )
             visit(child, inner)
 
     visit(ast.parse(path.read_text()), True)
@@ -102,14 +120,18 @@ def heavy_modules(graph: dict[str, dict[str, list[Import]]]) -> set[str]:
     """geobind modules that import a heavy package at their top level, directly or through
     geobind modules they import at the top level."""
     known = modules()
-    direct = {name for name, path in known.items()
-              if any(i.top and i.module.split(".")[0] in HEAVY for i in imports(path, name))}
+    direct = {
+        name
+        for name, path in known.items()
+        if any(i.top and i.module.split(".")[0] in HEAVY for i in imports(path, name))
+    }
     heavy, grew = set(direct), True
     while grew:
         grew = False
         for name, edges in graph.items():
-            if name not in heavy and any(t in heavy and any(i.top for i in imps)
-                                         for t, imps in edges.items()):
+            if name not in heavy and any(
+                t in heavy and any(i.top for i in imps) for t, imps in edges.items()
+            ):
                 heavy.add(name)
                 grew = True
     return heavy
@@ -151,38 +173,54 @@ def cycles(graph: dict[str, dict[str, list[Import]]]) -> list[list[str]]:
 
 def test_no_import_cycles_among_geobind_modules(graph):
     found = cycles(graph)
-    detail = ["  ".join(f"{a} -> {b} (line {graph[a][b][0].line})" for a in c for b in c
-                        if b in graph[a]) for c in found]
+    detail = [
+        "  ".join(f"{a} -> {b} (line {graph[a][b][0].line})" for a in c for b in c if b in graph[a])
+        for c in found
+    ]
     assert not found, "import cycles:\n" + "\n".join(detail)
 
 
 def test_geobind_modules_are_imported_inside_functions_only_to_keep_a_light_one_light(graph):
     heavy = heavy_modules(graph)
-    lazy = [f"{source}:{imp.line} imports {target} inside a function, but "
-            + (f"{target} is light" if target not in heavy else f"{source} is heavy anyway")
-            + ": import it at the top of the file"
-            for source, edges in graph.items() for target, imps in edges.items()
-            for imp in imps if not imp.top and target != "geobind"
-            and (target not in heavy or source in heavy)]
+    lazy = [
+        f"{source}:{imp.line} imports {target} inside a function, but "
+        + (f"{target} is light" if target not in heavy else f"{source} is heavy anyway")
+        + ": import it at the top of the file"
+        for source, edges in graph.items()
+        for target, imps in edges.items()
+        for imp in imps
+        if not imp.top and target != "geobind" and (target not in heavy or source in heavy)
+    ]
     assert not lazy, "\n".join(lazy)
 
 
 def test_the_command_line_and_the_plugin_host_are_light(graph):
     heavy = heavy_modules(graph)
-    must_be_light = {"geobind", "geobind.cli", "geobind.plugins", "geobind.builtins",
-                     "geobind.hookspecs", "geobind.modality", "geobind.sources",
-                     "geobind.testing", "geobind.encoders.openclip"}
+    must_be_light = {
+        "geobind",
+        "geobind.cli",
+        "geobind.plugins",
+        "geobind.builtins",
+        "geobind.hookspecs",
+        "geobind.modality",
+        "geobind.sources",
+        "geobind.testing",
+        "geobind.encoders.openclip",
+    }
     must_be_light |= {m for m in graph if m.startswith("geobind.cli.")}
     assert not must_be_light & heavy, sorted(must_be_light & heavy)
 
 
 def test_private_names_are_imported_only_within_their_own_package():
-    leaks = [f"{name}:{imp.line} imports {', '.join(n for n in imp.names if n.startswith('_'))} "
-             f"from {imp.module}"
-             for name, path in modules().items() for imp in imports(path, name)
-             if imp.module.startswith("geobind.")
-             and any(n.startswith("_") and not n.startswith("__") for n in imp.names)
-             and imp.module.rpartition(".")[0] != name.rpartition(".")[0]]
+    leaks = [
+        f"{name}:{imp.line} imports {', '.join(n for n in imp.names if n.startswith('_'))} "
+        f"from {imp.module}"
+        for name, path in modules().items()
+        for imp in imports(path, name)
+        if imp.module.startswith("geobind.")
+        and any(n.startswith("_") and not n.startswith("__") for n in imp.names)
+        and imp.module.rpartition(".")[0] != name.rpartition(".")[0]
+    ]
     assert not leaks, "\n".join(leaks)
 
 
@@ -194,21 +232,29 @@ def public_api_violations(path: Path) -> list[str]:
     problems = []
     for imp in imports(path, path.stem):
         if imp.module == "geobind":
-            problems += [f"from geobind import {n}" for n in imp.names
-                         if n not in public_names and f"geobind.{n}" not in public_modules]
+            problems += [
+                f"from geobind import {n}"
+                for n in imp.names
+                if n not in public_names and f"geobind.{n}" not in public_modules
+            ]
         elif imp.module.startswith("geobind.") and imp.module not in public_modules:
             problems.append(f"import of {imp.module}")
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                and node.value.id == "geobind" and node.attr not in public_names):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "geobind"
+            and node.attr not in public_names
+        ):
             problems.append(f"geobind.{node.attr}")
     return [f"{path.relative_to(ROOT)}: {p}" for p in problems]
 
 
 @pytest.mark.parametrize("plugin", PLUGINS, ids=lambda p: p.name)
 def test_plugins_use_only_the_public_api(plugin):
-    problems = [p for path in sorted(plugin.parent.rglob("*.py"))
-                for p in public_api_violations(path)]
+    problems = [
+        p for path in sorted(plugin.parent.rglob("*.py")) for p in public_api_violations(path)
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -220,10 +266,17 @@ def test_the_public_api_resolves():
 
 
 def test_open_clip_is_imported_by_its_adapter_only():
-    users = sorted(f"{name}:{imp.line}" for name, path in modules().items()
-                   for imp in imports(path, name)
-                   if imp.module.split(".")[0] == "open_clip")
-    users += sorted(f"{path.relative_to(ROOT)}:{imp.line}" for plugin in PLUGINS
-                    for path in plugin.rglob("*.py") for imp in imports(path, path.stem)
-                    if imp.module.split(".")[0] == "open_clip")
+    users = sorted(
+        f"{name}:{imp.line}"
+        for name, path in modules().items()
+        for imp in imports(path, name)
+        if imp.module.split(".")[0] == "open_clip"
+    )
+    users += sorted(
+        f"{path.relative_to(ROOT)}:{imp.line}"
+        for plugin in PLUGINS
+        for path in plugin.rglob("*.py")
+        for imp in imports(path, path.stem)
+        if imp.module.split(".")[0] == "open_clip"
+    )
     assert users and all(u.startswith("geobind.encoders.openclip:") for u in users), users

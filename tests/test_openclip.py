@@ -24,20 +24,24 @@ def pins() -> dict[str, str]:
         line = line.split("#")[0].strip()
         if line:
             name = line.split("=")[0].split("<")[0].split(">")[0].strip()
-            out[name] = line[len(name):].strip()
+            out[name] = line[len(name) :].strip()
     return out
 
 
-@pytest.mark.parametrize("module, name, arguments", openclip.INTERNALS,
-                         ids=[f"{m}.{n}" for m, n, _ in openclip.INTERNALS])
+@pytest.mark.parametrize(
+    "module, name, arguments",
+    openclip.INTERNALS,
+    ids=[f"{m}.{n}" for m, n, _ in openclip.INTERNALS],
+)
 def test_open_clip_internal_is_where_geobind_calls_it(module, name, arguments):
     value = openclip.internal(module, name)  # raises naming the internal and the versions
     if arguments:
         try:
             inspect.signature(value).bind(**dict.fromkeys(arguments))
         except TypeError as exc:
-            pytest.fail(f"open_clip internal {module}.{name} no longer takes "
-                        f"{', '.join(arguments)}: {exc}")
+            pytest.fail(
+                f"open_clip internal {module}.{name} no longer takes {', '.join(arguments)}: {exc}"
+            )
 
 
 def test_open_clip_ships_its_model_configs():
@@ -62,7 +66,8 @@ def test_open_clip_is_pinned_at_the_installed_version():
     installed = importlib.metadata.version("open_clip_torch")
     assert pins().get("open_clip_torch") == f"=={installed}", (
         f"constraints.txt pins open_clip_torch{pins().get('open_clip_torch')}, "
-        f"{installed} is installed: run tests/test_openclip.py against it, then move the pin")
+        f"{installed} is installed: run tests/test_openclip.py against it, then move the pin"
+    )
 
 
 def test_lance_blob_api_geobind_reads_through_is_there():

@@ -94,9 +94,14 @@ def data_dir(tmp_path_factory) -> Path:
         soundfile.write(buf, wave.astype("float32"), 44100, format="FLAC")
         (se / "mp3" / f"{key}.flac").write_bytes(buf.getvalue())
     (se / "metadata.csv").write_text("\n".join(rows) + "\n")
-    report = import_soundingearth(SoundingEarthOptions(
-        metadata=str(se / "metadata.csv"), images=str(se / "images"), audio=str(se / "mp3"),
-        out=str(root / "soundingearth.lance")))
+    report = import_soundingearth(
+        SoundingEarthOptions(
+            metadata=str(se / "metadata.csv"),
+            images=str(se / "images"),
+            audio=str(se / "mp3"),
+            out=str(root / "soundingearth.lance"),
+        )
+    )
     assert report.imported == 6 and report.rejected == 0
     return root
 
@@ -125,8 +130,11 @@ def overrides(space: Path, data_dir: Path, weights_dir: Path, stages=STAGES) -> 
     out = [f"space={space}", f"data_dir={data_dir}", f"weights_dir={weights_dir}"]
     for name in stages:
         if name != "clip":
-            out += [f"stages.{name}.max_steps=2", f"stages.{name}.batch_size=2",
-                    f"stages.{name}.workers=0"]  # validation: once, at the end
+            out += [
+                f"stages.{name}.max_steps=2",
+                f"stages.{name}.batch_size=2",
+                f"stages.{name}.workers=0",
+            ]  # validation: once, at the end
     return out
 
 
@@ -140,16 +148,23 @@ def test_paper_recipes_hold_the_paper_settings(tmp_path):
     assert anchor.student.config["arch"] == "ViT-B-32-quickgelu"
     assert (anchor.student.weights, anchor.teacher.weights) == ("space:ground", "space")
     for stage, batch in ((anchor, 512), (audio, 256)):
-        assert (stage.lr, stage.weight_decay, stage.betas, stage.eps, stage.temperature,
-                stage.learn_temperature, stage.batch_size) == (
-            5e-5, 0.2, [0.9, 0.98], 1e-6, 0.07, True, batch)
+        assert (
+            stage.lr,
+            stage.weight_decay,
+            stage.betas,
+            stage.eps,
+            stage.temperature,
+            stage.learn_temperature,
+            stage.batch_size,
+        ) == (5e-5, 0.2, [0.9, 0.98], 1e-6, 0.07, True, batch)
     from geobind_audio import paper_config
 
-    assert geobind.make_config(geobind.get_registry().modality("audio").config,
-                               audio.student.config) == paper_config()
+    assert (
+        geobind.make_config(geobind.get_registry().modality("audio").config, audio.student.config)
+        == paper_config()
+    )
     for name in STAGES:  # each stage file is the stage paper.yaml runs
-        alone = load_recipe(PAPER / f"{name}.yaml", [f"weights_dir={tmp_path}",
-                                                      "data_dir=/data"])
+        alone = load_recipe(PAPER / f"{name}.yaml", [f"weights_dir={tmp_path}", "data_dir=/data"])
         assert alone.stages == {name: recipe.stages[name]}
 
 
@@ -171,12 +186,17 @@ def test_a_zero_step_stage_stores_both_pretrained_sides_without_data(tmp_path):
     clip = open_clip.CLIP(TINY_VISION["embed_dim"], vision_cfg=vision, text_cfg=text)
     geobind.save_state_dict(tmp_path / "clip.safetensors", clip.state_dict())
     tiny_text = {"embed_dim": TINY_VISION["embed_dim"], **text}
-    recipe = load_recipe(PAPER / "clip.yaml", [
-        f"space={tmp_path / 'space'}", f"weights_dir={tmp_path}",
-        f"stages.clip.student.weights={tmp_path}/clip.safetensors",
-        f"stages.clip.teacher.weights={tmp_path}/clip.safetensors",
-        f"stages.clip.student.config={json.dumps({**tiny_text, 'arch': None})}",
-        f"stages.clip.teacher.config={json.dumps({**TINY_VISION, 'arch': None})}"])
+    recipe = load_recipe(
+        PAPER / "clip.yaml",
+        [
+            f"space={tmp_path / 'space'}",
+            f"weights_dir={tmp_path}",
+            f"stages.clip.student.weights={tmp_path}/clip.safetensors",
+            f"stages.clip.teacher.weights={tmp_path}/clip.safetensors",
+            f"stages.clip.student.config={json.dumps({**tiny_text, 'arch': None})}",
+            f"stages.clip.teacher.config={json.dumps({**TINY_VISION, 'arch': None})}",
+        ],
+    )
     assert train(recipe, say=lambda line: None) == {"clip": {"steps": 0}}
     space = load_space(tmp_path / "space")
     assert space.entry("text").aligned_to["sha256"] == space.entry("ground").sha256
@@ -190,8 +210,9 @@ def test_paper_stages_run_for_two_steps_at_full_size(tmp_path, data_dir, weights
     space_dir = tmp_path / "space"
     said: list[str] = []
     for name in STAGES:  # each per-stage recipe, in the order paper.yaml gives
-        recipe = load_recipe(PAPER / f"{name}.yaml",
-                             overrides(space_dir, data_dir, weights_dir, [name]))
+        recipe = load_recipe(
+            PAPER / f"{name}.yaml", overrides(space_dir, data_dir, weights_dir, [name])
+        )
         metrics = train(recipe, say=said.append)
         assert metrics[name]["steps"] == (0 if name == "clip" else 2)
     space = load_space(space_dir)  # verified weights and consistent alignment
@@ -217,8 +238,10 @@ def test_paper_stages_run_for_two_steps_at_full_size(tmp_path, data_dir, weights
     assert (satellite["proj"] - ground["proj"]).abs().max() < 1e-2  # two small steps from it
 
     for name in ("anchor", "audio"):
-        log = [json.loads(line) for line in
-               (space_dir / "logs" / f"{name}.jsonl").read_text().splitlines()]
+        log = [
+            json.loads(line)
+            for line in (space_dir / "logs" / f"{name}.jsonl").read_text().splitlines()
+        ]
         assert [r["step"] for r in log] == [1, 2, 2] and "val_s2t_R@1" in log[-1]
         assert all(np.isfinite(r["loss"]) for r in log[:2])
 
@@ -231,15 +254,44 @@ def test_paper_stages_run_for_two_steps_at_full_size(tmp_path, data_dir, weights
 
 def test_gpu_benchmark_runs_on_the_cpu(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location(
-        "gpu_stage", Path(__file__).parents[1] / "benchmarks" / "gpu_stage.py")
+        "gpu_stage", Path(__file__).parents[1] / "benchmarks" / "gpu_stage.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     arch = tmp_path / "tiny-vit.json"  # the ViT-B/32 run is the default; a CPU test uses this
-    arch.write_text(json.dumps({"embed_dim": 32, "quick_gelu": True, "vision_cfg": {
-        "image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32}}))
-    result = bench.main(["--device", "cpu", "--steps", "2", "--warmup", "1", "--batch-size",
-                         "2", "--arch", str(arch), "--peak-tflops", "1"])
+    arch.write_text(
+        json.dumps(
+            {
+                "embed_dim": 32,
+                "quick_gelu": True,
+                "vision_cfg": {
+                    "image_size": 32,
+                    "layers": 2,
+                    "width": 64,
+                    "patch_size": 8,
+                    "head_width": 32,
+                },
+            }
+        )
+    )
+    result = bench.main(
+        [
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--batch-size",
+            "2",
+            "--arch",
+            str(arch),
+            "--peak-tflops",
+            "1",
+        ]
+    )
     assert "anchor step on cpu, batch 2" in capsys.readouterr().out
     assert result["samples_per_s"] > 0 and result["gflops_per_sample"] > 0
     assert result["fraction_of_peak"] == pytest.approx(
-        result["samples_per_s"] * result["gflops_per_sample"] / 1e3)
+        result["samples_per_s"] * result["gflops_per_sample"] / 1e3
+    )

@@ -19,9 +19,15 @@ class ToyConfig:
 
 
 def toy_modality(name: str) -> geobind.Modality:
-    return geobind.Modality(name=name, config=ToyConfig, build_encoder=lambda c, w: None,
-                            build_preprocess=lambda c, t: str, check=lambda v: None,
-                            storage="string", description=f"toy {name}")
+    return geobind.Modality(
+        name=name,
+        config=ToyConfig,
+        build_encoder=lambda c, w: None,
+        build_preprocess=lambda c, t: str,
+        check=lambda v: None,
+        storage="string",
+        description=f"toy {name}",
+    )
 
 
 def plugin_with(*names: str) -> types.SimpleNamespace:
@@ -35,8 +41,9 @@ def plugin_with(*names: str) -> types.SimpleNamespace:
 
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch, *entries) -> None:
     """Installed plugins as (distribution, loader) pairs, in place of real entry points."""
-    monkeypatch.setattr(host, "_entry_points",
-                        lambda: [(dist, "1.0", load) for dist, load in entries])
+    monkeypatch.setattr(
+        host, "_entry_points", lambda: [(dist, "1.0", load) for dist, load in entries]
+    )
 
 
 def failing_import() -> None:
@@ -54,8 +61,10 @@ def test_builtins_register_through_the_same_hooks(clean_env):
     fake_entry_points(clean_env)
     registry = Registry().load()
     assert registry.plugins["geobind"].builtin
-    assert registry.plugins["geobind"].hooks == ["geobind_register_datasets",
-                                                 "geobind_register_modalities"]
+    assert registry.plugins["geobind"].hooks == [
+        "geobind_register_datasets",
+        "geobind_register_modalities",
+    ]
     assert {"world", "sat2cap", "soundingearth", "table"} <= set(registry.datasets)
     assert registry.owner("satellite").distribution == "geobind"
 
@@ -69,7 +78,9 @@ def test_installed_distributions_are_discovered_through_entry_points(clean_env):
 
 
 def test_broken_plugin_is_skipped_with_a_warning_naming_it(clean_env):
-    fake_entry_points(clean_env, ("acme-broken", failing_import), ("acme-good", lambda: plugin_with("good")))
+    fake_entry_points(
+        clean_env, ("acme-broken", failing_import), ("acme-good", lambda: plugin_with("good"))
+    )
     with pytest.warns(PluginWarning, match=r"acme-broken 1.0.*missing_dependency"):
         registry = Registry().load()
     assert "good" in registry.modalities
@@ -125,8 +136,11 @@ def test_register_rejects_what_is_not_a_modality(clean_env):
 
 
 def test_allow_list_loads_only_named_distributions(clean_env):
-    fake_entry_points(clean_env, ("acme-one", lambda: plugin_with("one")),
-                      ("acme_two", lambda: plugin_with("two")))
+    fake_entry_points(
+        clean_env,
+        ("acme-one", lambda: plugin_with("one")),
+        ("acme_two", lambda: plugin_with("two")),
+    )
     clean_env.setenv(host.ALLOW_ENV, "acme-two")  # names compare as pip does: _ and - alike
     registry = Registry().load()
     assert set(registry.modalities) == {"satellite", "two"}
@@ -141,9 +155,14 @@ def test_empty_allow_list_loads_no_plugin_but_the_builtins(clean_env):
 
 
 def test_duplicate_modality_names_both_distributions(clean_env):
-    fake_entry_points(clean_env, ("acme-audio", lambda: plugin_with("sound")),
-                      ("other-audio", lambda: plugin_with("sound")))
-    with pytest.raises(PluginError, match="'sound' is registered by both acme-audio and other-audio"):
+    fake_entry_points(
+        clean_env,
+        ("acme-audio", lambda: plugin_with("sound")),
+        ("other-audio", lambda: plugin_with("sound")),
+    )
+    with pytest.raises(
+        PluginError, match="'sound' is registered by both acme-audio and other-audio"
+    ):
         Registry().load()
 
 
@@ -183,8 +202,15 @@ def test_hook_geobind_register_datasets(register_plugin):
 
     @geobind.hookimpl
     def geobind_register_datasets(register):
-        register(geobind.DatasetSource(name="acme-import", kind="importer", options=Options,
-                                       run=seen.append, description="acme layout"))
+        register(
+            geobind.DatasetSource(
+                name="acme-import",
+                kind="importer",
+                options=Options,
+                run=seen.append,
+                description="acme layout",
+            )
+        )
 
     plugin = types.SimpleNamespace(geobind_register_datasets=geobind_register_datasets)
     info = register_plugin(plugin, name="acme-data")
@@ -217,8 +243,9 @@ def test_modality_validates_what_plugins_give():
         width: int = 3
 
     with pytest.raises(TypeError, match="embed_dim"):
-        geobind.Modality(name="nodim", config=NoDim, build_encoder=None,
-                         build_preprocess=None, check=None)
+        geobind.Modality(
+            name="nodim", config=NoDim, build_encoder=None, build_preprocess=None, check=None
+        )
 
 
 @dataclass(frozen=True)
@@ -250,18 +277,23 @@ def test_a_new_hook_is_one_table_entry(clean_env):
     assert registry.tables["smells"]["sea"] == Smell("sea")
     assert info.as_dict()["smells"] == ["rose", "sea"]
     assert registry.plugins["geobind"].registered["smells"] == []
-    with pytest.raises(PluginError, match="smell 'rose' is registered by both acme-smells "
-                                          "and acme-copy"):
-        registry.add(types.SimpleNamespace(geobind_register_smells=register_smells, copy=1),
-                     "acme-copy")
+    with pytest.raises(
+        PluginError, match="smell 'rose' is registered by both acme-smells and acme-copy"
+    ):
+        registry.add(
+            types.SimpleNamespace(geobind_register_smells=register_smells, copy=1), "acme-copy"
+        )
     registry.remove("acme-smells")
     assert registry.tables["smells"] == {} and "acme-smells" not in registry.plugins
 
 
 def test_hooks_are_called_with_the_arguments_they_declare(clean_env, monkeypatch):
     offered = host.hook_arguments
-    monkeypatch.setattr(host, "hook_arguments",  # as if a later geobind offered more
-                        lambda register: {**offered(register), "geobind_version": "0.2"})
+    monkeypatch.setattr(
+        host,
+        "hook_arguments",  # as if a later geobind offered more
+        lambda register: {**offered(register), "geobind_version": "0.2"},
+    )
 
     @geobind.hookimpl
     def geobind_register_modalities(register):  # written before the new argument existed
@@ -272,8 +304,10 @@ def test_hooks_are_called_with_the_arguments_they_declare(clean_env, monkeypatch
         calls.append("datasets")
 
     calls: list[str] = []
-    plugin = types.SimpleNamespace(geobind_register_modalities=geobind_register_modalities,
-                                   geobind_register_datasets=geobind_register_datasets)
+    plugin = types.SimpleNamespace(
+        geobind_register_modalities=geobind_register_modalities,
+        geobind_register_datasets=geobind_register_datasets,
+    )
     fake_entry_points(clean_env, ("acme-old", lambda: plugin))
     registry = Registry().load()
     assert registry.owner("old").distribution == "acme-old" and calls == ["datasets"]

@@ -14,10 +14,20 @@ from geobind.data.world_source import WorldOptions, make_world
 from geobind.eval.report import write_report
 from geobind.testing import train_tiny_space
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--enable-logging=stderr",
-                  "--v=0", "--virtual-time-budget=5000", "--dump-dom"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=5000",
+    "--dump-dom",
+]
 
 
 def chromium() -> str:
@@ -32,9 +42,12 @@ def chromium() -> str:
 
 def open_in_chromium(page: Path, profile: Path) -> tuple[str, list[str]]:
     """The page's DOM after load, and every console message it logged."""
-    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                             page.resolve().as_uri()], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     return result.stdout, console
@@ -45,15 +58,21 @@ def space_and_data(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("report")
     make_world(WorldOptions(out=str(root / "world"), places=60, workers=1), progress=False)
     world = root / "world"
-    space = train_tiny_space(root / "space", world / "captions.lance", world / "ground.lance",
-                             batch_size=4)
+    space = train_tiny_space(
+        root / "space", world / "captions.lance", world / "ground.lance", batch_size=4
+    )
     return space, world / "heldout.lance"
 
 
 def test_report_loads_without_console_errors_and_shows_every_part(space_and_data, tmp_path):
     space, data = space_and_data
-    out = write_report(space, tmp_path / "report.html", data=data,
-                       queries=["waves on a sandy beach", "a busy street"], top=4)
+    out = write_report(
+        space,
+        tmp_path / "report.html",
+        data=data,
+        queries=["waves on a sandy beach", "a busy street"],
+        top=4,
+    )
     page = out.read_text()
     for heading in ("Encoders", "Training", "Retrieval on", "Zero-shot", "Example queries"):
         assert heading in page
@@ -82,7 +101,9 @@ def test_cli_report(space_and_data, tmp_path, capsys):
 
     space, data = space_and_data
     out = tmp_path / "cli.html"
-    assert main(["report", str(space), "--out", str(out), "--data", str(data),
-                 "--query", "a forest"]) == 0
+    assert (
+        main(["report", str(space), "--out", str(out), "--data", str(data), "--query", "a forest"])
+        == 0
+    )
     assert f"report written to {out}" in capsys.readouterr().out
     assert out.read_text().count("<img") == 2

@@ -16,8 +16,16 @@ from geobind.space import Space, SpaceError, load_space
 from geobind.testing import pair_rows, png_bytes, train_tiny_space
 from geobind.train import load_recipe, train
 
-TINY_AUDIO = dict(embed_dim=32, clip_seconds=1.0, spec_size=64, n_mels=32, window=256,
-                  hop=160, fmax=4000.0, swin_window=4)
+TINY_AUDIO = dict(
+    embed_dim=32,
+    clip_seconds=1.0,
+    spec_size=64,
+    n_mels=32,
+    window=256,
+    hop=160,
+    fmax=4000.0,
+    swin_window=4,
+)
 
 AUDIO_STAGE = """
 stages:
@@ -46,13 +54,18 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     """A space with ground, text and the anchor, trained for a few steps, and its data."""
     root = tmp_path_factory.mktemp("space")
     n = 32
-    rows = pair_rows({"satellite": [png_bytes(i) for i in range(n)],
-                      "ground": [png_bytes(300 + i) for i in range(n)],
-                      "text": [f"a place with {i % 4} trees" for i in range(n)],
-                      "audio": [wav(i) for i in range(n)]})
+    rows = pair_rows(
+        {
+            "satellite": [png_bytes(i) for i in range(n)],
+            "ground": [png_bytes(300 + i) for i in range(n)],
+            "text": [f"a place with {i % 4} trees" for i in range(n)],
+            "audio": [wav(i) for i in range(n)],
+        }
+    )
     data = root / "pairs.lance"
-    write_pairs(data, rows, {"satellite": "binary", "ground": "binary", "text": "string",
-                             "audio": "binary"})
+    write_pairs(
+        data, rows, {"satellite": "binary", "ground": "binary", "text": "string", "audio": "binary"}
+    )
     return train_tiny_space(root / "space", data), data
 
 
@@ -78,8 +91,11 @@ def test_load_space_lists_modalities_and_embeds_every_kind_of_input(built, tmp_p
 
 def test_adding_a_modality_never_changes_the_others(built, space_copy, tmp_path):
     before = load_space(space_copy)
-    probes = {"satellite": [png_bytes(1), png_bytes(2)], "ground": [png_bytes(3)],
-              "text": ["a forest by a lake"]}
+    probes = {
+        "satellite": [png_bytes(1), png_bytes(2)],
+        "ground": [png_bytes(3)],
+        "text": ["a forest by a lake"],
+    }
     embedded = {m: before.embed(m, v) for m, v in probes.items()}
     files = {m: (space_copy / f"{m}.safetensors").read_bytes() for m in probes}
     stage = tmp_path / "audio.yaml"
@@ -87,8 +103,10 @@ def test_adding_a_modality_never_changes_the_others(built, space_copy, tmp_path)
     train(load_recipe(stage, [f"space={space_copy}"]), say=lambda s: None)
     after = load_space(space_copy)
     assert after.modalities == ["ground", "text", "satellite", "audio"]
-    assert after.entry("audio").aligned_to == {"modality": "satellite",
-                                               "sha256": after.entry("satellite").sha256}
+    assert after.entry("audio").aligned_to == {
+        "modality": "satellite",
+        "sha256": after.entry("satellite").sha256,
+    }
     for m, values in probes.items():
         assert (space_copy / f"{m}.safetensors").read_bytes() == files[m]
         assert torch.equal(after.embed(m, values), embedded[m]), m
@@ -116,8 +134,11 @@ def test_tampered_weights_are_refused_naming_the_file_and_hashes(space_copy):
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match=r"text.safetensors has sha256 \w+…, the manifest "
-                                           r"records \w+…: the file was changed"):
+    with pytest.raises(
+        WeightsError,
+        match=r"text.safetensors has sha256 \w+…, the manifest "
+        r"records \w+…: the file was changed",
+    ):
         load_space(space_copy)
     assert path.read_bytes() == bytes(data)  # nothing written is changed
 
@@ -132,8 +153,11 @@ def test_a_modality_aligned_to_another_anchor_is_refused(space_copy):
     manifest = json.loads((space_copy / "manifest.json").read_text())
     manifest["modalities"]["satellite"]["aligned_to"]["sha256"] = "0" * 64
     (space_copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(SpaceError, match=r"'satellite' was aligned to 'ground' with weights "
-                                         r"sha256 000000000000…, but the space holds \w+"):
+    with pytest.raises(
+        SpaceError,
+        match=r"'satellite' was aligned to 'ground' with weights "
+        r"sha256 000000000000…, but the space holds \w+",
+    ):
         load_space(space_copy)
 
 

@@ -76,8 +76,9 @@ print(json.dumps({"shape": list(z.shape), "norms": z.norm(dim=-1).tolist(),
 
 
 def pip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture
@@ -92,15 +93,18 @@ def installed_plugin(tmp_path: Path):
 
 
 def test_pip_installed_plugin_is_discovered_listed_and_usable(installed_plugin):
-    listing = subprocess.run([sys.executable, "-m", "geobind.cli", "plugins", "--json"],
-                             capture_output=True, text=True, timeout=120)
+    listing = subprocess.run(
+        [sys.executable, "-m", "geobind.cli", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert listing.returncode == 0, listing.stderr
     plugins = {p["distribution"]: p for p in json.loads(listing.stdout)["plugins"]}
     assert plugins["geobind-acme-smell"]["version"] == "0.3.1"
     assert plugins["geobind-acme-smell"]["modalities"] == ["smell"]
 
-    used = subprocess.run([sys.executable, "-c", USE], capture_output=True, text=True,
-                          timeout=120)
+    used = subprocess.run([sys.executable, "-c", USE], capture_output=True, text=True, timeout=120)
     assert used.returncode == 0, used.stderr
     result = json.loads(used.stdout)
     assert result["shape"] == [2, 16] and result["owner"] == "geobind-acme-smell"
@@ -109,7 +113,11 @@ def test_pip_installed_plugin_is_discovered_listed_and_usable(installed_plugin):
 
 def test_uninstalled_plugin_is_gone(installed_plugin):
     assert pip("uninstall", "--yes", "geobind-acme-smell").returncode == 0
-    listing = subprocess.run([sys.executable, "-m", "geobind.cli", "plugins", "--json"],
-                             capture_output=True, text=True, timeout=120)
+    listing = subprocess.run(
+        [sys.executable, "-m", "geobind.cli", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     names = [p["distribution"] for p in json.loads(listing.stdout)["plugins"]]
     assert "geobind-acme-smell" not in names

@@ -53,18 +53,33 @@ stages:
 def data_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     n = 48
-    rows = pair_rows({"satellite": [png_bytes(i) for i in range(n)],
-                      "ground": [png_bytes(500 + i) for i in range(n)],
-                      "text": [f"place {i % 7} by the road" for i in range(n)]})
-    write_pairs(root / "pairs.lance", rows,
-                {"satellite": "binary", "ground": "binary", "text": "string"})
+    rows = pair_rows(
+        {
+            "satellite": [png_bytes(i) for i in range(n)],
+            "ground": [png_bytes(500 + i) for i in range(n)],
+            "text": [f"place {i % 7} by the road" for i in range(n)],
+        }
+    )
+    write_pairs(
+        root / "pairs.lance", rows, {"satellite": "binary", "ground": "binary", "text": "string"}
+    )
     return root
 
 
-def write_recipe(path: Path, space: Path, data: Path, anchor_epochs: int = 1, ckpt: int = 2,
-                 extra: str = "") -> Path:
-    path.write_text(RECIPE.format(space=space, data=data, text=TINY_TEXT, vision=TINY_VISION,
-                                  anchor_epochs=anchor_epochs, ckpt=ckpt) + extra)
+def write_recipe(
+    path: Path, space: Path, data: Path, anchor_epochs: int = 1, ckpt: int = 2, extra: str = ""
+) -> Path:
+    path.write_text(
+        RECIPE.format(
+            space=space,
+            data=data,
+            text=TINY_TEXT,
+            vision=TINY_VISION,
+            anchor_epochs=anchor_epochs,
+            ckpt=ckpt,
+        )
+        + extra
+    )
     return path
 
 
@@ -107,11 +122,17 @@ def test_frozen_teacher_stays_in_eval_without_gradients():
 # -- recipes ------------------------------------------------------------------------------
 def test_unknown_recipe_key_names_it_and_the_valid_keys(tmp_path, data_dir):
     path = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir)
-    with pytest.raises(ConfigError, match=r"unknown key 'stages.anchor.lrr'.*valid keys: data, "
-                                          r"student, teacher, epochs, max_steps, batch_size, lr"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'stages.anchor.lrr'.*valid keys: data, "
+        r"student, teacher, epochs, max_steps, batch_size, lr",
+    ):
         load_recipe(path, ["stages.anchor.lrr=0.1"])
-    with pytest.raises(ConfigError, match=r"'stages.clip.student.modalty'.*valid keys: modality, "
-                                          r"config, weights, train"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'stages.clip.student.modalty'.*valid keys: modality, "
+        r"config, weights, train",
+    ):
         load_recipe(path, ["stages.clip.student.modalty=text"])
     with pytest.raises(ConfigError, match=r"stages.anchor.lr.*could not be converted"):
         load_recipe(path, ["stages.anchor.lr=fast"])
@@ -135,11 +156,16 @@ def test_modality_of_a_missing_plugin_names_the_distribution(tmp_path, data_dir,
 def test_stage_files_are_included_and_overrides_apply(tmp_path, data_dir):
     whole = write_recipe(tmp_path / "stages.yaml", tmp_path / "space", data_dir)
     (tmp_path / "sequence.yaml").write_text(
-        f"space: {tmp_path / 'other'}\ndata_dir: {data_dir}\nstages:\n  anchor: anchor.yaml\n")
+        f"space: {tmp_path / 'other'}\ndata_dir: {data_dir}\nstages:\n  anchor: anchor.yaml\n"
+    )
     anchor_only = load_recipe(whole).stages["anchor"]
     (tmp_path / "anchor.yaml").write_text(
-        "stages:\n  anchor:\n" + "\n".join("    " + line for line in whole.read_text()
-                                             .split("  anchor:\n")[1].splitlines()) + "\n")
+        "stages:\n  anchor:\n"
+        + "\n".join(
+            "    " + line for line in whole.read_text().split("  anchor:\n")[1].splitlines()
+        )
+        + "\n"
+    )
     recipe = load_recipe(tmp_path / "sequence.yaml", ["stages.anchor.epochs=3"])
     assert list(recipe.stages) == ["anchor"]
     assert recipe.stages["anchor"].data == f"{data_dir}/pairs.lance"
@@ -178,13 +204,19 @@ def test_the_frozen_anchor_stage_leaves_the_teacher_untouched(tmp_path, data_dir
     assert (tmp_path / "space" / "ground.safetensors").read_bytes() == before
 
 
-def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, data_dir,
-                                                                         monkeypatch):
-    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir,
-                                      anchor_epochs=4, ckpt=2))
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
+    tmp_path, data_dir, monkeypatch
+):
+    recipe = load_recipe(
+        write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir, anchor_epochs=4, ckpt=2)
+    )
     recipe.stages["clip"].enabled = True
-    train(recipe.__class__(space=recipe.space, data_dir=recipe.data_dir,
-                           stages={"clip": recipe.stages["clip"]}), say=lambda s: None)
+    train(
+        recipe.__class__(
+            space=recipe.space, data_dir=recipe.data_dir, stages={"clip": recipe.stages["clip"]}
+        ),
+        say=lambda s: None,
+    )
     calls = {"n": 0}
     original = ContrastiveLoss.forward
 
@@ -194,8 +226,11 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
         return loss * float("nan") if calls["n"] == 5 else loss
 
     monkeypatch.setattr(ContrastiveLoss, "forward", poisoned)
-    with pytest.raises(StageDiverged, match=r"stage 'anchor': loss is nan at step 5.*"
-                                            r"checkpoints/anchor/step-0000004"):
+    with pytest.raises(
+        StageDiverged,
+        match=r"stage 'anchor': loss is nan at step 5.*"
+        r"checkpoints/anchor/step-0000004",
+    ):
         train(recipe, say=lambda s: None)
     assert (tmp_path / "space" / "checkpoints" / "anchor" / "step-0000004" / "state.pt").exists()
     assert not Space(tmp_path / "space").has("satellite")
@@ -203,10 +238,14 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
 
 def test_resume_after_sigkill_gives_the_weights_of_an_uninterrupted_run(tmp_path, data_dir):
     def run(space: Path) -> subprocess.Popen:
-        recipe = write_recipe(tmp_path / f"{space.name}.yaml", space, data_dir,
-                              anchor_epochs=12, ckpt=3)
-        return subprocess.Popen([sys.executable, "-m", "geobind.cli", "train", str(recipe)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        recipe = write_recipe(
+            tmp_path / f"{space.name}.yaml", space, data_dir, anchor_epochs=12, ckpt=3
+        )
+        return subprocess.Popen(
+            [sys.executable, "-m", "geobind.cli", "train", str(recipe)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     assert run(tmp_path / "straight").wait(timeout=300) == 0
 
@@ -231,14 +270,27 @@ def test_resume_after_sigkill_gives_the_weights_of_an_uninterrupted_run(tmp_path
 def test_the_trainer_runs_under_torchrun_and_only_rank_0_writes(tmp_path, data_dir):
     recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir)
     torchrun = Path(sys.executable).with_name("torchrun")
-    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m",
-                             "geobind.cli", "train", str(recipe)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "geobind.cli",
+            "train",
+            str(recipe),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("stage anchor:") == 1  # rank 0 alone reports and writes
     space = load_space(tmp_path / "space")
-    steps = [json.loads(line)["step"] for line in
-             (tmp_path / "space" / "logs" / "anchor.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "space" / "logs" / "anchor.jsonl").read_text().splitlines()
+    ]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) + 1  # + the final record
     assert space.entry("satellite").recipe["batch_size"] == 8
 
@@ -264,8 +316,9 @@ def test_teacher_embeddings_are_cached_and_invalidated(tmp_path, monkeypatch):
 
     teacher_embeddings(uri, teacher, "sha-b")  # other teacher weights
     assert calls["n"] == 2
-    write_pairs(uri, pair_rows({"satellite": [png_bytes(99)]}), {"satellite": "binary"},
-                mode="append")  # a new dataset version
+    write_pairs(
+        uri, pair_rows({"satellite": [png_bytes(99)]}), {"satellite": "binary"}, mode="append"
+    )  # a new dataset version
     assert teacher_embeddings(uri, teacher, "sha-b").shape[0] == 11 and calls["n"] == 3
     assert len(list(cache_dir(uri).glob("satellite-*.lance"))) == 1  # stale tables removed
 
@@ -275,20 +328,36 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     from dist_worker import stage_model
 
     torch.manual_seed(1)
-    batch = {"pixels": torch.randn(8, 3, 32, 32),
-             "teacher": F.normalize(torch.randn(8, TINY_VISION["embed_dim"]), dim=-1)}
+    batch = {
+        "pixels": torch.randn(8, 3, 32, 32),
+        "teacher": F.normalize(torch.randn(8, TINY_VISION["embed_dim"]), dim=-1),
+    }
     torch.save(batch, tmp_path / "batch.pt")
     model = stage_model()
     loss = model({"satellite": batch["pixels"]}, batch["teacher"])
     loss.backward()
     torchrun = Path(sys.executable).with_name("torchrun")
-    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2",
-                             str(Path(__file__).with_name("dist_worker.py")), str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            str(Path(__file__).with_name("dist_worker.py")),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in range(2):
         out = torch.load(tmp_path / f"out.{rank}", weights_only=True)
         torch.testing.assert_close(out["loss"], loss.detach())
         for name, p in model.named_parameters():
-            torch.testing.assert_close(out["grads"][name], p.grad, rtol=1e-4, atol=1e-6,
-                                       msg=lambda m, name=name: f"{name}: {m}")
+            torch.testing.assert_close(
+                out["grads"][name],
+                p.grad,
+                rtol=1e-4,
+                atol=1e-6,
+                msg=lambda m, name=name: f"{name}: {m}",
+            )

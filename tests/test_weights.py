@@ -33,8 +33,9 @@ def small_clip(seed: int = 0, quick_gelu: bool = True):
     import open_clip
 
     torch.manual_seed(seed)
-    return open_clip.CLIP(32, vision_cfg=SMALL_VISION, text_cfg=SMALL_TEXT,
-                          quick_gelu=quick_gelu).eval()
+    return open_clip.CLIP(
+        32, vision_cfg=SMALL_VISION, text_cfg=SMALL_TEXT, quick_gelu=quick_gelu
+    ).eval()
 
 
 def reference(clip, pixels=None, tokens=None) -> torch.Tensor:
@@ -47,18 +48,33 @@ def reference(clip, pixels=None, tokens=None) -> torch.Tensor:
 def test_arch_gives_the_sizes_of_the_open_clip_architecture():
     import open_clip
 
-    config = geobind.make_config(geobind.get_registry().modality("satellite").config,
-                                 {"arch": "ViT-B-32-quickgelu"})
+    config = geobind.make_config(
+        geobind.get_registry().modality("satellite").config, {"arch": "ViT-B-32-quickgelu"}
+    )
     arch = open_clip.get_model_config("ViT-B-32-quickgelu")
-    assert (config.embed_dim, config.image_size, config.patch_size, config.width,
-            config.layers, config.head_width, config.quick_gelu) == (
-        arch["embed_dim"], 224, 32, 768, 12, 64, True)
+    assert (
+        config.embed_dim,
+        config.image_size,
+        config.patch_size,
+        config.width,
+        config.layers,
+        config.head_width,
+        config.quick_gelu,
+    ) == (arch["embed_dim"], 224, 32, 768, 12, 64, True)
     plain = geobind.make_config(type(config), {"arch": "ViT-B-32"})
     assert plain.quick_gelu is False and plain.width == 768
-    text = geobind.make_config(geobind.get_registry().modality("text").config,
-                               {"arch": "ViT-B-32-quickgelu"})
-    assert (text.embed_dim, text.context_length, text.vocab_size, text.width, text.heads,
-            text.layers, text.quick_gelu) == (512, 77, 49408, 512, 8, 12, True)
+    text = geobind.make_config(
+        geobind.get_registry().modality("text").config, {"arch": "ViT-B-32-quickgelu"}
+    )
+    assert (
+        text.embed_dim,
+        text.context_length,
+        text.vocab_size,
+        text.width,
+        text.heads,
+        text.layers,
+        text.quick_gelu,
+    ) == (512, 77, 49408, 512, 8, 12, True)
     # a config written back from a space (every size explicit) builds the same config again
     assert geobind.make_config(type(config), dataclasses.asdict(config)) == config
 
@@ -70,22 +86,31 @@ def test_arch_towers_match_open_clip_parameter_for_parameter():
     vision = geobind.build_encoder("satellite", {"arch": "ViT-B-32-quickgelu"}).net
     text = geobind.build_encoder("text", {"arch": "ViT-B-32-quickgelu"}).net
     assert {k: v.shape for k, v in vision.state_dict().items()} == {
-        k[len("visual."):]: v.shape for k, v in reference_model.state_dict().items()
-        if k.startswith("visual.")}
+        k[len("visual.") :]: v.shape
+        for k, v in reference_model.state_dict().items()
+        if k.startswith("visual.")
+    }
     assert sum(p.numel() for p in text.parameters()) == sum(
-        p.numel() for n, p in reference_model.named_parameters()
-        if not n.startswith("visual.") and n != "logit_scale")
+        p.numel()
+        for n, p in reference_model.named_parameters()
+        if not n.startswith("visual.") and n != "logit_scale"
+    )
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"arch": "ViT-B-32", "width": 128}, r"width=128 but ViT-B-32 has 768"),
-    ({"arch": "ViT-B-32", "embed_dim": 64}, r"embed_dim=64 but ViT-B-32 has 512"),
-    ({"arch": "ViT-B-32-quickgelu", "quick_gelu": False},
-     r"quick_gelu=False but ViT-B-32-quickgelu has True"),
-    ({"arch": "ViT-B-23"}, r"'ViT-B-23' is not an open_clip architecture; did you mean"),
-    ({"arch": "RN50"}, r"not an open_clip VisionTransformer"),
-    ({"arch": "hf-hub:laion/CLIP-ViT-B-32"}, r"never reaches a model hub"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"arch": "ViT-B-32", "width": 128}, r"width=128 but ViT-B-32 has 768"),
+        ({"arch": "ViT-B-32", "embed_dim": 64}, r"embed_dim=64 but ViT-B-32 has 512"),
+        (
+            {"arch": "ViT-B-32-quickgelu", "quick_gelu": False},
+            r"quick_gelu=False but ViT-B-32-quickgelu has True",
+        ),
+        ({"arch": "ViT-B-23"}, r"'ViT-B-23' is not an open_clip architecture; did you mean"),
+        ({"arch": "RN50"}, r"not an open_clip VisionTransformer"),
+        ({"arch": "hf-hub:laion/CLIP-ViT-B-32"}, r"never reaches a model hub"),
+    ],
+)
 def test_contradicting_or_unknown_arch_is_a_config_error(overrides, match):
     with pytest.raises(geobind.ConfigError, match=match):
         geobind.build_encoder("satellite", overrides)
@@ -97,8 +122,9 @@ def test_text_arch_contradiction_names_both_values():
 
 
 def test_an_explicit_size_that_agrees_with_the_arch_is_fine():
-    config = geobind.build_encoder("satellite", {"arch": "ViT-B-32", "width": 768,
-                                                 "quick_gelu": True}).config
+    config = geobind.build_encoder(
+        "satellite", {"arch": "ViT-B-32", "width": 768, "quick_gelu": True}
+    ).config
     assert config.width == 768 and config.quick_gelu is True  # ViT-B-32 leaves it open
 
 
@@ -110,14 +136,23 @@ def _save_open_clip(clip, path, layout: str) -> None:
     elif layout == "bin":  # a bare open_clip state dict, as open_clip_pytorch_model.bin
         torch.save(state, path)
     elif layout == "ddp-wrapped":  # open_clip's training checkpoints (epoch_N.pt)
-        torch.save({"epoch": 3, "name": "run", "state_dict":
-                    {f"module.{k}": v for k, v in state.items()}}, path)
+        torch.save(
+            {"epoch": 3, "name": "run", "state_dict": {f"module.{k}": v for k, v in state.items()}},
+            path,
+        )
     elif layout == "remoteclip":  # RemoteCLIP-ViT-B-32.pt: the open_clip CLIP state dict
         torch.save({k: v.half() for k, v in state.items()}, path)
 
 
-@pytest.mark.parametrize("layout, suffix", [("safetensors", ".safetensors"), ("bin", ".bin"),
-                                            ("ddp-wrapped", ".pt"), ("remoteclip", ".pt")])
+@pytest.mark.parametrize(
+    "layout, suffix",
+    [
+        ("safetensors", ".safetensors"),
+        ("bin", ".bin"),
+        ("ddp-wrapped", ".pt"),
+        ("remoteclip", ".pt"),
+    ],
+)
 def test_clip_checkpoint_layouts_load_both_towers(tmp_path, layout, suffix):
     clip = small_clip()
     path = tmp_path / f"clip{suffix}"
@@ -146,15 +181,21 @@ def openai_archive(tmp_path_factory):
         clip.register_buffer(name, torch.tensor(value))
     clip = clip.half().float()  # values exactly representable in fp16
     reference_clip = small_clip(seed=5)
-    reference_clip.load_state_dict({k: v for k, v in clip.state_dict().items()
-                                    if k not in ("input_resolution", "context_length",
-                                                 "vocab_size")})
+    reference_clip.load_state_dict(
+        {
+            k: v
+            for k, v in clip.state_dict().items()
+            if k not in ("input_resolution", "context_length", "vocab_size")
+        }
+    )
     path = tmp_path_factory.mktemp("openai") / "ViT-B-32.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript deprecation notices
-        traced = torch.jit.trace(clip.half(), (torch.randn(1, 3, 32, 32).half(),
-                                               torch.zeros(1, 16, dtype=torch.long)),
-                                 check_trace=False)
+        traced = torch.jit.trace(
+            clip.half(),
+            (torch.randn(1, 3, 32, 32).half(), torch.zeros(1, 16, dtype=torch.long)),
+            check_trace=False,
+        )
         traced.save(str(path))
     return path, reference_clip
 
@@ -182,12 +223,17 @@ def test_openai_archive_in_a_gelu_tower_says_to_use_quickgelu(openai_archive):
 def test_checkpoint_of_another_architecture_names_keys_and_shapes(tmp_path):
     path = tmp_path / "clip.safetensors"
     geobind.save_state_dict(path, small_clip().state_dict())
-    with pytest.raises(geobind.WeightsError,
-                       match=r"does not match the architecture: .*of another shape \(first: "
-                             r"\['positional_embedding \(17, 64\) vs \(65, 64\)"):
+    with pytest.raises(
+        geobind.WeightsError,
+        match=r"does not match the architecture: .*of another shape \(first: "
+        r"\['positional_embedding \(17, 64\) vs \(65, 64\)",
+    ):
         geobind.build_encoder("satellite", {**SMALL, "patch_size": 4}, weights=path)
-    with pytest.raises(geobind.WeightsError, match=r"12 missing \(first: \['transformer"
-                                                   r"\.resblocks\.2\.ln_1\.weight'"):
+    with pytest.raises(
+        geobind.WeightsError,
+        match=r"12 missing \(first: \['transformer"
+        r"\.resblocks\.2\.ln_1\.weight'",
+    ):
         geobind.build_encoder("satellite", {**SMALL, "layers": 3}, weights=path)
 
 
@@ -201,9 +247,16 @@ def test_a_damaged_torchscript_archive_is_named(tmp_path, openai_archive):
 
 
 # -- Sat2Cap ----------------------------------------------------------------------------------
-HF_SMALL = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-                num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32,
-                hidden_act="quick_gelu")
+HF_SMALL = dict(
+    hidden_size=64,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    image_size=32,
+    patch_size=8,
+    projection_dim=32,
+    hidden_act="quick_gelu",
+)
 
 
 def hf_vision(seed: int):
@@ -224,12 +277,24 @@ def sat2cap_ckpt(tmp_path_factory):
     overhead, ground = hf_vision(1), hf_vision(2)
     state = {f"imo_encoder.vision_model.{k}": v for k, v in overhead.state_dict().items()}
     state.update({f"img_encoder.vision_model.{k}": v for k, v in ground.state_dict().items()})
-    state.update({"temp_layer.logit_scale": torch.tensor(2.6), "queue": torch.randn(32, 64),
-                  "queue_ptr": torch.zeros(1, dtype=torch.long)})
+    state.update(
+        {
+            "temp_layer.logit_scale": torch.tensor(2.6),
+            "queue": torch.randn(32, 64),
+            "queue_ptr": torch.zeros(1, dtype=torch.long),
+        }
+    )
     path = tmp_path_factory.mktemp("sat2cap") / "epoch=22-step=16215.ckpt"
-    torch.save({"epoch": 22, "global_step": 16215, "pytorch-lightning_version": "1.9.0",
-                "state_dict": state, "hyper_parameters": {"vit": "32", "learning_rate": 5e-5}},
-               path)
+    torch.save(
+        {
+            "epoch": 22,
+            "global_step": 16215,
+            "pytorch-lightning_version": "1.9.0",
+            "state_dict": state,
+            "hyper_parameters": {"vit": "32", "learning_rate": 5e-5},
+        },
+        path,
+    )
     return path, overhead
 
 
@@ -278,9 +343,14 @@ def test_sat2cap_defaults_are_vit_b32_quickgelu_with_its_normalisation(tmp_path)
     from geobind.config import make_config
     from geobind.encoders.anchor import AnchorConfig
 
-    default = make_config(AnchorConfig, {"arch": "ViT-B-32-quickgelu",
-                                         "image_mean": SAT2CAP_IMAGE_MEAN,
-                                         "image_std": SAT2CAP_IMAGE_STD})
+    default = make_config(
+        AnchorConfig,
+        {
+            "arch": "ViT-B-32-quickgelu",
+            "image_mean": SAT2CAP_IMAGE_MEAN,
+            "image_std": SAT2CAP_IMAGE_STD,
+        },
+    )
     prep = geobind.build_encoder("satellite", default).preprocess(False)
     assert prep(png_bytes(0, 64)).shape == (3, 224, 224)
     normalize = [t for t in prep._transform.transforms if type(t).__name__ == "Normalize"][0]
@@ -297,8 +367,11 @@ def test_sat2cap_in_a_gelu_tower_is_refused(sat2cap_ckpt, tmp_path):
 
 def test_a_vision_tower_other_than_the_anchor_must_choose_among_sat2cap_towers(sat2cap_ckpt):
     path, _ = sat2cap_ckpt
-    with pytest.raises(geobind.WeightsError, match=r"2 Hugging Face CLIP vision towers "
-                                                   r"\(img_encoder\..*imo_encoder\."):
+    with pytest.raises(
+        geobind.WeightsError,
+        match=r"2 Hugging Face CLIP vision towers "
+        r"\(img_encoder\..*imo_encoder\.",
+    ):
         geobind.build_encoder("ground", SMALL, weights=path)
 
 
@@ -327,7 +400,6 @@ def test_lightning_checkpoint_with_pickled_objects_says_how_to_extract(tmp_path)
     import argparse
 
     path = tmp_path / "sat2cap.ckpt"
-    torch.save({"state_dict": {"x": torch.zeros(1)}, "hparams": argparse.Namespace(vit="32")},
-               path)
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "hparams": argparse.Namespace(vit="32")}, path)
     with pytest.raises(geobind.WeightsError, match=r"argparse\.Namespace.*never unpickles"):
         convert_sat2cap(path, tmp_path / "out.safetensors", SMALL)

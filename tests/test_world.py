@@ -58,7 +58,14 @@ def _band_share(y: np.ndarray, sr: int, lo: float, hi: float) -> float:
 
 def test_config_defaults_and_validation():
     c = WorldConfig()
-    assert (c.seed, c.places, c.tile_size, c.ground_size, c.sample_rate, c.audio_format) == (0, 3000, 64, 64, 16000, "flac")
+    assert (c.seed, c.places, c.tile_size, c.ground_size, c.sample_rate, c.audio_format) == (
+        0,
+        3000,
+        64,
+        64,
+        16000,
+        "flac",
+    )
     assert c.clip_seconds <= 5.0 and c.clip_samples == int(c.sample_rate * c.clip_seconds)
     h, w = c.mosaic_shape
     assert w == c.mosaic_width and 0.5 * w < h < w  # the box is wider than tall on the ground
@@ -80,7 +87,17 @@ def test_land_covers_named():
 
 
 def _fingerprint(p) -> tuple:
-    return (p.id, p.lat, p.lon, p.satellite, p.ground, p.audio, p.caption, p.fractions.tobytes(), p.conditions)
+    return (
+        p.id,
+        p.lat,
+        p.lon,
+        p.satellite,
+        p.ground,
+        p.audio,
+        p.caption,
+        p.fractions.tobytes(),
+        p.conditions,
+    )
 
 
 def test_same_seed_same_bytes(world: World, places: list):
@@ -89,7 +106,9 @@ def test_same_seed_same_bytes(world: World, places: list):
     for i in (0, 7, 19):
         assert _fingerprint(again.place(i)) == _fingerprint(places[i])
     # generate() is the same stream, and a place does not depend on what was made before it
-    assert [_fingerprint(p) for p in generate(small(), n=3)] == [_fingerprint(p) for p in places[:3]]
+    assert [_fingerprint(p) for p in generate(small(), n=3)] == [
+        _fingerprint(p) for p in places[:3]
+    ]
     assert _fingerprint(World(small()).place(5)) == _fingerprint(places[5])
 
 
@@ -203,7 +222,12 @@ def test_captions_mention_the_dominant_cover(places: list):
 def test_ground_view_shows_the_local_covers(world: World, places: list):
     # the ground view's covers agree with the tile's more than with a random other tile's
     own = np.mean([np.abs(p.view_fractions - p.fractions).sum() for p in places])
-    other = np.mean([np.abs(p.view_fractions - q.fractions).sum() for p, q in zip(places, places[1:] + places[:1])])
+    other = np.mean(
+        [
+            np.abs(p.view_fractions - q.fractions).sum()
+            for p, q in zip(places, places[1:] + places[:1])
+        ]
+    )
     assert own < 0.8 * other
     # and the pictures differ with the place
     assert len({p.ground for p in places}) == len(places)
@@ -240,12 +264,28 @@ def test_beach_sounds_have_more_surf_than_city_sounds(world: World):
 def test_rain_and_birds_are_heard(world: World):
     sound, sr, rng = world.sound, world.config.sample_rate, np.random.default_rng(1)
     forest = np.array([0, 0, 0.1, 0, 0.9, 0, 0, 0], np.float32)
-    dry = [_band_share(sound.render(forest, 0.0, Conditions("dawn", "clear", 0, -20), rng), sr, 1800, 8000) for _ in range(4)]
-    night = [_band_share(sound.render(forest, 0.0, Conditions("night", "clear", 0, -20), rng), sr, 1800, 8000) for _ in range(4)]
+    dry = [
+        _band_share(
+            sound.render(forest, 0.0, Conditions("dawn", "clear", 0, -20), rng), sr, 1800, 8000
+        )
+        for _ in range(4)
+    ]
+    night = [
+        _band_share(
+            sound.render(forest, 0.0, Conditions("night", "clear", 0, -20), rng), sr, 1800, 8000
+        )
+        for _ in range(4)
+    ]
     assert np.mean(dry) > np.mean(night)  # a dawn chorus in the forest, quiet at night
     farm = np.array([0, 0, 0.2, 0.8, 0, 0, 0, 0], np.float32)
-    rain = [_band_share(sound.render(farm, 0.0, Conditions("dusk", "rain", 0, -20), rng), sr, 900, 4000) for _ in range(4)]
-    still = [_band_share(sound.render(farm, 0.0, Conditions("dusk", "fog", 0, -20), rng), sr, 900, 4000) for _ in range(4)]
+    rain = [
+        _band_share(sound.render(farm, 0.0, Conditions("dusk", "rain", 0, -20), rng), sr, 900, 4000)
+        for _ in range(4)
+    ]
+    still = [
+        _band_share(sound.render(farm, 0.0, Conditions("dusk", "fog", 0, -20), rng), sr, 900, 4000)
+        for _ in range(4)
+    ]
     assert np.mean(rain) > np.mean(still)
 
 

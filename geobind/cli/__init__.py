@@ -23,9 +23,19 @@ from geobind.plugins import PluginError, PluginWarning
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Each adds one command (with its subcommands) to the parser, in ``--help`` order.
-COMMANDS = (plugins.add_plugins, data.add_import, data.add_world, data.add_data,
-            evaluate.add_report, train.add_train, train.add_demo, search.add_index,
-            search.add_search, search.add_map, evaluate.add_eval)
+COMMANDS = (
+    plugins.add_plugins,
+    data.add_import,
+    data.add_world,
+    data.add_data,
+    evaluate.add_report,
+    train.add_train,
+    train.add_demo,
+    search.add_index,
+    search.add_search,
+    search.add_map,
+    evaluate.add_eval,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geobind",
         description="Bind ground photos, text, audio and plugin modalities into one embedding "
-                    "space through satellite imagery.")
+        "space through satellite imagery.",
+    )
     parser.add_argument("--version", action="version", version=f"geobind {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
@@ -45,8 +56,14 @@ def _plugin_warnings_as_lines() -> None:
     """Print a skipped plugin as one line on stderr, not as a Python warning with source."""
     default = warnings.showwarning
 
-    def show(message: Any, category: type[Warning], filename: str, lineno: int,
-             file: Any = None, line: Any = None) -> None:
+    def show(
+        message: Any,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: Any = None,
+    ) -> None:
         if issubclass(category, PluginWarning):
             print(f"geobind: warning: {message}", file=sys.stderr)
         else:

@@ -27,14 +27,20 @@ def options_parser(prog: str, options: type, description: str) -> argparse.Argum
         if typing.get_origin(kind) is list:
             parser.add_argument(flag, dest=f.name, action="append", default=None, help=text)
         elif kind is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=text)
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
         else:
             base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
             required = f.default == "" and base is str
-            parser.add_argument(flag, dest=f.name, type=base, default=None, required=required,
-                                help=text if required or f.default is None
-                                else f"{text} (default: {f.default})")
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                type=base,
+                default=None,
+                required=required,
+                help=text if required or f.default is None else f"{text} (default: {f.default})",
+            )
     return parser
 
 

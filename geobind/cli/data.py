@@ -14,9 +14,12 @@ __all__ = ["add_data", "add_import", "add_world"]
 
 def add_import(sub: Subcommands) -> None:
     """``geobind import SOURCE [source options]``."""
-    imp = sub.add_parser("import", help="import a real dataset layout into a Lance dataset",
-                         description="geobind import SOURCE --help lists a source's options",
-                         add_help=True)
+    imp = sub.add_parser(
+        "import",
+        help="import a real dataset layout into a Lance dataset",
+        description="geobind import SOURCE --help lists a source's options",
+        add_help=True,
+    )
     imp.add_argument("source", help="sat2cap, soundingearth, table, or a plugin's importer")
     imp.add_argument("options", nargs=argparse.REMAINDER, help="the source's options")
     imp.set_defaults(run=cmd_import, pass_options=True)
@@ -33,9 +36,12 @@ def add_world(sub: Subcommands) -> None:
     """``geobind world make [world options]``."""
     world = sub.add_parser("world", help="the synthetic world (the embedded default data)")
     world_sub = world.add_subparsers(dest="world_command", metavar="COMMAND", required=True)
-    make = world_sub.add_parser("make", help="generate the world into Lance pair datasets",
-                                add_help=False, usage="geobind world make --out DIR "
-                                "[--places N] [--seed S] ... (--help lists them all)")
+    make = world_sub.add_parser(
+        "make",
+        help="generate the world into Lance pair datasets",
+        add_help=False,
+        usage="geobind world make --out DIR [--places N] [--seed S] ... (--help lists them all)",
+    )
     make.set_defaults(run=cmd_world_make, options=[], pass_options=True)
 
 

@@ -9,23 +9,40 @@ from geobind.cli.common import Subcommands
 
 __all__ = ["add_eval", "add_report"]
 
+
 def add_eval(sub: Subcommands) -> None:
     """``geobind eval SPACE --data DATASET``."""
-    ev = sub.add_parser("eval", help="retrieval tables and zero-shot land cover of a space",
-                        description="Recall@k, median and mean rank for every ordered pair of "
-                                    "modalities DATASET carries and SPACE embeds, and zero-shot "
-                                    "land-cover accuracy from text prompts; written as "
-                                    "eval.json and eval.md.")
+    ev = sub.add_parser(
+        "eval",
+        help="retrieval tables and zero-shot land cover of a space",
+        description="Recall@k, median and mean rank for every ordered pair of "
+        "modalities DATASET carries and SPACE embeds, and zero-shot "
+        "land-cover accuracy from text prompts; written as "
+        "eval.json and eval.md.",
+    )
     ev.add_argument("space", metavar="SPACE", help="a trained space folder")
     ev.add_argument("--data", required=True, metavar="DATASET", help="a Lance pair dataset")
     ev.add_argument("--ks", default="1,5,10,100", help="Recall@k cut-offs (default: %(default)s)")
-    ev.add_argument("--convention", default="standard", metavar="standard|geoclap",
-                    help="a hit at k: rank <= k (standard, default) or rank < k (geoclap: "
-                         "GeoCLAP's and SoundingEarth's code)")
-    ev.add_argument("--out", default=None, metavar="DIR",
-                    help="where to write eval.json and eval.md (default: SPACE/eval/<dataset>)")
-    ev.add_argument("--rows", type=int, default=None, metavar="N",
-                    help="evaluate the first N rows only (default: all)")
+    ev.add_argument(
+        "--convention",
+        default="standard",
+        metavar="standard|geoclap",
+        help="a hit at k: rank <= k (standard, default) or rank < k (geoclap: "
+        "GeoCLAP's and SoundingEarth's code)",
+    )
+    ev.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="where to write eval.json and eval.md (default: SPACE/eval/<dataset>)",
+    )
+    ev.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate the first N rows only (default: all)",
+    )
     ev.set_defaults(run=cmd_eval)
 
 
@@ -33,8 +50,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Retrieval of every ordered pair of modalities and zero-shot land cover on a dataset."""
     from geobind.eval.evaluate import run_eval  # torch
 
-    run_eval(args.space, args.data, ks=args.ks, convention=args.convention, out=args.out,
-             rows=args.rows)
+    run_eval(
+        args.space, args.data, ks=args.ks, convention=args.convention, out=args.out, rows=args.rows
+    )
     return 0
 
 
@@ -52,7 +70,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the static HTML report of a space."""
     from geobind.eval.report import DEFAULT_QUERIES, write_report  # torch
 
-    out = write_report(args.space, args.out, data=args.data,
-                       queries=args.query or DEFAULT_QUERIES)
+    out = write_report(args.space, args.out, data=args.data, queries=args.query or DEFAULT_QUERIES)
     print(f"report written to {out}")
     return 0

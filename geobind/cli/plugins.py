@@ -39,5 +39,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _describe(table: dict, names: Sequence[str]) -> str:
-    return "; ".join(f"{n} ({table[n].description})" if table[n].description else n
-                     for n in names) or "-"
+    return (
+        "; ".join(f"{n} ({table[n].description})" if table[n].description else n for n in names)
+        or "-"
+    )

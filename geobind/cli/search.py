@@ -12,8 +12,7 @@ from geobind.space import load_space
 __all__ = ["add_index", "add_map", "add_search"]
 
 #: Query flags and the modality each queries with.
-QUERY_FLAGS = (("text", "text"), ("audio", "audio"), ("image", "satellite"),
-               ("ground", "ground"))
+QUERY_FLAGS = (("text", "text"), ("audio", "audio"), ("image", "satellite"), ("ground", "ground"))
 
 
 def _add_query_args(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +36,13 @@ def add_index(sub: Subcommands) -> None:
     build = index_sub.add_parser("build", help="embed a dataset's tiles into SPACE/index/")
     build.add_argument("space", help="a trained space")
     build.add_argument("--data", required=True, help="a Lance dataset with satellite tiles")
-    build.add_argument("--min-rows-for-ann", type=int, default=None, metavar="N",
-                       help="add a vector index from N rows on; exact search below "
-                            "(default: 10000)")
+    build.add_argument(
+        "--min-rows-for-ann",
+        type=int,
+        default=None,
+        metavar="N",
+        help="add a vector index from N rows on; exact search below (default: 10000)",
+    )
     build.add_argument("--batch-size", type=int, default=256, help="tiles embedded at once")
     build.set_defaults(run=cmd_index_build)
 
@@ -48,8 +51,13 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     """Embed a dataset's satellite tiles with the space's anchor into SPACE/index/."""
     space = load_space(args.space)
     minimum = DEFAULT_MIN_ROWS_FOR_ANN if args.min_rows_for_ann is None else args.min_rows_for_ann
-    path = build_index(space, args.data, batch_size=args.batch_size, min_rows_for_ann=minimum,
-                       progress=sys.stderr.isatty())
+    path = build_index(
+        space,
+        args.data,
+        batch_size=args.batch_size,
+        min_rows_for_ann=minimum,
+        progress=sys.stderr.isatty(),
+    )
     index = open_index(space, path)
     kind = "vector index (approximate)" if index.ann else f"exact search (< {minimum} rows)"
     print(f"{path}: {index.rows} tiles, dim {index.dim}, {kind}")
@@ -77,14 +85,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     hits = search(space, modality, value, top=args.top, index=index)[0]
     print(f"{'rank':>4}  {'id':<20} {'lat':>10} {'lon':>11} {'score':>8}")
     for rank, hit in enumerate(hits, 1):
-        print(f"{rank:>4}  {hit['id']:<20} {hit['lat']:>10.5f} {hit['lon']:>11.5f} "
-              f"{hit['score']:>8.4f}")
+        print(
+            f"{rank:>4}  {hit['id']:<20} {hit['lat']:>10.5f} {hit['lon']:>11.5f} "
+            f"{hit['score']:>8.4f}"
+        )
     if args.grid:
         from geobind.search.maps import query_label, render_hits  # numpy
 
-        render_hits(hits, args.data or index.dataset, args.grid,
-                    title=f"{query_label(modality, value)}  (top {len(hits)})",
-                    column=index.meta.get("column", "satellite"))
+        render_hits(
+            hits,
+            args.data or index.dataset,
+            args.grid,
+            title=f"{query_label(modality, value)}  (top {len(hits)})",
+            column=index.meta.get("column", "satellite"),
+        )
         print(f"grid written to {args.grid}", file=sys.stderr)
     return 0
 
@@ -108,6 +122,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     modality, value = _query(args)
     drawn = similarity_map(space, args.data, modality, value, args.out, mark=args.top)
     best = drawn.top[0] if drawn.top else {"id": "-", "score": float("nan")}
-    print(f"map written to {drawn.path}: cosine {drawn.score_min:.4f} to {drawn.score_max:.4f}, "
-          f"best tile {best['id']} ({best['score']:.4f})")
+    print(
+        f"map written to {drawn.path}: cosine {drawn.score_min:.4f} to {drawn.score_max:.4f}, "
+        f"best tile {best['id']} ({best['score']:.4f})"
+    )
     return 0

@@ -12,13 +12,20 @@ __all__ = ["add_demo", "add_train"]
 
 def add_train(sub: Subcommands) -> None:
     """``geobind train RECIPE [KEY=VALUE ...]``."""
-    tr = sub.add_parser("train", help="train a recipe's stages into its space",
-                        description="Train each enabled stage of RECIPE, in the recipe's order. "
-                                    "Stages already in the space are skipped; an interrupted "
-                                    "stage resumes from its last checkpoint.")
+    tr = sub.add_parser(
+        "train",
+        help="train a recipe's stages into its space",
+        description="Train each enabled stage of RECIPE, in the recipe's order. "
+        "Stages already in the space are skipped; an interrupted "
+        "stage resumes from its last checkpoint.",
+    )
     tr.add_argument("recipe", help="an omegaconf YAML recipe (see recipes/)")
-    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                    help="dot-list overrides, e.g. stages.anchor.lr=1e-4 space=out/space")
+    tr.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dot-list overrides, e.g. stages.anchor.lr=1e-4 space=out/space",
+    )
     tr.set_defaults(run=cmd_train)
 
 
@@ -44,6 +51,7 @@ def add_demo(sub: Subcommands) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: world, three stages, retrieval table."""
-    run_demo(args.out, places=args.places, seed=args.seed, recipe=args.recipe,
-             overrides=args.overrides)
+    run_demo(
+        args.out, places=args.places, seed=args.seed, recipe=args.recipe, overrides=args.overrides
+    )
     return 0

@@ -22,8 +22,14 @@ from geobind.data.importing import Candidate, ImportReport, MissingFile, import_
 from geobind.errors import ConfigError, GeobindError
 from geobind.plugins import get_registry
 
-__all__ = ["Sat2CapOptions", "SoundingEarthOptions", "TableOptions", "import_sat2cap",
-           "import_soundingearth", "import_table"]
+__all__ = [
+    "Sat2CapOptions",
+    "SoundingEarthOptions",
+    "TableOptions",
+    "import_sat2cap",
+    "import_soundingearth",
+    "import_table",
+]
 
 
 def _modalities(*names: str) -> dict[str, Any]:
@@ -33,10 +39,12 @@ def _modalities(*names: str) -> dict[str, Any]:
 
 def _file(path: Path) -> Callable[[], bytes]:
     """A reader of ``path`` that says which file is missing."""
+
     def read() -> bytes:
         if not path.is_file():
             raise MissingFile(f"missing file: {path}")
         return path.read_bytes()
+
     return read
 
 
@@ -47,6 +55,7 @@ def _progress(label: str) -> Callable[[int], None]:
 
     def update(n: int) -> None:
         bar.update(n - bar.n)
+
     return update
 
 
@@ -87,10 +96,14 @@ def _sat2cap_candidates(shards: list[Path]) -> Iterator[Candidate]:
         for key, parts in _shard_samples(shard):
             meta = _json(parts.get("metadata.json"))
             yield Candidate(
-                id=key, lat=meta.get("latitude", meta.get("lat")),
+                id=key,
+                lat=meta.get("latitude", meta.get("lat")),
                 lon=meta.get("longitude", meta.get("lon")),
-                values={"satellite": _member(parts, "overhead.jpg", shard, key),
-                        "ground": _member(parts, "groundlevel.jpg", shard, key)})
+                values={
+                    "satellite": _member(parts, "overhead.jpg", shard, key),
+                    "ground": _member(parts, "groundlevel.jpg", shard, key),
+                },
+            )
 
 
 def _json(data: bytes | None) -> dict:
@@ -106,6 +119,7 @@ def _member(parts: dict[str, bytes], suffix: str, shard: Path, key: str) -> Call
         if suffix not in parts:
             raise MissingFile(f"missing file: {key}.{suffix} in {shard.name}")
         return parts[suffix]
+
     return read
 
 
@@ -115,9 +129,13 @@ def import_sat2cap(options: Sat2CapOptions) -> ImportReport:
     shards = sorted(root.glob("*.tar")) if root.is_dir() else [root]
     if not shards or not all(s.is_file() for s in shards):
         raise GeobindError(f"no .tar shards at {root}")
-    return import_pairs(_required(options.out, "out"), _sat2cap_candidates(shards),
-                        _modalities("satellite", "ground"), rejects=options.rejects,
-                        progress=_progress("sat2cap"))
+    return import_pairs(
+        _required(options.out, "out"),
+        _sat2cap_candidates(shards),
+        _modalities("satellite", "ground"),
+        rejects=options.rejects,
+        progress=_progress("sat2cap"),
+    )
 
 
 # -- SoundingEarth -----------------------------------------------------------------------
@@ -147,7 +165,10 @@ def _find(folder: Path, key: str, suffixes: list[str]) -> Path:
 def import_soundingearth(options: SoundingEarthOptions) -> ImportReport:
     """Import satellite images and recordings keyed by a metadata CSV."""
     table = _read_table(Path(_required(options.metadata, "metadata")))
-    images, audio = Path(_required(options.images, "images")), Path(_required(options.audio, "audio"))
+    images, audio = (
+        Path(_required(options.images, "images")),
+        Path(_required(options.audio, "audio")),
+    )
     for name in (options.id_column, options.lat_column, options.lon_column):
         _need_column(table, name, options.metadata)
     rows = table.to_pylist()
@@ -155,13 +176,23 @@ def import_soundingearth(options: SoundingEarthOptions) -> ImportReport:
     def candidates() -> Iterator[Candidate]:
         for row in rows:
             key = str(row[options.id_column])
-            yield Candidate(id=key, lat=row[options.lat_column], lon=row[options.lon_column],
-                            values={"satellite": _file(_find(images, key, options.image_suffixes)),
-                                    "audio": _file(_find(audio, key, options.audio_suffixes))})
+            yield Candidate(
+                id=key,
+                lat=row[options.lat_column],
+                lon=row[options.lon_column],
+                values={
+                    "satellite": _file(_find(images, key, options.image_suffixes)),
+                    "audio": _file(_find(audio, key, options.audio_suffixes)),
+                },
+            )
 
-    return import_pairs(_required(options.out, "out"), candidates(),
-                        _modalities("satellite", "audio"), rejects=options.rejects,
-                        progress=_progress("soundingearth"))
+    return import_pairs(
+        _required(options.out, "out"),
+        candidates(),
+        _modalities("satellite", "audio"),
+        rejects=options.rejects,
+        progress=_progress("soundingearth"),
+    )
 
 
 # -- generic tables ----------------------------------------------------------------------
@@ -171,8 +202,10 @@ class TableOptions:
 
     table: str = ""
     out: str = opt("", "the Lance dataset to create or append to")
-    columns: list[str] = field(default_factory=list, metadata={
-        "help": "MODALITY=COLUMN, repeatable (e.g. satellite=tile_path)"})
+    columns: list[str] = field(
+        default_factory=list,
+        metadata={"help": "MODALITY=COLUMN, repeatable (e.g. satellite=tile_path)"},
+    )
     id: str = "id"
     lat: str = "lat"
     lon: str = "lon"
@@ -188,7 +221,8 @@ def import_table(options: TableOptions) -> ImportReport:
     mapping = _mapping(options.columns)
     modalities = _modalities(*mapping)
     for name in [options.id, options.lat, options.lon, *mapping.values()] + (
-            [options.split] if options.split else []):
+        [options.split] if options.split else []
+    ):
         _need_column(table, name, options.table)
     root = Path(options.root) if options.root else path.parent
 
@@ -199,13 +233,21 @@ def import_table(options: TableOptions) -> ImportReport:
 
     def candidates() -> Iterator[Candidate]:
         for row in table.to_pylist():
-            yield Candidate(id=str(row[options.id]) if row[options.id] is not None else None,
-                            lat=row[options.lat], lon=row[options.lon],
-                            split=row[options.split] if options.split else None,
-                            values={m: value(modalities[m], row[c]) for m, c in mapping.items()})
+            yield Candidate(
+                id=str(row[options.id]) if row[options.id] is not None else None,
+                lat=row[options.lat],
+                lon=row[options.lon],
+                split=row[options.split] if options.split else None,
+                values={m: value(modalities[m], row[c]) for m, c in mapping.items()},
+            )
 
-    return import_pairs(_required(options.out, "out"), candidates(), modalities,
-                        rejects=options.rejects, progress=_progress(path.name))
+    return import_pairs(
+        _required(options.out, "out"),
+        candidates(),
+        modalities,
+        rejects=options.rejects,
+        progress=_progress(path.name),
+    )
 
 
 def _mapping(pairs: list[str]) -> dict[str, str]:
@@ -236,8 +278,9 @@ def _read_table(path: Path) -> Any:
 
 def _need_column(table: Any, name: str, source: str) -> None:
     if name not in table.column_names:
-        raise ConfigError(f"{source}: no column {name!r} (columns: "
-                          f"{', '.join(table.column_names)})")
+        raise ConfigError(
+            f"{source}: no column {name!r} (columns: {', '.join(table.column_names)})"
+        )
 
 
 def _required(value: str | None, name: str) -> str:

@@ -72,8 +72,10 @@ class ImportReport:
 
     def summary(self) -> str:
         """A few lines for the terminal."""
-        lines = [f"{self.dataset}: imported {self.imported} rows, {self.already_present} "
-                 f"already present, rejected {self.rejected} (version {self.version})"]
+        lines = [
+            f"{self.dataset}: imported {self.imported} rows, {self.already_present} "
+            f"already present, rejected {self.rejected} (version {self.version})"
+        ]
         lines += [f"  {count:6d} x {reason}" for reason, count in self.reasons.most_common()]
         lines += [f"  e.g. {row_id}: {reason}" for row_id, reason in self.examples]
         if self.rejects_file:
@@ -85,14 +87,19 @@ def assign_split(row_id: str, fractions: Sequence[float] = (0.9, 0.05, 0.05)) ->
     """A stable train/val/test split from a hash of the id (same id, same split, anywhere)."""
     digest = hashlib.blake2b(row_id.encode(), digest_size=8).digest()
     u = int.from_bytes(digest, "big") / 2**64
-    edges = [sum(fractions[:i + 1]) / sum(fractions) for i in range(len(SPLITS))]
+    edges = [sum(fractions[: i + 1]) / sum(fractions) for i in range(len(SPLITS))]
     return next(split for split, edge in zip(SPLITS, edges) if u < edge)
 
 
-def import_pairs(uri: str | Path, candidates: Iterable[Candidate], columns: Mapping[str, Any],
-                 extra: Mapping[str, Any] | None = None, rejects: str | Path | None = None,
-                 progress: Callable[[int], None] | None = None,
-                 check: bool = True) -> ImportReport:
+def import_pairs(
+    uri: str | Path,
+    candidates: Iterable[Candidate],
+    columns: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    rejects: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    check: bool = True,
+) -> ImportReport:
     """Validate ``candidates`` and append the good ones to the Lance dataset at ``uri``.
 
     :param columns: modality column -> :class:`geobind.Modality` (its ``check`` validates
@@ -119,8 +126,9 @@ def import_pairs(uri: str | Path, candidates: Iterable[Candidate], columns: Mapp
     batches = _batches(rows, schema, storages, failure)
     reader = pa.RecordBatchReader.from_batches(schema, batches)
     try:
-        ds = lance.write_dataset(reader, uri, schema=schema,
-                                 mode="append" if existing is not None else "create")
+        ds = lance.write_dataset(
+            reader, uri, schema=schema, mode="append" if existing is not None else "create"
+        )
     except Exception:
         if failure:  # Lance wraps what our generator raised: surface the original
             raise failure[0] from None
@@ -150,15 +158,21 @@ def _existing(uri: str, schema: Any) -> set[str] | None:
     except (ValueError, OSError):
         return None
     if ds.schema.names != schema.names:
-        raise GeobindError(f"{uri} has columns {ds.schema.names}, this import writes "
-                           f"{schema.names}: import into a new dataset")
+        raise GeobindError(
+            f"{uri} has columns {ds.schema.names}, this import writes "
+            f"{schema.names}: import into a new dataset"
+        )
     return set(ds.to_table(columns=["id"]).column("id").to_pylist())
 
 
-def _validated(candidates: Iterable[Candidate], columns: Mapping[str, Any],
-               existing: set[str] | None, report: ImportReport,
-               rejects: str | Path | None, progress: Callable[[int], None] | None
-               ) -> Iterator[dict[str, Any]]:
+def _validated(
+    candidates: Iterable[Candidate],
+    columns: Mapping[str, Any],
+    existing: set[str] | None,
+    report: ImportReport,
+    rejects: str | Path | None,
+    progress: Callable[[int], None] | None,
+) -> Iterator[dict[str, Any]]:
     seen = set(existing or ())
     out = open(rejects, "w") if rejects else None
     report.rejects_file = str(rejects) if rejects else None
@@ -225,8 +239,12 @@ def _coordinate(value: Any, name: str, bound: float) -> float:
     return number
 
 
-def _batches(rows: Iterator[dict[str, Any]], schema: Any, storages: Mapping[str, str],
-             failure: list[BaseException]) -> Iterator[Any]:
+def _batches(
+    rows: Iterator[dict[str, Any]],
+    schema: Any,
+    storages: Mapping[str, str],
+    failure: list[BaseException],
+) -> Iterator[Any]:
     chunk: list[dict[str, Any]] = []
     try:
         for row in rows:

@@ -26,9 +26,20 @@ if TYPE_CHECKING:
 
     from geobind.modality import Storage
 
-__all__ = ["BASE_COLUMNS", "CLASSES_KEY", "CLASS_WORDS_KEY", "SPLITS", "label_classes",
-           "label_field", "name_classes", "open_pairs", "pair_schema", "read_values",
-           "to_record_batch", "write_pairs"]
+__all__ = [
+    "BASE_COLUMNS",
+    "CLASSES_KEY",
+    "CLASS_WORDS_KEY",
+    "SPLITS",
+    "label_classes",
+    "label_field",
+    "name_classes",
+    "open_pairs",
+    "pair_schema",
+    "read_values",
+    "to_record_batch",
+    "write_pairs",
+]
 
 BASE_COLUMNS = ("id", "lat", "lon", "split")
 SPLITS = ("train", "val", "test")
@@ -43,32 +54,47 @@ def pair_schema(storages: Mapping[str, Storage]) -> pa.Schema:
     import lance
     import pyarrow as pa
 
-    fields = [pa.field("id", pa.string(), nullable=False), pa.field("lat", pa.float64()),
-              pa.field("lon", pa.float64()), pa.field("split", pa.string())]
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("lat", pa.float64()),
+        pa.field("lon", pa.float64()),
+        pa.field("split", pa.string()),
+    ]
     for column, storage in storages.items():
-        fields.append(lance.blob_field(column) if storage == "binary"
-                      else pa.field(column, pa.string()))
+        fields.append(
+            lance.blob_field(column) if storage == "binary" else pa.field(column, pa.string())
+        )
     return pa.schema(fields)
 
 
-def write_pairs(uri: str | Path, rows: Sequence[Mapping[str, Any]],
-                storages: Mapping[str, Storage], mode: str = "create") -> lance.LanceDataset:
+def write_pairs(
+    uri: str | Path,
+    rows: Sequence[Mapping[str, Any]],
+    storages: Mapping[str, Storage],
+    mode: str = "create",
+) -> lance.LanceDataset:
     """Write rows (dicts with the base columns and each modality's raw value) to Lance."""
     import lance
 
     schema = pair_schema(storages)
-    return lance.write_dataset(to_record_batch(rows, schema, storages), str(uri), schema=schema,
-                               mode=mode)
+    return lance.write_dataset(
+        to_record_batch(rows, schema, storages), str(uri), schema=schema, mode=mode
+    )
 
 
-def to_record_batch(rows: Sequence[Mapping[str, Any]], schema: pa.Schema,
-                    storages: Mapping[str, Storage]) -> pa.RecordBatch:
+def to_record_batch(
+    rows: Sequence[Mapping[str, Any]], schema: pa.Schema, storages: Mapping[str, Storage]
+) -> pa.RecordBatch:
     """Rows as one Arrow batch of ``schema``; binary modality columns become Lance blobs."""
     import lance
     import pyarrow as pa
 
-    arrays = [lance.blob_array([r[f.name] for r in rows]) if storages.get(f.name) == "binary"
-              else pa.array([r[f.name] for r in rows], type=f.type) for f in schema]
+    arrays = [
+        lance.blob_array([r[f.name] for r in rows])
+        if storages.get(f.name) == "binary"
+        else pa.array([r[f.name] for r in rows], type=f.type)
+        for f in schema
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -94,25 +120,32 @@ def read_values(ds: lance.LanceDataset, column: str, indices: Iterable[int]) -> 
 
 
 # -- label columns ------------------------------------------------------------------------
-def _label_metadata(classes: Sequence[str],
-                    words: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
+def _label_metadata(
+    classes: Sequence[str], words: Mapping[str, Sequence[str]] | None
+) -> dict[str, str]:
     meta = {CLASSES_KEY: json.dumps(list(classes))}
     if words:
         meta[CLASS_WORDS_KEY] = json.dumps({c: list(words[c]) for c in classes if c in words})
     return meta
 
 
-def label_field(name: str, classes: Sequence[str],
-                words: Mapping[str, Sequence[str]] | None = None) -> pa.Field:
+def label_field(
+    name: str, classes: Sequence[str], words: Mapping[str, Sequence[str]] | None = None
+) -> pa.Field:
     """A column of per-class fractions (``[len(classes)]`` float32) that names its classes."""
     import pyarrow as pa
 
-    return pa.field(name, pa.list_(pa.float32(), len(classes)),
-                    metadata=_label_metadata(classes, words))
+    return pa.field(
+        name, pa.list_(pa.float32(), len(classes)), metadata=_label_metadata(classes, words)
+    )
 
 
-def name_classes(uri: str | Path, column: str, classes: Sequence[str],
-                 words: Mapping[str, Sequence[str]] | None = None) -> None:
+def name_classes(
+    uri: str | Path,
+    column: str,
+    classes: Sequence[str],
+    words: Mapping[str, Sequence[str]] | None = None,
+) -> None:
     """Record the class names (and words) of an existing label column (a new version)."""
     ds = open_pairs(uri)
     if column not in ds.schema.names:
@@ -120,8 +153,7 @@ def name_classes(uri: str | Path, column: str, classes: Sequence[str],
     ds.update_field_metadata({column: _label_metadata(classes, words)})
 
 
-def label_classes(ds: lance.LanceDataset,
-                  column: str) -> tuple[list[str], dict[str, list[str]]]:
+def label_classes(ds: lance.LanceDataset, column: str) -> tuple[list[str], dict[str, list[str]]]:
     """The class names and the words naming each that a label column records (empty if none)."""
     if column not in ds.schema.names:
         return [], {}

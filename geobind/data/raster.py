@@ -46,8 +46,14 @@ class Raster:
             raise GeobindError(f"raster image {self.image}: {exc}") from None
 
 
-def write_raster(image: Image.Image, path: str | Path, lat_min: float, lat_max: float,
-                 lon_min: float, lon_max: float) -> Raster:
+def write_raster(
+    image: Image.Image,
+    path: str | Path,
+    lat_min: float,
+    lat_max: float,
+    lon_min: float,
+    lon_max: float,
+) -> Raster:
     """Write ``image`` as PNG beside ``path`` (the JSON file naming it and its box)."""
     import io
 
@@ -66,8 +72,13 @@ def read_raster(path: str | Path) -> Raster:
     path = Path(path)
     try:
         meta = json.loads(path.read_text())
-        return Raster(path.parent / meta["image"], float(meta["lat_min"]),
-                      float(meta["lat_max"]), float(meta["lon_min"]), float(meta["lon_max"]))
+        return Raster(
+            path.parent / meta["image"],
+            float(meta["lat_min"]),
+            float(meta["lat_max"]),
+            float(meta["lon_min"]),
+            float(meta["lon_max"]),
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GeobindError(f"not a raster description: {path} ({exc})") from None
 

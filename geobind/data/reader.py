@@ -34,8 +34,12 @@ class PairDataset(Dataset):
     :param split: keep only this split's rows (``train``, ``val``, ``test``), or all.
     """
 
-    def __init__(self, uri: str | Path, preprocess: Mapping[str, Callable[[Any], Any]],
-                 split: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str | Path,
+        preprocess: Mapping[str, Callable[[Any], Any]],
+        split: str | None = None,
+    ) -> None:
         self.uri = str(uri)
         self.preprocess = dict(preprocess)
         self._ds: Any = None
@@ -66,13 +70,26 @@ class PairDataset(Dataset):
         return samples
 
 
-def pair_loader(dataset: PairDataset, batch_size: int, sampler: Sampler | None = None,
-                shuffle: bool = False, workers: int = 0, drop_last: bool = False,
-                seed: int = 0) -> DataLoader:
+def pair_loader(
+    dataset: PairDataset,
+    batch_size: int,
+    sampler: Sampler | None = None,
+    shuffle: bool = False,
+    workers: int = 0,
+    drop_last: bool = False,
+    seed: int = 0,
+) -> DataLoader:
     """A DataLoader over a :class:`PairDataset`: batched reads, ``spawn`` workers."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                      shuffle=shuffle if sampler is None else False, num_workers=workers,
-                      collate_fn=default_collate, drop_last=drop_last, generator=generator,
-                      multiprocessing_context="spawn" if workers > 0 else None,
-                      persistent_workers=workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=shuffle if sampler is None else False,
+        num_workers=workers,
+        collate_fn=default_collate,
+        drop_last=drop_last,
+        generator=generator,
+        multiprocessing_context="spawn" if workers > 0 else None,
+        persistent_workers=workers > 0,
+    )

@@ -19,9 +19,11 @@ def describe(uri: str, rows: int = 3) -> str:
     """Row counts per split, the schema, and the first rows (binary values as sizes)."""
     ds = open_pairs(uri)
     splits = Counter(ds.to_table(columns=["split"]).column("split").to_pylist())
-    lines = [f"{uri}: {ds.count_rows()} rows, version {ds.version}",
-             "splits: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())),
-             "schema:"]
+    lines = [
+        f"{uri}: {ds.count_rows()} rows, version {ds.version}",
+        "splits: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())),
+        "schema:",
+    ]
     lines += [f"  {f.name}: {f.type}" for f in ds.schema]
     for i in range(min(rows, ds.count_rows())):
         values = {name: _short(read_values(ds, name, [i])[0]) for name in ds.schema.names}
@@ -51,7 +53,7 @@ def spectrogram_image(data: bytes, size: int = CELL) -> Any:
     frames = np.lib.stride_tricks.sliding_window_view(wave, n_fft)[::hop] * np.hanning(n_fft)
     power = np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-10).T[::-1]
     level = np.clip((power - power.max() + 8) / 8, 0, 1)
-    rgb = np.stack([level ** 0.5, level ** 1.5, 0.4 + 0.6 * level ** 3], axis=-1) * 255
+    rgb = np.stack([level**0.5, level**1.5, 0.4 + 0.6 * level**3], axis=-1) * 255
     return Image.fromarray(rgb.astype("uint8")).resize((size, size))
 
 
@@ -78,10 +80,10 @@ def render_grid(uri: str, out: str | Path, rows: int = 6, seed: int = 0) -> Path
     from PIL import Image, ImageDraw
 
     ds = open_pairs(uri)
-    columns = [f.name for f in ds.schema if f.name not in ("id", "lat", "lon", "split",
-                                                             "landcover")]
-    picked = sorted(random.Random(seed).sample(range(ds.count_rows()),
-                                               min(rows, ds.count_rows())))
+    columns = [
+        f.name for f in ds.schema if f.name not in ("id", "lat", "lon", "split", "landcover")
+    ]
+    picked = sorted(random.Random(seed).sample(range(ds.count_rows()), min(rows, ds.count_rows())))
     table = {c: read_values(ds, c, picked) for c in columns}
     ids = read_values(ds, "id", picked)
     cells = [[_cell(c, table[c][r]) for c in columns] for r in range(len(picked))]

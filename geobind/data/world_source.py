@@ -33,6 +33,12 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
         name_classes(report.dataset, LABEL_COLUMN, LAND_COVERS, COVER_WORDS)
     world = World(_world_config(options))  # the same config the datasets were cut from
     c = world.config
-    write_raster(world.mosaic_image(), Path(options.out) / RASTER_FILE, c.lat_min, c.lat_max,
-                 c.lon_min, c.lon_max)
+    write_raster(
+        world.mosaic_image(),
+        Path(options.out) / RASTER_FILE,
+        c.lat_min,
+        c.lat_max,
+        c.lon_min,
+        c.lon_max,
+    )
     return reports

@@ -76,15 +76,30 @@ def convert_sat2cap(ckpt_path: str | Path, out_path: str | Path, config: Any = N
     :returns: the resolved config, to put in the recipe (``build_encoder("satellite", config,
         weights=out_path)``).
     """
-    config = make_config(AnchorConfig, config if config is not None else {
-        "arch": "ViT-B-32-quickgelu", "image_mean": SAT2CAP_IMAGE_MEAN,
-        "image_std": SAT2CAP_IMAGE_STD}, where="Sat2Cap anchor config")
+    config = make_config(
+        AnchorConfig,
+        config
+        if config is not None
+        else {
+            "arch": "ViT-B-32-quickgelu",
+            "image_mean": SAT2CAP_IMAGE_MEAN,
+            "image_std": SAT2CAP_IMAGE_STD,
+        },
+        where="Sat2Cap anchor config",
+    )
     state = read_clip_state(ckpt_path)
     source = f"Sat2Cap checkpoint {ckpt_path}"
     check_sat2cap_activation(state, config, source)
     converted = sat2cap_to_open_clip(state)
     load_into(build_vision_tower(config), converted, source)
-    save_state_dict(out_path, converted, metadata={
-        "format": "open_clip VisionTransformer", "source": "sat2cap",
-        "converted_from": Path(ckpt_path).name, "config": json.dumps(asdict(config))})
+    save_state_dict(
+        out_path,
+        converted,
+        metadata={
+            "format": "open_clip VisionTransformer",
+            "source": "sat2cap",
+            "converted_from": Path(ckpt_path).name,
+            "config": json.dumps(asdict(config)),
+        },
+    )
     return config

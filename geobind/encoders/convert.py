@@ -6,8 +6,8 @@ checkpoints: ``{"state_dict": {"imo_encoder.vision_model.vision_model.*",
 "imo_encoder.vision_model.visual_projection.weight", "img_encoder.*" (the frozen ground CLIP),
 "temp_layer.*", "queue", ...}, ...}``. :func:`sat2cap_to_open_clip` maps the satellite tower to
 the keys of open_clip's ``VisionTransformer``, so it loads as geobind's anchor;
-:func:`geobind.encoders.anchor.convert_sat2cap` writes it as safetensors. The anchor also loads such a checkpoint
-directly (``build_encoder("satellite", config, weights="sat2cap.ckpt")``).
+:func:`geobind.encoders.anchor.convert_sat2cap` writes it as safetensors. The anchor also loads
+such a checkpoint directly (``build_encoder("satellite", config, weights="sat2cap.ckpt")``).
 
 Key mapping (HF -> open_clip), per encoder layer ``N``:
 
@@ -43,9 +43,15 @@ from geobind.errors import WeightsError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SAT2CAP_IMAGE_MEAN", "SAT2CAP_IMAGE_STD", "check_sat2cap_activation",
-           "hf_clip_vision_to_open_clip", "hf_vision_towers", "is_sat2cap",
-           "sat2cap_to_open_clip"]
+__all__ = [
+    "SAT2CAP_IMAGE_MEAN",
+    "SAT2CAP_IMAGE_STD",
+    "check_sat2cap_activation",
+    "hf_clip_vision_to_open_clip",
+    "hf_vision_towers",
+    "is_sat2cap",
+    "sat2cap_to_open_clip",
+]
 
 #: Sat2Cap's satellite encoder, and its frozen ground-level CLIP, in its Lightning checkpoints.
 SAT2CAP_SATELLITE = "imo_encoder."
@@ -66,17 +72,21 @@ def hf_vision_towers(state: Mapping[str, Any]) -> list[str]:
     A prefix ``P`` has ``P + "embeddings.class_embedding"`` and ``P + "pre_layrnorm.weight"``
     (e.g. ``"vision_model."`` for a ``CLIPVisionModelWithProjection``).
     """
-    return sorted(key[:-len(_MARK)] for key in state
-                  if key.endswith(_MARK) and key[:-len(_MARK)] + "pre_layrnorm.weight" in state)
+    return sorted(
+        key[: -len(_MARK)]
+        for key in state
+        if key.endswith(_MARK) and key[: -len(_MARK)] + "pre_layrnorm.weight" in state
+    )
 
 
 def _projection_key(prefix: str) -> str:
-    outer = prefix[:-len("vision_model.")] if prefix.endswith("vision_model.") else prefix
+    outer = prefix[: -len("vision_model.")] if prefix.endswith("vision_model.") else prefix
     return outer + "visual_projection.weight"
 
 
-def hf_clip_vision_to_open_clip(state: Mapping[str, torch.Tensor],
-                                prefix: str | None = None) -> dict[str, torch.Tensor]:
+def hf_clip_vision_to_open_clip(
+    state: Mapping[str, torch.Tensor], prefix: str | None = None
+) -> dict[str, torch.Tensor]:
     """One HF CLIP vision tower (with its ``visual_projection``) as an open_clip state dict.
 
     ``prefix``: the tower's key prefix (see :func:`hf_vision_towers`); needed only when
@@ -88,12 +98,14 @@ def hf_clip_vision_to_open_clip(state: Mapping[str, torch.Tensor],
     towers = hf_vision_towers(state)
     if prefix is None:
         if len(towers) != 1:
-            raise WeightsError(f"expected one Hugging Face CLIP vision tower, found "
-                               f"{len(towers)}: {towers}")
+            raise WeightsError(
+                f"expected one Hugging Face CLIP vision tower, found {len(towers)}: {towers}"
+            )
         prefix = towers[0]
     if prefix not in towers:
-        raise WeightsError(f"no Hugging Face CLIP vision tower at prefix {prefix!r} "
-                           f"(found: {towers or 'none'})")
+        raise WeightsError(
+            f"no Hugging Face CLIP vision tower at prefix {prefix!r} (found: {towers or 'none'})"
+        )
     used: set[str] = set()
 
     def take(key: str) -> torch.Tensor:
@@ -105,19 +117,29 @@ def hf_clip_vision_to_open_clip(state: Mapping[str, torch.Tensor],
     def hf(name: str) -> torch.Tensor:
         return take(prefix + name)
 
-    out = {"class_embedding": hf("embeddings.class_embedding"),
-           "conv1.weight": hf("embeddings.patch_embedding.weight"),
-           "positional_embedding": hf("embeddings.position_embedding.weight")}
+    out = {
+        "class_embedding": hf("embeddings.class_embedding"),
+        "conv1.weight": hf("embeddings.patch_embedding.weight"),
+        "positional_embedding": hf("embeddings.position_embedding.weight"),
+    }
     for kind in ("weight", "bias"):
         out[f"ln_pre.{kind}"] = hf(f"pre_layrnorm.{kind}")
         out[f"ln_post.{kind}"] = hf(f"post_layernorm.{kind}")
-    layers = sorted({int(m.group(1)) for k in state if k.startswith(prefix)
-                     for m in [_LAYER.match(k[len(prefix):])] if m})
+    layers = sorted(
+        {
+            int(m.group(1))
+            for k in state
+            if k.startswith(prefix)
+            for m in [_LAYER.match(k[len(prefix) :])]
+            if m
+        }
+    )
     for n in layers:
         src, dst = f"encoder.layers.{n}.", f"transformer.resblocks.{n}."
         for kind in ("weight", "bias"):
             out[f"{dst}attn.in_proj_{kind}"] = torch.cat(
-                [hf(f"{src}self_attn.{p}_proj.{kind}") for p in ("q", "k", "v")])
+                [hf(f"{src}self_attn.{p}_proj.{kind}") for p in ("q", "k", "v")]
+            )
             out[f"{dst}attn.out_proj.{kind}"] = hf(f"{src}self_attn.out_proj.{kind}")
             out[f"{dst}ln_1.{kind}"] = hf(f"{src}layer_norm1.{kind}")
             out[f"{dst}ln_2.{kind}"] = hf(f"{src}layer_norm2.{kind}")
@@ -125,14 +147,17 @@ def hf_clip_vision_to_open_clip(state: Mapping[str, torch.Tensor],
             out[f"{dst}mlp.c_proj.{kind}"] = hf(f"{src}mlp.fc2.{kind}")
     projection = _projection_key(prefix)
     if projection not in state:
-        raise WeightsError(f"Hugging Face CLIP vision tower {prefix!r} has no "
-                           f"{projection!r}: a CLIPVisionModelWithProjection is needed")
+        raise WeightsError(
+            f"Hugging Face CLIP vision tower {prefix!r} has no "
+            f"{projection!r}: a CLIPVisionModelWithProjection is needed"
+        )
     out["proj"] = take(projection).t().contiguous()
-    left = [k for k in state if k.startswith(prefix) and k not in used
-            and not k.endswith(_IGNORED)]
+    left = [k for k in state if k.startswith(prefix) and k not in used and not k.endswith(_IGNORED)]
     if left:
-        raise WeightsError(f"Hugging Face CLIP vision tower {prefix!r}: {len(left)} entries "
-                           f"this conversion does not map (first: {left[:5]})")
+        raise WeightsError(
+            f"Hugging Face CLIP vision tower {prefix!r}: {len(left)} entries "
+            f"this conversion does not map (first: {left[:5]})"
+        )
     return out
 
 
@@ -145,15 +170,17 @@ def sat2cap_to_open_clip(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """
     if isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
     towers = hf_vision_towers(state)
     chosen = [t for t in towers if t.startswith(SAT2CAP_SATELLITE)]
     if not chosen and len(towers) == 1:
         chosen = towers
     if len(chosen) != 1:
-        raise WeightsError(f"not a Sat2Cap checkpoint: expected one Hugging Face CLIP vision "
-                           f"tower under {SAT2CAP_SATELLITE!r}, found "
-                           f"{towers or 'no tower'}")
+        raise WeightsError(
+            f"not a Sat2Cap checkpoint: expected one Hugging Face CLIP vision "
+            f"tower under {SAT2CAP_SATELLITE!r}, found "
+            f"{towers or 'no tower'}"
+        )
     return hf_clip_vision_to_open_clip(state, chosen[0])
 
 
@@ -165,6 +192,8 @@ def is_sat2cap(state: Mapping[str, Any]) -> bool:
 def check_sat2cap_activation(state: Mapping[str, Any], config: Any, source: str) -> None:
     """Sat2Cap's towers are OpenAI CLIP (QuickGELU): refuse to load them into a GELU tower."""
     if is_sat2cap(state) and not config.quick_gelu:
-        raise WeightsError(f"{source}: Sat2Cap's encoders are Hugging Face CLIP models of "
-                           f"openai/clip-vit-* (hidden_act 'quick_gelu'), but this tower uses "
-                           f"GELU; {QUICK_GELU_HINT}")
+        raise WeightsError(
+            f"{source}: Sat2Cap's encoders are Hugging Face CLIP models of "
+            f"openai/clip-vit-* (hidden_act 'quick_gelu'), but this tower uses "
+            f"GELU; {QUICK_GELU_HINT}"
+        )

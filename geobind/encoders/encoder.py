@@ -67,7 +67,8 @@ class Encoder(nn.Module):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise EncoderShapeError(
                 f"encoder of modality {self.name!r} (plugin {self.plugin}) returned {got}, "
-                f"expected [batch, embed_dim] = {list(expected)}")
+                f"expected [batch, embed_dim] = {list(expected)}"
+            )
         return F.normalize(out.float(), dim=-1)
 
     @property
@@ -93,8 +94,10 @@ class Encoder(nn.Module):
         values = list(values)
         prep = self.preprocess(False)
         device = self.device
-        parts = [self(_to(default_collate([prep(v) for v in values[i:i + batch_size]]), device))
-                 for i in range(0, len(values), batch_size)]
+        parts = [
+            self(_to(default_collate([prep(v) for v in values[i : i + batch_size]]), device))
+            for i in range(0, len(values), batch_size)
+        ]
         self.train(was_training)
         return torch.cat(parts) if parts else torch.empty(0, self.embed_dim)
 
@@ -120,8 +123,9 @@ def _to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def build_encoder(modality: str | Modality, config: Any = None,
-                  weights: str | Path | None = None) -> Encoder:
+def build_encoder(
+    modality: str | Modality, config: Any = None, weights: str | Path | None = None
+) -> Encoder:
     """Build the encoder of a registered modality.
 
     :param modality: a modality name (looked up among installed plugins) or a Modality.
@@ -130,8 +134,11 @@ def build_encoder(modality: str | Modality, config: Any = None,
     """
     registry = get_registry()
     spec = registry.modality(modality) if isinstance(modality, str) else modality
-    plugin = (registry.owner(spec.name).distribution if spec.name in registry.modalities
-              else "unregistered")
+    plugin = (
+        registry.owner(spec.name).distribution
+        if spec.name in registry.modalities
+        else "unregistered"
+    )
     cfg = make_config(spec.config, config, where=f"modality {spec.name!r} config")
     net = spec.build_encoder(cfg, Path(weights) if weights is not None else None)
     return Encoder(spec, cfg, net, plugin)

@@ -36,10 +36,24 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["INTERNALS", "QUICK_GELU_HINT", "TOWER_FIELDS", "OpenClipChanged", "Tower", "arch_tower",
-           "build_tower", "check_internals", "clip_loss", "image_transform", "is_torchscript",
-           "open_clip_arch", "read_clip_checkpoint", "read_clip_state", "resolve_arch",
-           "tokenizer"]
+__all__ = [
+    "INTERNALS",
+    "QUICK_GELU_HINT",
+    "TOWER_FIELDS",
+    "OpenClipChanged",
+    "Tower",
+    "arch_tower",
+    "build_tower",
+    "check_internals",
+    "clip_loss",
+    "image_transform",
+    "is_torchscript",
+    "open_clip_arch",
+    "read_clip_checkpoint",
+    "read_clip_state",
+    "resolve_arch",
+    "tokenizer",
+]
 
 #: The two kinds of open_clip tower.
 Tower = Literal["vision", "text"]
@@ -61,8 +75,10 @@ INTERNALS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 TORCHSCRIPT_EXTRAS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 #: What to do with OpenAI CLIP weights in a GELU tower: they were trained with QuickGELU.
-QUICK_GELU_HINT = ("OpenAI's CLIP weights were trained with QuickGELU: use an arch ending in "
-                   "'-quickgelu' (e.g. 'ViT-B-32-quickgelu') or set quick_gelu: true")
+QUICK_GELU_HINT = (
+    "OpenAI's CLIP weights were trained with QuickGELU: use an arch ending in "
+    "'-quickgelu' (e.g. 'ViT-B-32-quickgelu') or set quick_gelu: true"
+)
 
 _CONFIG_PART = {"vision": "vision_cfg", "text": "text_cfg"}
 
@@ -77,8 +93,9 @@ def internal(module: str, name: str) -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise OpenClipChanged(f"open_clip internal {module}.{name} is gone ({exc}); "
-                              f"{_versions()}") from None
+        raise OpenClipChanged(
+            f"open_clip internal {module}.{name} is gone ({exc}); {_versions()}"
+        ) from None
 
 
 def model_configs_folder() -> Path:
@@ -105,8 +122,10 @@ def check_internals() -> list[str]:
         except OpenClipChanged as exc:
             problems.append(str(exc))
         except TypeError as exc:
-            problems.append(f"open_clip internal {module}.{name} no longer takes "
-                            f"{', '.join(arguments)} ({exc}); {_versions()}")
+            problems.append(
+                f"open_clip internal {module}.{name} no longer takes "
+                f"{', '.join(arguments)} ({exc}); {_versions()}"
+            )
     try:
         model_configs_folder()
     except OpenClipChanged as exc:
@@ -119,8 +138,10 @@ def _versions() -> str:
         installed = importlib.metadata.version("open_clip_torch")
     except importlib.metadata.PackageNotFoundError:
         installed = "not installed"
-    return (f"open_clip_torch {installed} is installed; geobind.encoders.openclip was checked "
-            f"against the version constraints.txt pins")
+    return (
+        f"open_clip_torch {installed} is installed; geobind.encoders.openclip was checked "
+        f"against the version constraints.txt pins"
+    )
 
 
 # -- architectures --------------------------------------------------------------------
@@ -131,8 +152,10 @@ def open_clip_arch(name: str) -> dict:
     registered with ``open_clip.add_model_config``), or the path of a model-config JSON file.
     """
     if name.startswith("hf-hub:"):
-        raise ConfigError(f"arch {name!r}: geobind never reaches a model hub; save the model's "
-                          f"open_clip_config.json locally and give its path as arch")
+        raise ConfigError(
+            f"arch {name!r}: geobind never reaches a model hub; save the model's "
+            f"open_clip_config.json locally and give its path as arch"
+        )
     path = Path(name)
     if path.suffix == ".json":
         if not path.is_file():
@@ -148,9 +171,14 @@ def open_clip_arch(name: str) -> dict:
     if not file.is_file():
         known = sorted(p.stem for p in folder.glob("*.json"))
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-        raise ConfigError(f"arch {name!r} is not an open_clip architecture"
-                          + (f"; did you mean: {', '.join(close)}?" if close else
-                             f" ({len(known)} known, e.g. ViT-B-32, ViT-B-32-quickgelu)"))
+        raise ConfigError(
+            f"arch {name!r} is not an open_clip architecture"
+            + (
+                f"; did you mean: {', '.join(close)}?"
+                if close
+                else f" ({len(known)} known, e.g. ViT-B-32, ViT-B-32-quickgelu)"
+            )
+        )
     return json.loads(file.read_text())
 
 
@@ -159,13 +187,17 @@ def arch_tower(config: Any, tower: Tower) -> dict:
     if not getattr(config, "arch", None):
         return {}
     settings = dict(open_clip_arch(config.arch).get(_CONFIG_PART[tower]) or {})
-    if tower == "vision" and (settings.get("timm_model_name")
-                              or not isinstance(settings.get("layers", 12), int)):
-        raise ConfigError(f"arch {config.arch!r}: its vision tower is not an open_clip "
-                          f"VisionTransformer (timm or ResNet towers are not supported)")
+    if tower == "vision" and (
+        settings.get("timm_model_name") or not isinstance(settings.get("layers", 12), int)
+    ):
+        raise ConfigError(
+            f"arch {config.arch!r}: its vision tower is not an open_clip "
+            f"VisionTransformer (timm or ResNet towers are not supported)"
+        )
     if tower == "text" and settings.get("hf_model_name"):
-        raise ConfigError(f"arch {config.arch!r}: its text tower is a Hugging Face model, "
-                          f"which is not supported")
+        raise ConfigError(
+            f"arch {config.arch!r}: its text tower is a Hugging Face model, which is not supported"
+        )
     return settings
 
 
@@ -182,17 +214,26 @@ def resolve_arch(config: Any, tower: Tower, defaults: Mapping[str, Any]) -> None
         return
     arch = open_clip_arch(config.arch)
     wanted = _arch_sizes(config, tower, arch)
-    conflicts = [f"{name}={getattr(config, name)!r} but {config.arch} has {value!r}"
-                 for name, value in wanted.items()
-                 if getattr(config, name) is not None and getattr(config, name) != value]
-    if "quick_gelu" in arch and config.quick_gelu is not None \
-            and bool(config.quick_gelu) != bool(arch["quick_gelu"]):
-        conflicts.append(f"quick_gelu={config.quick_gelu!r} but {config.arch} has "
-                         f"{bool(arch['quick_gelu'])!r}")
+    conflicts = [
+        f"{name}={getattr(config, name)!r} but {config.arch} has {value!r}"
+        for name, value in wanted.items()
+        if getattr(config, name) is not None and getattr(config, name) != value
+    ]
+    if (
+        "quick_gelu" in arch
+        and config.quick_gelu is not None
+        and bool(config.quick_gelu) != bool(arch["quick_gelu"])
+    ):
+        conflicts.append(
+            f"quick_gelu={config.quick_gelu!r} but {config.arch} has {bool(arch['quick_gelu'])!r}"
+        )
     if conflicts:
-        raise ConfigError(f"{type(config).__name__}: explicit sizes contradict arch "
-                          f"{config.arch!r}: " + "; ".join(conflicts)
-                          + " (leave them out to take the architecture's)")
+        raise ConfigError(
+            f"{type(config).__name__}: explicit sizes contradict arch "
+            f"{config.arch!r}: "
+            + "; ".join(conflicts)
+            + " (leave them out to take the architecture's)"
+        )
     for name, value in wanted.items():
         setattr(config, name, value)
     if config.quick_gelu is None:
@@ -227,8 +268,11 @@ def tower_config(config: Any, tower: Tower) -> Any:
 def build_tower(config: Any, tower: Tower) -> nn.Module:
     """A randomly initialised open_clip tower for a resolved config (see :func:`resolve_arch`)."""
     build = internal("open_clip.model", f"_build_{tower}_tower")
-    return build(embed_dim=config.embed_dim, **{_CONFIG_PART[tower]: tower_config(config, tower)},
-                 quick_gelu=bool(config.quick_gelu))
+    return build(
+        embed_dim=config.embed_dim,
+        **{_CONFIG_PART[tower]: tower_config(config, tower)},
+        quick_gelu=bool(config.quick_gelu),
+    )
 
 
 # -- CLIP checkpoints -----------------------------------------------------------------
@@ -281,25 +325,29 @@ def _unsafe_hint(path: Path) -> str:
         return ""
     if not unsafe:
         return ""
-    return (f" -- it pickles Python objects besides tensors ({', '.join(unsafe[:5])}), which "
-            f"geobind never unpickles. If you trust the file, save its tensors alone once, "
-            f"e.g. torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt'), "
-            f"and load that")
+    return (
+        f" -- it pickles Python objects besides tensors ({', '.join(unsafe[:5])}), which "
+        f"geobind never unpickles. If you trust the file, save its tensors alone once, "
+        f"e.g. torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt'), "
+        f"and load that"
+    )
 
 
-def read_clip_checkpoint(weights: str | Path, config: Any,
-                         source: str) -> dict[str, torch.Tensor]:
+def read_clip_checkpoint(weights: str | Path, config: Any, source: str) -> dict[str, torch.Tensor]:
     """:func:`read_clip_state` of ``weights``, refusing OpenAI's TorchScript archive in a tower
     without QuickGELU (its weights were trained with QuickGELU) before reading it."""
     if is_torchscript(weights) and not config.quick_gelu:
-        raise WeightsError(f"{source}: a TorchScript CLIP archive (OpenAI's) in a tower "
-                           f"without QuickGELU; {QUICK_GELU_HINT}")
+        raise WeightsError(
+            f"{source}: a TorchScript CLIP archive (OpenAI's) in a tower "
+            f"without QuickGELU; {QUICK_GELU_HINT}"
+        )
     return read_clip_state(weights)
 
 
 # -- preprocessing and loss -----------------------------------------------------------
-def image_transform(image_size: int, train: bool, mean: list[float] | None = None,
-                    std: list[float] | None = None) -> Any:
+def image_transform(
+    image_size: int, train: bool, mean: list[float] | None = None, std: list[float] | None = None
+) -> Any:
     """open_clip's image transform: PIL image -> normalised ``[3, size, size]`` tensor."""
     from open_clip import image_transform as transform
 
@@ -323,7 +371,9 @@ def clip_loss(rank: int = 0, world_size: int = 1) -> nn.Module:
     from open_clip import ClipLoss
 
     # open_clip gathers with torch.distributed.nn.all_gather, which warns of a future rename
-    warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather",
-                            category=FutureWarning)
-    return ClipLoss(local_loss=True, gather_with_grad=True, cache_labels=False, rank=rank,
-                    world_size=world_size)
+    warnings.filterwarnings(
+        "ignore", message=r"torch\.distributed\.nn\.functional\.all_gather", category=FutureWarning
+    )
+    return ClipLoss(
+        local_loss=True, gather_with_grad=True, cache_labels=False, rank=rank, world_size=world_size
+    )

@@ -39,12 +39,25 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["ImagePreprocess", "VisionConfig", "build_vision_tower", "vision_preprocess",
-           "vision_state"]
+__all__ = [
+    "ImagePreprocess",
+    "VisionConfig",
+    "build_vision_tower",
+    "vision_preprocess",
+    "vision_state",
+]
 
 #: The tiny tower a :class:`VisionConfig` gets when neither ``arch`` nor a size is given.
-TINY_VISION_DEFAULTS = dict(embed_dim=64, image_size=64, patch_size=8, width=128, layers=4,
-                            head_width=32, mlp_ratio=4.0, quick_gelu=False)
+TINY_VISION_DEFAULTS = dict(
+    embed_dim=64,
+    image_size=64,
+    patch_size=8,
+    width=128,
+    layers=4,
+    head_width=32,
+    mlp_ratio=4.0,
+    quick_gelu=False,
+)
 
 
 @dataclass
@@ -80,8 +93,9 @@ class VisionConfig:
 
 
 # -- weights --------------------------------------------------------------------------
-def vision_state(state: Mapping[str, torch.Tensor], prefer: str | None = None,
-                 source: str = "weights") -> dict[str, torch.Tensor]:
+def vision_state(
+    state: Mapping[str, torch.Tensor], prefer: str | None = None, source: str = "weights"
+) -> dict[str, torch.Tensor]:
     """The vision-tower entries of a checkpoint, in open_clip ``VisionTransformer`` names.
 
     A Hugging Face CLIP vision model (Sat2Cap included) is converted; with several such towers
@@ -92,15 +106,18 @@ def vision_state(state: Mapping[str, torch.Tensor], prefer: str | None = None,
     if towers:
         chosen = [t for t in towers if prefer and t.startswith(prefer)] or towers
         if len(chosen) > 1:
-            raise WeightsError(f"{source} holds {len(chosen)} Hugging Face CLIP vision towers "
-                               f"({', '.join(p or '<root>' for p in chosen)}): convert the one "
-                               f"you want with geobind.encoders.convert")
+            raise WeightsError(
+                f"{source} holds {len(chosen)} Hugging Face CLIP vision towers "
+                f"({', '.join(p or '<root>' for p in chosen)}): convert the one "
+                f"you want with geobind.encoders.convert"
+            )
         return hf_clip_vision_to_open_clip(state, chosen[0])
     return strip_prefix(state, "visual.")
 
 
-def build_vision_tower(config: VisionConfig, weights: Path | None = None,
-                       prefer: str | None = None) -> nn.Module:
+def build_vision_tower(
+    config: VisionConfig, weights: Path | None = None, prefer: str | None = None
+) -> nn.Module:
     """The tower, optionally initialised from a local checkpoint (see the module doc)."""
     tower = build_tower(config, "vision")
     if weights is not None:
@@ -115,8 +132,13 @@ def build_vision_tower(config: VisionConfig, weights: Path | None = None,
 class ImagePreprocess:
     """Encoded image bytes -> normalised ``[3, H, W]`` tensor, with open_clip's transforms."""
 
-    def __init__(self, image_size: int, train: bool, mean: list[float] | None = None,
-                 std: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        image_size: int,
+        train: bool,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
         self.image_size = image_size
         self.train = train
         self.mean = list(mean) if mean is not None else None
@@ -129,8 +151,13 @@ class ImagePreprocess:
         return self._transform(decode_image(data))
 
     def __getstate__(self) -> dict:
-        return {"image_size": self.image_size, "train": self.train, "mean": self.mean,
-                "std": self.std, "_transform": None}
+        return {
+            "image_size": self.image_size,
+            "train": self.train,
+            "mean": self.mean,
+            "std": self.std,
+            "_transform": None,
+        }
 
 
 def vision_preprocess(config: VisionConfig, train: bool) -> ImagePreprocess:

@@ -14,8 +14,15 @@ if TYPE_CHECKING:  # plugins import these helpers at top level: keep that free o
     import torch
     from torch import nn
 
-__all__ = ["atomic_write", "load_into", "read_state_dict", "save_state_dict", "sha256_hex",
-           "state_bytes", "strip_prefix"]
+__all__ = [
+    "atomic_write",
+    "load_into",
+    "read_state_dict",
+    "save_state_dict",
+    "sha256_hex",
+    "state_bytes",
+    "strip_prefix",
+]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -32,6 +39,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
+
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt files raise many types; all mean "unreadable"
@@ -46,7 +54,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under ``prefix`` with it removed; all entries if none has it."""
-    inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    inner = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     return inner or dict(state)
 
 
@@ -55,13 +63,18 @@ def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], source: str)
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
-        raise WeightsError(f"{source} does not match the architecture: "
-                           f"{len(missing)} missing (first: {missing[:5]}), "
-                           f"{len(unexpected)} unexpected (first: {unexpected[:5]}), "
-                           f"{len(shapes)} of another shape (first: {shapes[:3]})")
+        raise WeightsError(
+            f"{source} does not match the architecture: "
+            f"{len(missing)} missing (first: {missing[:5]}), "
+            f"{len(unexpected)} unexpected (first: {unexpected[:5]}), "
+            f"{len(shapes)} of another shape (first: {shapes[:3]})"
+        )
     module.load_state_dict(dict(state), strict=True)
 
 
@@ -81,8 +94,9 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         raise
 
 
-def save_state_dict(path: str | Path, state: Mapping[str, torch.Tensor],
-                    metadata: Mapping[str, str] | None = None) -> None:
+def save_state_dict(
+    path: str | Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
     """Save tensors as safetensors, atomically."""
     from safetensors.torch import save
 

@@ -27,9 +27,14 @@ def row_indices(ds: Any, rows: int | Sequence[int] | None) -> list[int]:
     return list(rows)
 
 
-def embed_columns(space: Any, dataset_uri: str, rows: int | Sequence[int] | None = None,
-                  batch_size: int = 128, only: Collection[str] | None = None,
-                  read_chunk: int = 1024) -> dict[str, torch.Tensor]:
+def embed_columns(
+    space: Any,
+    dataset_uri: str,
+    rows: int | Sequence[int] | None = None,
+    batch_size: int = 128,
+    only: Collection[str] | None = None,
+    read_chunk: int = 1024,
+) -> dict[str, torch.Tensor]:
     """Embeddings of every modality column the dataset carries and the space can embed.
 
     ``rows`` as in :func:`row_indices`; ``only`` restricts the modalities. Raw values are
@@ -43,7 +48,10 @@ def embed_columns(space: Any, dataset_uri: str, rows: int | Sequence[int] | None
     for name in space.modalities:
         column = registry.modality(name).column
         if column in ds.schema.names and (only is None or name in only):
-            out[name] = torch.cat([
-                space.embed(name, read_values(ds, column, rows[i:i + read_chunk]), batch_size)
-                for i in range(0, len(rows), read_chunk)])
+            out[name] = torch.cat(
+                [
+                    space.embed(name, read_values(ds, column, rows[i : i + read_chunk]), batch_size)
+                    for i in range(0, len(rows), read_chunk)
+                ]
+            )
     return out

@@ -22,9 +22,14 @@ from geobind.space import Space, load_space
 __all__ = ["evaluate_space", "format_report", "markdown_report", "run_eval"]
 
 
-def evaluate_space(space: Any, dataset_uri: str, ks: Sequence[int] = KS,
-                   convention: str = "standard", rows: int | Sequence[int] | None = None,
-                   embeddings: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+def evaluate_space(
+    space: Any,
+    dataset_uri: str,
+    ks: Sequence[int] = KS,
+    convention: str = "standard",
+    rows: int | Sequence[int] | None = None,
+    embeddings: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
     """Retrieval of every ordered pair of modalities the dataset carries and the space embeds.
 
     Each row of the dataset is one place; for each query the right answer is the gallery row
@@ -40,19 +45,32 @@ def evaluate_space(space: Any, dataset_uri: str, ks: Sequence[int] = KS,
     if embeddings is None:
         embeddings = embed_columns(space, dataset_uri, rows)
     if not embeddings:
-        raise GeobindError(f"dataset {dataset_uri} has no column of a modality the space "
-                           f"{space.path} can embed ({', '.join(space.modalities) or 'none'})")
-    return {"dataset": str(dataset_uri), "space": str(space.path),
-            "places": len(next(iter(embeddings.values()))), "convention": convention,
-            "hit": CONVENTIONS[convention], "ks": list(ks), "modalities": list(embeddings),
-            "unavailable": space.unavailable,
-            "retrieval": retrieval_table(embeddings, ks, convention)}
+        raise GeobindError(
+            f"dataset {dataset_uri} has no column of a modality the space "
+            f"{space.path} can embed ({', '.join(space.modalities) or 'none'})"
+        )
+    return {
+        "dataset": str(dataset_uri),
+        "space": str(space.path),
+        "places": len(next(iter(embeddings.values()))),
+        "convention": convention,
+        "hit": CONVENTIONS[convention],
+        "ks": list(ks),
+        "modalities": list(embeddings),
+        "unavailable": space.unavailable,
+        "retrieval": retrieval_table(embeddings, ks, convention),
+    }
 
 
-def run_eval(space_path: str | Path, dataset_uri: str, ks: str | Sequence[int] = KS,
-             convention: str = "standard", out: str | Path | None = None,
-             rows: int | None = None,
-             say: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict:
+def run_eval(
+    space_path: str | Path,
+    dataset_uri: str,
+    ks: str | Sequence[int] = KS,
+    convention: str = "standard",
+    out: str | Path | None = None,
+    rows: int | None = None,
+    say: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> dict:
     """Retrieval (every ordered pair) and zero-shot land cover of a space on a dataset.
 
     Prints both tables through ``say`` and writes ``OUT/eval.json`` and ``OUT/eval.md``
@@ -77,16 +95,20 @@ def run_eval(space_path: str | Path, dataset_uri: str, ks: str | Sequence[int] =
 
 def format_report(result: dict[str, Any]) -> str:
     """The retrieval and zero-shot tables of :func:`run_eval` as plain text."""
-    lines = [f"Retrieval on {result['places']} places of {result['dataset']} (each query's own "
-             f"place is the one right answer; {result['convention']} convention: a hit at k "
-             f"is {result['hit']})"]
+    lines = [
+        f"Retrieval on {result['places']} places of {result['dataset']} (each query's own "
+        f"place is the one right answer; {result['convention']} convention: a hit at k "
+        f"is {result['hit']})"
+    ]
     if result["retrieval"]:
         lines.append(format_table(result["retrieval"], ks=result["ks"], chance_row=True))
     else:
         lines.append(f"(one modality only: {', '.join(result['modalities'])}; no pairs)")
     if result.get("unavailable"):
-        lines.append("not evaluated, plugin missing: " + ", ".join(
-            f"{m} (pip install {d})" for m, d in result["unavailable"].items()))
+        lines.append(
+            "not evaluated, plugin missing: "
+            + ", ".join(f"{m} (pip install {d})" for m, d in result["unavailable"].items())
+        )
     if "zeroshot" in result:
         lines += ["", format_zeroshot(result["zeroshot"])]
     return "\n".join(lines)
@@ -96,17 +118,36 @@ def markdown_report(result: dict[str, Any]) -> str:
     """The report of :func:`run_eval` as Markdown tables."""
     ks = result["ks"]
     head = ["query → gallery", *(f"R@{k}" for k in ks), "median rank", "mean rank"]
-    body = [[f"{r['query']} → {r['gallery']}", *(percent(r.get(f"R@{k}"), "–") for k in ks),
-             f"{r['median_rank']:.1f}", f"{r['mean_rank']:.1f}"] for r in result["retrieval"]]
+    body = [
+        [
+            f"{r['query']} → {r['gallery']}",
+            *(percent(r.get(f"R@{k}"), "–") for k in ks),
+            f"{r['median_rank']:.1f}",
+            f"{r['mean_rank']:.1f}",
+        ]
+        for r in result["retrieval"]
+    ]
     if body:
         n = result["places"]
-        body.append(["*chance*", *(percent(result["retrieval"][0].get(f"chance@{k}"), "–")
-                                   for k in ks), f"{(n + 1) / 2:.1f}", f"{(n + 1) / 2:.1f}"])
-    text = [f"# Evaluation of `{result['space']}` on `{result['dataset']}`", "",
-            "## Retrieval", "",
-            f"{result['places']} places; each query's own place is the one right answer. "
-            f"Convention `{result['convention']}`: a hit at k is `{result['hit']}` "
-            f"(1-based ranks, ties in the query's favour).", "", markdown_table(head, body)]
+        body.append(
+            [
+                "*chance*",
+                *(percent(result["retrieval"][0].get(f"chance@{k}"), "–") for k in ks),
+                f"{(n + 1) / 2:.1f}",
+                f"{(n + 1) / 2:.1f}",
+            ]
+        )
+    text = [
+        f"# Evaluation of `{result['space']}` on `{result['dataset']}`",
+        "",
+        "## Retrieval",
+        "",
+        f"{result['places']} places; each query's own place is the one right answer. "
+        f"Convention `{result['convention']}`: a hit at k is `{result['hit']}` "
+        f"(1-based ranks, ties in the query's favour).",
+        "",
+        markdown_table(head, body),
+    ]
     if "zeroshot" in result:
         text += ["", markdown_zeroshot(result["zeroshot"])]
     return "\n".join(text) + "\n"

@@ -25,8 +25,12 @@ from geobind.space import load_space
 
 __all__ = ["DEFAULT_QUERIES", "write_report"]
 
-DEFAULT_QUERIES = ("waves on a sandy beach", "a busy street in town", "a dense forest",
-                   "farm fields")
+DEFAULT_QUERIES = (
+    "waves on a sandy beach",
+    "a busy street in town",
+    "a dense forest",
+    "farm fields",
+)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -59,18 +63,21 @@ def _table(rows: Sequence[dict], columns: Sequence[str], formats: dict | None = 
         return html.escape(fmt(value) if fmt and value != "" else str(value))
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r, c)}</td>" for c in columns) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell(r, c)}</td>" for c in columns) + "</tr>" for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _svg_curve(points: Sequence[tuple[float, float]], title: str, width: int = 320,
-               height: int = 180) -> str:
+def _svg_curve(
+    points: Sequence[tuple[float, float]], title: str, width: int = 320, height: int = 180
+) -> str:
     """A line chart as inline SVG (no plotting library needed for one polyline)."""
     if len(points) < 2:
         return ""
     xs, ys = zip(*points)
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+
     def sx(x: float) -> float:
         return 40 + (x - x0) / ((x1 - x0) or 1) * (width - 50)
 
@@ -78,13 +85,15 @@ def _svg_curve(points: Sequence[tuple[float, float]], title: str, width: int = 3
         return height - 25 - (y - y0) / ((y1 - y0) or 1) * (height - 45)
 
     line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
-    return (f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">'
-            f'<text x="40" y="14" font-size="12">{html.escape(title)}</text>'
-            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{line}"/>'
-            f'<text x="2" y="{sy(y1) + 4:.0f}" font-size="10">{y1:.3g}</text>'
-            f'<text x="2" y="{sy(y0) + 4:.0f}" font-size="10">{y0:.3g}</text>'
-            f'<text x="40" y="{height - 8}" font-size="10">step {x0:.0f}</text>'
-            f'<text x="{width - 60}" y="{height - 8}" font-size="10">{x1:.0f}</text></svg>')
+    return (
+        f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">'
+        f'<text x="40" y="14" font-size="12">{html.escape(title)}</text>'
+        f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{line}"/>'
+        f'<text x="2" y="{sy(y1) + 4:.0f}" font-size="10">{y1:.3g}</text>'
+        f'<text x="2" y="{sy(y0) + 4:.0f}" font-size="10">{y0:.3g}</text>'
+        f'<text x="40" y="{height - 8}" font-size="10">step {x0:.0f}</text>'
+        f'<text x="{width - 60}" y="{height - 8}" font-size="10">{x1:.0f}</text></svg>'
+    )
 
 
 def _curves(space_path: Path) -> str:
@@ -93,17 +102,27 @@ def _curves(space_path: Path) -> str:
         records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         steps = [r for r in records if "loss" in r]
         charts.append(_svg_curve([(r["step"], r["loss"]) for r in steps], f"{log.stem}: loss"))
-        val = [(r["step"], r["val_s2t_R@10"]) for r in records
-               if "val_s2t_R@10" in r and not r.get("final")]
+        val = [
+            (r["step"], r["val_s2t_R@10"])
+            for r in records
+            if "val_s2t_R@10" in r and not r.get("final")
+        ]
         charts.append(_svg_curve(val, f"{log.stem}: val R@10 (student->teacher)"))
     return '<div class="curves">' + "".join(c for c in charts if c) + "</div>"
 
 
 def _encoders(space: Any) -> str:
-    rows = [{"modality": name, "plugin": f"{e.plugin} {e.version}", "stage": e.stage,
-             "aligned to": e.aligned_to["modality"] if e.aligned_to else "-",
-             "sha256": e.sha256[:12], "embed_dim": e.config.get("embed_dim", "")}
-            for name, e in space.entries.items()]
+    rows = [
+        {
+            "modality": name,
+            "plugin": f"{e.plugin} {e.version}",
+            "stage": e.stage,
+            "aligned to": e.aligned_to["modality"] if e.aligned_to else "-",
+            "sha256": e.sha256[:12],
+            "embed_dim": e.config.get("embed_dim", ""),
+        }
+        for name, e in space.entries.items()
+    ]
     return _table(rows, ["modality", "plugin", "stage", "aligned to", "embed_dim", "sha256"])
 
 
@@ -113,12 +132,21 @@ def _pct(value: float) -> str:
 
 def _retrieval(results: dict) -> str:
     ks = [k for k in (1, 5, 10, 100) if any(f"R@{k}" in r for r in results["retrieval"])]
-    columns = ["pair"] + [f"R@{k}" for k in ks] + ["median_rank", "mean_rank"] + \
-        [f"chance@{k}" for k in ks] + ["gallery_size"]
+    columns = (
+        ["pair"]
+        + [f"R@{k}" for k in ks]
+        + ["median_rank", "mean_rank"]
+        + [f"chance@{k}" for k in ks]
+        + ["gallery_size"]
+    )
     rows = [{**r, "pair": f"{r['query']} -> {r['gallery']}"} for r in results["retrieval"]]
-    formats = {**{f"R@{k}": _pct for k in ks}, **{f"chance@{k}": _pct for k in ks},
-               "median_rank": lambda v: f"{v:.0f}", "mean_rank": lambda v: f"{v:.1f}",
-               "gallery_size": lambda v: f"{v:.0f}"}
+    formats = {
+        **{f"R@{k}": _pct for k in ks},
+        **{f"chance@{k}": _pct for k in ks},
+        "median_rank": lambda v: f"{v:.0f}",
+        "mean_rank": lambda v: f"{v:.1f}",
+        "gallery_size": lambda v: f"{v:.0f}",
+    }
     return _table(rows, columns, formats)
 
 
@@ -126,13 +154,21 @@ def _zeroshot(result: dict) -> str:
     if result.get("skipped"):
         return f"<p>No zero-shot evaluation: {html.escape(result['skipped'])}</p>"
     rows = [{"modality": m, **v} for m, v in result["modalities"].items()]
-    return _table(rows, ["modality", "accuracy", "chance", "majority", "majority_class",
-                         "places"], {"accuracy": _pct, "chance": _pct, "majority": _pct})
+    return _table(
+        rows,
+        ["modality", "accuracy", "chance", "majority", "majority_class", "places"],
+        {"accuracy": _pct, "chance": _pct, "majority": _pct},
+    )
 
 
-def write_report(space_path: str | Path, out: str | Path, data: str | Path | None = None,
-                 queries: Iterable[str] = DEFAULT_QUERIES, top: int = 8,
-                 embeddings: dict | None = None) -> Path:
+def write_report(
+    space_path: str | Path,
+    out: str | Path,
+    data: str | Path | None = None,
+    queries: Iterable[str] = DEFAULT_QUERIES,
+    top: int = 8,
+    embeddings: dict | None = None,
+) -> Path:
     """Write the report of a space (and, with ``data``, its evaluation, queries and maps).
 
     ``embeddings`` (from :func:`geobind.eval.embed.embed_columns` on ``data``) saves embedding
@@ -140,39 +176,51 @@ def write_report(space_path: str | Path, out: str | Path, data: str | Path | Non
     """
     space_path, out = Path(space_path), Path(out)
     space = load_space(space_path)
-    parts = [f"<h1>geobind space <code>{html.escape(str(space_path))}</code></h1>",
-             "<h2>Encoders</h2>", _encoders(space),
-             "<h2>Training</h2>", _curves(space_path)]
+    parts = [
+        f"<h1>geobind space <code>{html.escape(str(space_path))}</code></h1>",
+        "<h2>Encoders</h2>",
+        _encoders(space),
+        "<h2>Training</h2>",
+        _curves(space_path),
+    ]
     if data is not None:
         parts += _data_sections(space, str(data), list(queries), top, embeddings)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>geobind report</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(parts)}{READY}</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>geobind report</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(parts)}{READY}</body></html>"
+    )
     atomic_write(out, page.encode())
     return out
 
 
-def _data_sections(space: Any, data: str, queries: list[str], top: int,
-                   embeddings: dict | None) -> list[str]:
+def _data_sections(
+    space: Any, data: str, queries: list[str], top: int, embeddings: dict | None
+) -> list[str]:
     embeddings = embeddings or embed_columns(space, data)
     results = evaluate_space(space, data, embeddings=embeddings)
-    parts = [f"<h2>Retrieval on <code>{html.escape(data)}</code></h2>",
-             "<p>Each query's own place is the one right answer; chance is k / gallery.</p>",
-             _retrieval(results), "<h2>Zero-shot land cover from text prompts</h2>",
-             _zeroshot(zeroshot_landcover(space, data, embeddings=embeddings)),
-             "<h2>Example queries</h2>"]
+    parts = [
+        f"<h2>Retrieval on <code>{html.escape(data)}</code></h2>",
+        "<p>Each query's own place is the one right answer; chance is k / gallery.</p>",
+        _retrieval(results),
+        "<h2>Zero-shot land cover from text prompts</h2>",
+        _zeroshot(zeroshot_landcover(space, data, embeddings=embeddings)),
+        "<h2>Example queries</h2>",
+    ]
     index = build_index(space, data)
     with tempfile.TemporaryDirectory() as tmp:
         for i, query in enumerate(queries):
             hits = search(space, "text", [query], top=top, index=index)[0]
             grid = render_hits(hits, data, Path(tmp) / f"hits{i}.png", title=query)
             drawn = similarity_map(space, data, "text", query, Path(tmp) / f"map{i}.png")
-            parts.append(f"<h3>“{html.escape(query)}”</h3>"
-                         f"<figure><img alt='top tiles for {html.escape(query)}' "
-                         f"src='{_file_uri(grid)}'><figcaption>the {top} best tiles"
-                         f"</figcaption></figure><figure><img alt='map for "
-                         f"{html.escape(query)}' src='{_file_uri(drawn.path)}'><figcaption>"
-                         f"similarity over the map, beside the satellite mosaic</figcaption>"
-                         f"</figure>")
+            parts.append(
+                f"<h3>“{html.escape(query)}”</h3>"
+                f"<figure><img alt='top tiles for {html.escape(query)}' "
+                f"src='{_file_uri(grid)}'><figcaption>the {top} best tiles"
+                f"</figcaption></figure><figure><img alt='map for "
+                f"{html.escape(query)}' src='{_file_uri(drawn.path)}'><figcaption>"
+                f"similarity over the map, beside the satellite mosaic</figcaption>"
+                f"</figure>"
+            )
     return parts
 
 

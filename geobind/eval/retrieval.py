@@ -34,8 +34,15 @@ import torch
 
 from geobind.errors import GeobindError
 
-__all__ = ["CONVENTIONS", "KS", "last_hit_rank", "parse_ks", "ranks", "recall_metrics",
-           "retrieval_table"]
+__all__ = [
+    "CONVENTIONS",
+    "KS",
+    "last_hit_rank",
+    "parse_ks",
+    "ranks",
+    "recall_metrics",
+    "retrieval_table",
+]
 
 KS = (1, 5, 10, 100)
 
@@ -46,8 +53,10 @@ CONVENTIONS = {"standard": "rank <= k", "geoclap": "rank < k"}
 def last_hit_rank(k: int, convention: str = "standard") -> int:
     """The largest 1-based rank that counts as a hit for Recall@k under ``convention``."""
     if convention not in CONVENTIONS:
-        raise GeobindError(f"unknown recall convention {convention!r}: use one of "
-                           f"{', '.join(CONVENTIONS)} (see geobind.eval.retrieval)")
+        raise GeobindError(
+            f"unknown recall convention {convention!r}: use one of "
+            f"{', '.join(CONVENTIONS)} (see geobind.eval.retrieval)"
+        )
     return k if convention == "standard" else k - 1
 
 
@@ -58,8 +67,10 @@ def parse_ks(ks: str | Sequence[int]) -> tuple[int, ...]:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise GeobindError(f"recall cut-offs (--ks): expected positive integers separated by "
-                           f"commas, like 1,5,10,100; got {ks!r}")
+        raise GeobindError(
+            f"recall cut-offs (--ks): expected positive integers separated by "
+            f"commas, like 1,5,10,100; got {ks!r}"
+        )
     return tuple(sorted(set(values)))
 
 
@@ -70,12 +81,14 @@ def ranks(query: torch.Tensor, gallery: torch.Tensor, chunk: int = 4096) -> torc
     rows are distractors only).
     """
     if len(query) > len(gallery):
-        raise ValueError(f"ranks: {len(query)} queries but only {len(gallery)} gallery rows; "
-                         f"query i is matched with gallery row i")
+        raise ValueError(
+            f"ranks: {len(query)} queries but only {len(gallery)} gallery rows; "
+            f"query i is matched with gallery row i"
+        )
     gallery_t = gallery.float().T
     out = []
     for start in range(0, len(query), chunk):
-        sims = query[start:start + chunk].float() @ gallery_t
+        sims = query[start : start + chunk].float() @ gallery_t
         rows = torch.arange(len(sims))
         # the true score is read from the same matmul, so rounding cannot make it beat itself
         true = sims[rows, rows + start]
@@ -83,8 +96,9 @@ def ranks(query: torch.Tensor, gallery: torch.Tensor, chunk: int = 4096) -> torc
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
-def recall_metrics(rank: torch.Tensor, ks: Sequence[int] = KS,
-                   convention: str = "standard") -> dict[str, float]:
+def recall_metrics(
+    rank: torch.Tensor, ks: Sequence[int] = KS, convention: str = "standard"
+) -> dict[str, float]:
     """Recall@k and chance@k for each ``k <= n``, median and mean rank, gallery size.
 
     ``rank`` holds 1-based ranks from :func:`ranks`; ``convention`` says what counts as a hit
@@ -110,9 +124,17 @@ def _median(values: torch.Tensor) -> float:
     return float((s[len(s) // 2] + s[(len(s) - 1) // 2]) / 2)
 
 
-def retrieval_table(embeddings: dict[str, torch.Tensor], ks: Sequence[int] = KS,
-                    convention: str = "standard") -> list[dict[str, Any]]:
+def retrieval_table(
+    embeddings: dict[str, torch.Tensor], ks: Sequence[int] = KS, convention: str = "standard"
+) -> list[dict[str, Any]]:
     """One row per ordered pair of modalities: query -> gallery metrics."""
-    return [{"query": q, "gallery": g, **recall_metrics(ranks(embeddings[q], embeddings[g]),
-                                                        ks, convention)}
-            for q in embeddings for g in embeddings if q != g]
+    return [
+        {
+            "query": q,
+            "gallery": g,
+            **recall_metrics(ranks(embeddings[q], embeddings[g]), ks, convention),
+        }
+        for q in embeddings
+        for g in embeddings
+        if q != g
+    ]

@@ -8,8 +8,12 @@ from typing import Any
 __all__ = ["format_table", "markdown_table", "percent"]
 
 
-def format_table(table: list[dict[str, Any]], ks: Sequence[int] = (1, 10),
-                 pairs: Sequence[tuple[str, str]] | None = None, chance_row: bool = False) -> str:
+def format_table(
+    table: list[dict[str, Any]],
+    ks: Sequence[int] = (1, 10),
+    pairs: Sequence[tuple[str, str]] | None = None,
+    chance_row: bool = False,
+) -> str:
     """A plain-text retrieval table with chance levels.
 
     By default each row carries its own chance@k columns. ``chance_row=True`` (for tables whose
@@ -34,8 +38,11 @@ def format_table(table: list[dict[str, Any]], ks: Sequence[int] = (1, 10),
         lines.append(line + f"{r['gallery_size']:9.0f}")
     if chance_row and rows:
         n = rows[0]["gallery_size"]
-        lines.append(f"{'chance':24s}" + _percents(rows[0], "chance@", ks, 8) +
-                     f"{(n + 1) / 2:8.1f}{(n + 1) / 2:8.1f}{n:9.0f}")
+        lines.append(
+            f"{'chance':24s}"
+            + _percents(rows[0], "chance@", ks, 8)
+            + f"{(n + 1) / 2:8.1f}{(n + 1) / 2:8.1f}{n:9.0f}"
+        )
     return "\n".join(lines)
 
 
@@ -50,8 +57,10 @@ def _percent(value: float | None, width: int) -> str:
 
 def markdown_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     """A Markdown table; every column but the first right-aligned."""
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)
 

@@ -24,9 +24,19 @@ from geobind.data.pairs import label_classes, open_pairs
 from geobind.eval.embed import embed_columns, row_indices
 from geobind.eval.tables import markdown_table, percent
 
-__all__ = ["LABEL_COLUMN", "TEMPLATES", "TEXT", "build_prompts", "class_embeddings", "classify",
-           "dominant_labels", "format_zeroshot", "markdown_zeroshot", "score",
-           "zeroshot_landcover"]
+__all__ = [
+    "LABEL_COLUMN",
+    "TEMPLATES",
+    "TEXT",
+    "build_prompts",
+    "class_embeddings",
+    "classify",
+    "dominant_labels",
+    "format_zeroshot",
+    "markdown_zeroshot",
+    "score",
+    "zeroshot_landcover",
+]
 
 #: The dataset column of per-class fractions, in the order of the classes it records.
 LABEL_COLUMN = "landcover"
@@ -36,18 +46,21 @@ TEXT = "text"
 TEMPLATES = ("{}", "a photo of {}", "a view of {}", "a landscape with {}")
 
 
-def build_prompts(classes: Sequence[str], words: Mapping[str, Sequence[str]] | None = None,
-                  templates: Sequence[str] = TEMPLATES) -> dict[str, list[str]]:
+def build_prompts(
+    classes: Sequence[str],
+    words: Mapping[str, Sequence[str]] | None = None,
+    templates: Sequence[str] = TEMPLATES,
+) -> dict[str, list[str]]:
     """Every template filled with every word of each class (a class without words: its name)."""
     words = words or {}
-    return {c: [t.format(w) for w in (words.get(c) or (c,)) for t in templates]
-            for c in classes}
+    return {c: [t.format(w) for w in (words.get(c) or (c,)) for t in templates] for c in classes}
 
 
 def class_embeddings(space: Any, prompts: Mapping[str, Sequence[str]]) -> torch.Tensor:
     """``[classes, dim]``: each class's prompt embeddings averaged, then unit length again."""
-    return torch.stack([F.normalize(space.embed(TEXT, list(p)).float().mean(0), dim=-1)
-                        for p in prompts.values()])
+    return torch.stack(
+        [F.normalize(space.embed(TEXT, list(p)).float().mean(0), dim=-1) for p in prompts.values()]
+    )
 
 
 def classify(embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -55,8 +68,7 @@ def classify(embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     return (embeddings.float() @ classes.float().T).argmax(dim=1)
 
 
-def dominant_labels(ds: Any, rows: Sequence[int], column: str,
-                    classes: int) -> torch.Tensor | str:
+def dominant_labels(ds: Any, rows: Sequence[int], column: str, classes: int) -> torch.Tensor | str:
     """The argmax of each row's fractions, or a note saying why the column is unusable."""
     import numpy as np
     import pyarrow as pa
@@ -64,8 +76,10 @@ def dominant_labels(ds: Any, rows: Sequence[int], column: str,
     if column not in ds.schema.names:
         return f"the dataset has no {column!r} column"
     if not classes:
-        return (f"column {column!r} names no classes: pass classes= (and words=), or record "
-                f"them with geobind.data.pairs.name_classes")
+        return (
+            f"column {column!r} names no classes: pass classes= (and words=), or record "
+            f"them with geobind.data.pairs.name_classes"
+        )
     kind = ds.schema.field(column).type
     if not (pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind)):
         return f"column {column!r} is {kind}, not a list of {classes} land-cover fractions"
@@ -85,19 +99,31 @@ def score(predicted: torch.Tensor, truth: torch.Tensor, classes: Sequence[str]) 
     confusion = torch.bincount(truth * c + predicted, minlength=c * c).reshape(c, c)
     support = confusion.sum(dim=1)
     n = int(support.sum())
-    recall = {name: (float(confusion[i, i] / support[i]) if support[i] else None)
-              for i, name in enumerate(classes)}
-    return {"places": n, "accuracy": float(confusion.trace()) / n, "chance": 1 / c,
-            "majority": float(support.max()) / n, "majority_class": classes[int(support.argmax())],
-            "support": dict(zip(classes, support.tolist())), "recall": recall,
-            "confusion": confusion.tolist()}
+    recall = {
+        name: (float(confusion[i, i] / support[i]) if support[i] else None)
+        for i, name in enumerate(classes)
+    }
+    return {
+        "places": n,
+        "accuracy": float(confusion.trace()) / n,
+        "chance": 1 / c,
+        "majority": float(support.max()) / n,
+        "majority_class": classes[int(support.argmax())],
+        "support": dict(zip(classes, support.tolist())),
+        "recall": recall,
+        "confusion": confusion.tolist(),
+    }
 
 
-def zeroshot_landcover(space: Any, dataset_uri: str, rows: int | Sequence[int] | None = None,
-                       embeddings: Mapping[str, torch.Tensor] | None = None,
-                       classes: Sequence[str] | None = None,
-                       words: Mapping[str, Sequence[str]] | None = None,
-                       templates: Sequence[str] = TEMPLATES) -> dict[str, Any]:
+def zeroshot_landcover(
+    space: Any,
+    dataset_uri: str,
+    rows: int | Sequence[int] | None = None,
+    embeddings: Mapping[str, torch.Tensor] | None = None,
+    classes: Sequence[str] | None = None,
+    words: Mapping[str, Sequence[str]] | None = None,
+    templates: Sequence[str] = TEMPLATES,
+) -> dict[str, Any]:
     """Zero-shot dominant-cover accuracy of each non-text modality of a dataset.
 
     ``classes`` (in the order of the ``landcover`` fractions) and ``words`` (class -> words
@@ -111,25 +137,35 @@ def zeroshot_landcover(space: Any, dataset_uri: str, rows: int | Sequence[int] |
     if classes is None:
         classes, words = label_classes(ds, LABEL_COLUMN)
     prompts = build_prompts(classes, words, templates)
-    result: dict[str, Any] = {"classes": list(classes), "label_column": LABEL_COLUMN,
-                              "templates": list(templates), "prompts": prompts,
-                              "modalities": {}, "skipped": None}
+    result: dict[str, Any] = {
+        "classes": list(classes),
+        "label_column": LABEL_COLUMN,
+        "templates": list(templates),
+        "prompts": prompts,
+        "modalities": {},
+        "skipped": None,
+    }
     indices = row_indices(ds, rows)
     truth = dominant_labels(ds, indices, LABEL_COLUMN, len(classes))
     if isinstance(truth, str):
         return {**result, "skipped": f"{dataset_uri}: {truth}"}
     if TEXT not in space.modalities:
-        return {**result, "skipped": f"space {getattr(space, 'path', '')} has no {TEXT!r} "
-                                     f"encoder to embed the class prompts"}
+        return {
+            **result,
+            "skipped": f"space {getattr(space, 'path', '')} has no {TEXT!r} "
+            f"encoder to embed the class prompts",
+        }
     if embeddings is None:
-        embeddings = embed_columns(space, dataset_uri, indices,
-                                   only=[m for m in space.modalities if m != TEXT])
+        embeddings = embed_columns(
+            space, dataset_uri, indices, only=[m for m in space.modalities if m != TEXT]
+        )
     targets = {m: z for m, z in embeddings.items() if m != TEXT}
     if not targets:
         return {**result, "skipped": f"{dataset_uri}: no image or audio column the space embeds"}
     centroids = class_embeddings(space, prompts)
-    result["modalities"] = {m: score(classify(z, centroids), truth, classes)
-                            for m, z in targets.items()}
+    result["modalities"] = {
+        m: score(classify(z, centroids), truth, classes) for m, z in targets.items()
+    }
     return result
 
 
@@ -140,18 +176,30 @@ def format_zeroshot(result: Mapping[str, Any]) -> str:
         return f"{title}: skipped ({result['skipped']})"
     mods = result["modalities"]
     first = next(iter(mods.values()))
-    lines = [f"{title} ({len(result['classes'])} classes, {len(result['templates'])} templates "
-             f"x the caption words of each; truth: each place's dominant cover, "
-             f"{first['places']} places)",
-             f"{'modality':12s}{'accuracy':>10s}{'chance':>10s}{'majority':>10s}", "-" * 42]
-    lines += [f"{m:12s}{percent(s['accuracy']):>10s}{percent(s['chance']):>10s}"
-              f"{percent(s['majority']):>10s}" for m, s in mods.items()]
+    lines = [
+        f"{title} ({len(result['classes'])} classes, {len(result['templates'])} templates "
+        f"x the caption words of each; truth: each place's dominant cover, "
+        f"{first['places']} places)",
+        f"{'modality':12s}{'accuracy':>10s}{'chance':>10s}{'majority':>10s}",
+        "-" * 42,
+    ]
+    lines += [
+        f"{m:12s}{percent(s['accuracy']):>10s}{percent(s['chance']):>10s}"
+        f"{percent(s['majority']):>10s}"
+        for m, s in mods.items()
+    ]
     lines.append(f"(majority: always answering {first['majority_class']!r})")
-    lines += ["", "Recall per class", f"{'class':12s}{'places':>8s}" +
-              "".join(f"{m:>11s}" for m in mods), "-" * (20 + 11 * len(mods))]
-    lines += [f"{c:12s}{first['support'][c]:8d}" +
-              "".join(f"{percent(s['recall'][c]):>11s}" for s in mods.values())
-              for c in result["classes"]]
+    lines += [
+        "",
+        "Recall per class",
+        f"{'class':12s}{'places':>8s}" + "".join(f"{m:>11s}" for m in mods),
+        "-" * (20 + 11 * len(mods)),
+    ]
+    lines += [
+        f"{c:12s}{first['support'][c]:8d}"
+        + "".join(f"{percent(s['recall'][c]):>11s}" for s in mods.values())
+        for c in result["classes"]
+    ]
     return "\n".join(lines)
 
 
@@ -161,20 +209,39 @@ def markdown_zeroshot(result: Mapping[str, Any]) -> str:
         return f"## Zero-shot land cover\n\nSkipped: {result['skipped']}."
     mods, classes = result["modalities"], result["classes"]
     first = next(iter(mods.values()))
-    text = ["## Zero-shot land cover", "",
-            f"{len(classes)} classes; each class embedding averages {len(result['templates'])} "
-            f"templates × the caption words of the class through the text encoder. Truth: each "
-            f"place's dominant cover ({first['places']} places). Majority: always answering "
-            f"`{first['majority_class']}`.", "",
-            markdown_table(["modality", "accuracy", "chance", "majority"],
-                [[m, percent(s["accuracy"]), percent(s["chance"]), percent(s["majority"])]
-                 for m, s in mods.items()]),
-            "", "### Recall per class", "",
-            markdown_table(["class", "places", *mods],
-                [[c, str(first["support"][c]), *(percent(s["recall"][c]) for s in mods.values())]
-                 for c in classes])]
+    text = [
+        "## Zero-shot land cover",
+        "",
+        f"{len(classes)} classes; each class embedding averages {len(result['templates'])} "
+        f"templates × the caption words of the class through the text encoder. Truth: each "
+        f"place's dominant cover ({first['places']} places). Majority: always answering "
+        f"`{first['majority_class']}`.",
+        "",
+        markdown_table(
+            ["modality", "accuracy", "chance", "majority"],
+            [
+                [m, percent(s["accuracy"]), percent(s["chance"]), percent(s["majority"])]
+                for m, s in mods.items()
+            ],
+        ),
+        "",
+        "### Recall per class",
+        "",
+        markdown_table(
+            ["class", "places", *mods],
+            [
+                [c, str(first["support"][c]), *(percent(s["recall"][c]) for s in mods.values())]
+                for c in classes
+            ],
+        ),
+    ]
     for m, s in mods.items():
-        text += ["", f"### Confusion, {m} (rows: true class, columns: predicted)", "",
-                 markdown_table(["", *classes], [[c, *map(str, row)] for c, row in
-                                      zip(classes, s["confusion"])])]
+        text += [
+            "",
+            f"### Confusion, {m} (rows: true class, columns: predicted)",
+            "",
+            markdown_table(
+                ["", *classes], [[c, *map(str, row)] for c, row in zip(classes, s["confusion"])]
+            ),
+        ]
     return "\n".join(text)

@@ -43,9 +43,24 @@ if TYPE_CHECKING:
 
     from geobind.space import Space
 
-__all__ = ["ANN_INDEX_TYPE", "ANN_METRIC", "DEFAULT_MIN_ROWS_FOR_ANN", "INDEX_DIR",
-           "SearchIndex", "add_vector_index", "build_index", "dataset_key", "embed_queries",
-           "embedded_batches", "exact_topk", "find_index", "index_path", "open_index", "search", "write_vectors"]
+__all__ = [
+    "ANN_INDEX_TYPE",
+    "ANN_METRIC",
+    "DEFAULT_MIN_ROWS_FOR_ANN",
+    "INDEX_DIR",
+    "SearchIndex",
+    "add_vector_index",
+    "build_index",
+    "dataset_key",
+    "embed_queries",
+    "embedded_batches",
+    "exact_topk",
+    "find_index",
+    "index_path",
+    "open_index",
+    "search",
+    "write_vectors",
+]
 
 INDEX_DIR = "index"
 DEFAULT_MIN_ROWS_FOR_ANN = 10_000
@@ -74,9 +89,14 @@ def dataset_key(dataset_uri: str | Path) -> str:
     return text if "://" in text else str(Path(text).resolve())
 
 
-def build_index(space: Space, dataset_uri: str | Path, out: str | Path | None = None,
-                batch_size: int = 256, min_rows_for_ann: int = DEFAULT_MIN_ROWS_FOR_ANN,
-                progress: bool = False) -> Path:
+def build_index(
+    space: Space,
+    dataset_uri: str | Path,
+    out: str | Path | None = None,
+    batch_size: int = 256,
+    min_rows_for_ann: int = DEFAULT_MIN_ROWS_FOR_ANN,
+    progress: bool = False,
+) -> Path:
     """Embed every satellite tile of a dataset with the space's anchor into a searchable table.
 
     The table is written under a temporary name and renamed into place, so a rebuild replaces
@@ -90,16 +110,25 @@ def build_index(space: Space, dataset_uri: str | Path, out: str | Path | None = 
     encoder = space.encoder(anchor)
     column = encoder.modality.column
     if column not in ds.schema.names:
-        raise GeobindError(f"dataset {dataset_uri} has no {column!r} column to index "
-                           f"(it has: {', '.join(ds.schema.names)})")
+        raise GeobindError(
+            f"dataset {dataset_uri} has no {column!r} column to index "
+            f"(it has: {', '.join(ds.schema.names)})"
+        )
     rows = ds.count_rows()
     if rows == 0:
         raise GeobindError(f"dataset {dataset_uri} is empty: nothing to index")
     out = Path(out) if out is not None else index_path(space, dataset_uri)
-    meta = {"format": FORMAT, "dataset": dataset_key(dataset_uri),
-            "dataset_version": ds.version, "column": column, "anchor": anchor,
-            "anchor_sha256": space.entry(anchor).sha256, "rows": rows,
-            "dim": encoder.embed_dim, "min_rows_for_ann": min_rows_for_ann}
+    meta = {
+        "format": FORMAT,
+        "dataset": dataset_key(dataset_uri),
+        "dataset_version": ds.version,
+        "column": column,
+        "anchor": anchor,
+        "anchor_sha256": space.entry(anchor).sha256,
+        "rows": rows,
+        "dim": encoder.embed_dim,
+        "min_rows_for_ann": min_rows_for_ann,
+    }
     started = time.perf_counter()
     batches = embedded_batches(ds, encoder, column, batch_size, progress)
 
@@ -109,18 +138,17 @@ def build_index(space: Space, dataset_uri: str | Path, out: str | Path | None = 
         else:
             meta["vector_index"] = None
 
-    _replace_table(out, lambda tmp: write_vectors(tmp, batches, encoder.embed_dim, meta),
-                   finish)
+    _replace_table(out, lambda tmp: write_vectors(tmp, batches, encoder.embed_dim, meta), finish)
     meta["build_seconds"] = round(time.perf_counter() - started, 3)
     _write_json(out, meta)
     return out
 
 
-def embedded_batches(ds: lance.LanceDataset, encoder: Any, column: str, batch_size: int,
-                      progress: bool) -> Iterator[tuple[list, list, list, torch.Tensor]]:
+def embedded_batches(
+    ds: lance.LanceDataset, encoder: Any, column: str, batch_size: int, progress: bool
+) -> Iterator[tuple[list, list, list, torch.Tensor]]:
     """(ids, lats, lons, unit vectors) for consecutive row ranges of the dataset."""
     from tqdm import tqdm
-
 
     rows = ds.count_rows()
     with tqdm(total=rows, desc="index", unit=" tiles", disable=not progress) as bar:
@@ -129,21 +157,30 @@ def embedded_batches(ds: lance.LanceDataset, encoder: Any, column: str, batch_si
             base = ds.take(picked, columns=["id", "lat", "lon"])
             vectors = encoder.embed(read_values(ds, column, picked), batch_size=batch_size)
             bar.update(len(picked))
-            yield (base.column("id").to_pylist(), base.column("lat").to_pylist(),
-                   base.column("lon").to_pylist(), vectors)
+            yield (
+                base.column("id").to_pylist(),
+                base.column("lat").to_pylist(),
+                base.column("lon").to_pylist(),
+                vectors,
+            )
 
 
 def index_schema(dim: int, meta: dict | None = None) -> pa.Schema:
     """The Arrow schema of an index table; ``meta`` is kept in its metadata."""
     import pyarrow as pa
 
-    fields = [pa.field("id", pa.string(), nullable=False), pa.field("lat", pa.float64()),
-              pa.field("lon", pa.float64()), pa.field("vector", pa.list_(pa.float32(), dim))]
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("lat", pa.float64()),
+        pa.field("lon", pa.float64()),
+        pa.field("vector", pa.list_(pa.float32(), dim)),
+    ]
     return pa.schema(fields, metadata={METADATA_KEY: json.dumps(meta or {})})
 
 
-def write_vectors(uri: str | Path, batches: Any, dim: int,
-                  meta: dict | None = None) -> lance.LanceDataset:
+def write_vectors(
+    uri: str | Path, batches: Any, dim: int, meta: dict | None = None
+) -> lance.LanceDataset:
     """Write ``(ids, lats, lons, vectors [n, dim])`` batches as an index table, streaming."""
     import numpy as np
     import pyarrow as pa
@@ -154,9 +191,14 @@ def write_vectors(uri: str | Path, batches: Any, dim: int,
         for ids, lats, lons, vectors in batches:
             flat = np.ascontiguousarray(_numpy(vectors), dtype=np.float32).reshape(-1)
             yield pa.RecordBatch.from_arrays(
-                [pa.array(ids, pa.string()), pa.array(lats, pa.float64()),
-                 pa.array(lons, pa.float64()),
-                 pa.FixedSizeListArray.from_arrays(pa.array(flat), dim)], schema=schema)
+                [
+                    pa.array(ids, pa.string()),
+                    pa.array(lats, pa.float64()),
+                    pa.array(lons, pa.float64()),
+                    pa.FixedSizeListArray.from_arrays(pa.array(flat), dim),
+                ],
+                schema=schema,
+            )
 
     reader = pa.RecordBatchReader.from_batches(schema, records())
     return _lance().write_dataset(reader, str(uri), schema=schema, mode="create")
@@ -170,8 +212,9 @@ def ann_params(rows: int, target_partition_size: int = TARGET_PARTITION_SIZE) ->
     return {"index_type": ANN_INDEX_TYPE, "metric": ANN_METRIC, "num_partitions": partitions}
 
 
-def add_vector_index(ds: lance.LanceDataset,
-                     target_partition_size: int = TARGET_PARTITION_SIZE) -> dict:
+def add_vector_index(
+    ds: lance.LanceDataset, target_partition_size: int = TARGET_PARTITION_SIZE
+) -> dict:
     """Add the vector index to an index table; returns what was built (for the metadata)."""
     params = ann_params(ds.count_rows(), target_partition_size)
     started = time.perf_counter()
@@ -197,8 +240,9 @@ def _replace_table(out: Path, write: Any, finish: Any) -> None:
 
 
 def _write_json(out: Path, meta: dict) -> None:
-    atomic_write(out.with_suffix(".json"), json.dumps({**meta, "table": out.name}, indent=2)
-                 .encode())
+    atomic_write(
+        out.with_suffix(".json"), json.dumps({**meta, "table": out.name}, indent=2).encode()
+    )
 
 
 # ---- opening ----------------------------------------------------------------------------------
@@ -233,8 +277,10 @@ class SearchIndex:
 
     def built_from(self, dataset_uri: str | Path, version: int) -> bool:
         """Whether the index holds this very version of ``dataset_uri``."""
-        return (self.meta.get("dataset") == dataset_key(dataset_uri)
-                and self.meta.get("dataset_version") == version)
+        return (
+            self.meta.get("dataset") == dataset_key(dataset_uri)
+            and self.meta.get("dataset_version") == version
+        )
 
     def vectors(self) -> torch.Tensor:
         """Every vector, ``[rows, dim]`` float32, in row order (read once)."""
@@ -251,8 +297,14 @@ class SearchIndex:
         """Whole columns, in row order."""
         return self.ds.to_table(columns=list(columns)).to_pydict()
 
-    def query(self, queries: torch.Tensor, top: int = 10, exact: bool | None = None,
-              candidates: int = CANDIDATES_PER_RESULT, **nearest: Any) -> list[list[dict]]:
+    def query(
+        self,
+        queries: torch.Tensor,
+        top: int = 10,
+        exact: bool | None = None,
+        candidates: int = CANDIDATES_PER_RESULT,
+        **nearest: Any,
+    ) -> list[list[dict]]:
         """The ``top`` rows nearest each query vector: dicts of id, lat, lon, score.
 
         :param exact: force exact search (True) or the vector index (False); by default the
@@ -274,20 +326,29 @@ class SearchIndex:
         picked = sorted({int(r) for r in rows.reshape(-1)})
         base = self.ds.take(picked, columns=["id", "lat", "lon"]).to_pydict()
         where = {row: i for i, row in enumerate(picked)}
-        return [[_hit(base, where[int(r)], float(s)) for s, r in zip(srow, rrow)]
-                for srow, rrow in zip(scores, rows)]
+        return [
+            [_hit(base, where[int(r)], float(s)) for s, r in zip(srow, rrow)]
+            for srow, rrow in zip(scores, rows)
+        ]
 
-    def _approximate(self, queries: torch.Tensor, top: int, candidates: int,
-                     nearest: dict) -> list[list[dict]]:
+    def _approximate(
+        self, queries: torch.Tensor, top: int, candidates: int, nearest: dict
+    ) -> list[list[dict]]:
         import numpy as np
         import torch
 
         if not self.ann:
             raise SpaceError(f"index {self.path} has no vector index: search it exactly")
         found = self.ds.to_table(
-            columns=["id", "lat", "lon", "vector"], disable_scoring_autoprojection=True,
-            nearest={"column": "vector", "q": queries.numpy(),
-                     "k": min(self.rows, top * max(1, candidates)), **nearest})
+            columns=["id", "lat", "lon", "vector"],
+            disable_scoring_autoprojection=True,
+            nearest={
+                "column": "vector",
+                "q": queries.numpy(),
+                "k": min(self.rows, top * max(1, candidates)),
+                **nearest,
+            },
+        )
         # straight from Arrow buffers: to_pydict on the vectors costs more than the search
         which = torch.from_numpy(found.column("query_index").to_numpy().astype(np.int64))
         flat = found.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -301,12 +362,17 @@ class SearchIndex:
 
 
 def _hit(columns: dict, i: int, score: float) -> dict:
-    return {"id": columns["id"][i], "lat": columns["lat"][i], "lon": columns["lon"][i],
-            "score": score}
+    return {
+        "id": columns["id"][i],
+        "lat": columns["lat"][i],
+        "lon": columns["lon"][i],
+        "score": score,
+    }
 
 
-def exact_topk(gallery: torch.Tensor, queries: torch.Tensor, k: int,
-               chunk: int = 262_144) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_topk(
+    gallery: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 262_144
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-``k`` by dot product: ``(scores, rows)``, each ``[queries, k]``, best first.
 
     The gallery is scanned in chunks so a large one never builds a full score matrix.
@@ -316,7 +382,7 @@ def exact_topk(gallery: torch.Tensor, queries: torch.Tensor, k: int,
     best_s: torch.Tensor | None = None
     best_i: torch.Tensor | None = None
     for start in range(0, gallery.shape[0], chunk):
-        scores = queries @ gallery[start:start + chunk].T
+        scores = queries @ gallery[start : start + chunk].T
         s, i = scores.topk(min(k, scores.shape[1]), dim=1)
         i = i + start
         if best_s is not None:
@@ -340,8 +406,9 @@ def _as_queries(queries: Any, dim: int) -> torch.Tensor:
     return queries.contiguous()
 
 
-def find_index(space: Space, index: str | Path | None = None,
-               data: str | Path | None = None) -> Path:
+def find_index(
+    space: Space, index: str | Path | None = None, data: str | Path | None = None
+) -> Path:
     """The index table to search: ``index`` itself, the one built from ``data``, or the only
     index in the space; an error says which exist when the choice is unclear."""
     if index is not None:
@@ -352,10 +419,13 @@ def find_index(space: Space, index: str | Path | None = None,
         built = sorted((space.path / INDEX_DIR).glob("*.lance"))
         if len(built) != 1:
             names = ", ".join(p.name for p in built) or "none"
-            raise SpaceError(f"space {space.path} holds {len(built)} indexes ({names}): choose "
-                             f"one with --index or --data" if built else
-                             f"space {space.path} has no index yet: run 'geobind index build "
-                             f"{space.path} --data DATASET'")
+            raise SpaceError(
+                f"space {space.path} holds {len(built)} indexes ({names}): choose "
+                f"one with --index or --data"
+                if built
+                else f"space {space.path} has no index yet: run 'geobind index build "
+                f"{space.path} --data DATASET'"
+            )
         path = built[0]
     if not path.is_dir():
         hint = f" (run 'geobind index build {space.path} --data {data}')" if data else ""
@@ -363,8 +433,9 @@ def find_index(space: Space, index: str | Path | None = None,
     return path
 
 
-def open_index(space: Space, index: str | Path | None = None,
-               data: str | Path | None = None) -> SearchIndex:
+def open_index(
+    space: Space, index: str | Path | None = None, data: str | Path | None = None
+) -> SearchIndex:
     """Open an index of ``space`` and check it was built from this space's anchor weights."""
     path = find_index(space, index, data)
     try:
@@ -381,7 +452,8 @@ def open_index(space: Space, index: str | Path | None = None,
             f"index {path} was built from anchor weights sha256 "
             f"{str(meta.get('anchor_sha256'))[:12]}…, but space {space.path} holds "
             f"{expected[:12]}…: rebuild it with 'geobind index build {space.path} --data "
-            f"{meta.get('dataset', 'DATASET')}'")
+            f"{meta.get('dataset', 'DATASET')}'"
+        )
     return SearchIndex(path, meta, ds)
 
 
@@ -414,9 +486,14 @@ def _reraise_naming(value: Any) -> None:
     raise exc  # type: ignore[misc]
 
 
-def search(space: Space, modality: str, values: Any, top: int = 10,
-           index: str | Path | SearchIndex | None = None,
-           data: str | Path | None = None) -> list[list[dict]]:
+def search(
+    space: Space,
+    modality: str,
+    values: Any,
+    top: int = 10,
+    index: str | Path | SearchIndex | None = None,
+    data: str | Path | None = None,
+) -> list[list[dict]]:
     """Tiles nearest each query: one list per query of dicts ``id, lat, lon, score``.
 
     :param modality: what the queries are (``text``, ``audio``, ``ground``, ``satellite``...).

@@ -30,12 +30,30 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-__all__ = ["SimilarityMap", "colormap", "query_label", "render_hits", "similarity_map",
-           "tile_vectors"]
+__all__ = [
+    "SimilarityMap",
+    "colormap",
+    "query_label",
+    "render_hits",
+    "similarity_map",
+    "tile_vectors",
+]
 
 #: viridis, sampled at nine evenly spaced points (perceptually uniform, colour-blind safe)
-_VIRIDIS = np.array([(68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
-                     (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37)], np.float64)
+_VIRIDIS = np.array(
+    [
+        (68, 1, 84),
+        (71, 44, 122),
+        (59, 81, 139),
+        (44, 113, 142),
+        (33, 144, 141),
+        (39, 173, 129),
+        (92, 200, 99),
+        (170, 220, 50),
+        (253, 231, 37),
+    ],
+    np.float64,
+)
 PANEL = 512
 TITLE_H, LABEL_H, BAR_H, PAD = 44, 20, 54, 12
 NO_DATA = (200, 200, 200)
@@ -57,7 +75,7 @@ def query_label(modality: str, value: Any, width: int = 60) -> str:
         text = f'"{value}"'
     else:
         text = Path(str(value)).name
-    text = text if len(text) <= width else text[:width - 1] + "…"
+    text = text if len(text) <= width else text[: width - 1] + "…"
     return f"{modality}: {text}"
 
 
@@ -86,8 +104,14 @@ def tile_vectors(space: Space, dataset_uri: str | Path, batch_size: int = 256) -
             index = None  # another anchor's index: embed afresh rather than fail
         if index is not None and index.built_from(dataset_uri, ds.version):
             cols = index.table()
-            return Tiles(cols["id"], np.asarray(cols["lat"]), np.asarray(cols["lon"]),
-                         index.vectors(), f"index {path}", index.meta.get("column", "satellite"))
+            return Tiles(
+                cols["id"],
+                np.asarray(cols["lat"]),
+                np.asarray(cols["lon"]),
+                index.vectors(),
+                f"index {path}",
+                index.meta.get("column", "satellite"),
+            )
     import torch
 
     encoder = space.encoder(space.anchor)
@@ -99,8 +123,14 @@ def tile_vectors(space: Space, dataset_uri: str | Path, batch_size: int = 256) -
         lat += a
         lon += b
         parts.append(v)
-    return Tiles(ids, np.asarray(lat), np.asarray(lon), torch.cat(parts), "embedded now",
-                 encoder.modality.column)
+    return Tiles(
+        ids,
+        np.asarray(lat),
+        np.asarray(lon),
+        torch.cat(parts),
+        "embedded now",
+        encoder.modality.column,
+    )
 
 
 # ---- geometry ---------------------------------------------------------------------------------
@@ -141,23 +171,29 @@ def _frame_around(lat: np.ndarray, lon: np.ndarray, width: int) -> Frame:
     return Frame(lat_min, lat_max, lon_min, lon_max, width, max(16, min(4 * width, height)))
 
 
-def _backdrop(dataset_uri: str | Path, tiles: Tiles, width: int, column: str,
-              background: Raster | None) -> tuple[Frame, Image.Image]:
+def _backdrop(
+    dataset_uri: str | Path, tiles: Tiles, width: int, column: str, background: Raster | None
+) -> tuple[Frame, Image.Image]:
     """The frame of the map and the picture drawn in it: the raster, or the pasted tiles."""
     from PIL import Image
 
     if background is not None:
         image = background.open()
         height = int(round(width * image.height / image.width))
-        frame = Frame(background.lat_min, background.lat_max, background.lon_min,
-                      background.lon_max, width, height)
+        frame = Frame(
+            background.lat_min,
+            background.lat_max,
+            background.lon_min,
+            background.lon_max,
+            width,
+            height,
+        )
         return frame, image.resize((width, height), Image.Resampling.LANCZOS)
     frame = _frame_around(tiles.lat, tiles.lon, width)
     return frame, _pasted_mosaic(dataset_uri, tiles, frame, column)
 
 
-def _pasted_mosaic(dataset_uri: str | Path, tiles: Tiles, frame: Frame,
-                   column: str) -> Image.Image:
+def _pasted_mosaic(dataset_uri: str | Path, tiles: Tiles, frame: Frame, column: str) -> Image.Image:
     """The dataset's own tiles pasted at their positions, one spacing wide each."""
     from PIL import Image
 
@@ -182,8 +218,9 @@ def _spacing_px(tiles: Tiles, frame: Frame) -> float:
 
 
 # ---- the heat map -----------------------------------------------------------------------------
-def _heat(tiles: Tiles, scores: np.ndarray, frame: Frame, lo: float, hi: float,
-          sigma: float) -> Image.Image:
+def _heat(
+    tiles: Tiles, scores: np.ndarray, frame: Frame, lo: float, hi: float, sigma: float
+) -> Image.Image:
     """Scores spread over the frame: a Gaussian-weighted mean of nearby tiles' scores, grey
     where no tile is near."""
     from PIL import Image
@@ -197,7 +234,7 @@ def _heat(tiles: Tiles, scores: np.ndarray, frame: Frame, lo: float, hi: float,
         sl = slice(start, start + 64)
         dx = gx[None, None, :] - px[sl, None, None]
         dy = gy[None, :, None] - py[sl, None, None]
-        k = np.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
+        k = np.exp(-(dx**2 + dy**2) / (2 * sigma**2))
         total += np.einsum("nhw,n->hw", k, scores[sl])
         weight += k.sum(0)
         near = np.maximum(near, k.max(0))
@@ -254,9 +291,16 @@ class SimilarityMap:
     source: str = ""
 
 
-def similarity_map(space: Space, dataset_uri: str | Path, modality: str, value: Any,
-                   out: str | Path, width: int = PANEL, mark: int = 10,
-                   background: Raster | None | Literal["beside"] = "beside") -> SimilarityMap:
+def similarity_map(
+    space: Space,
+    dataset_uri: str | Path,
+    modality: str,
+    value: Any,
+    out: str | Path,
+    width: int = PANEL,
+    mark: int = 10,
+    background: Raster | None | Literal["beside"] = "beside",
+) -> SimilarityMap:
     """Draw the similarity of one query to every tile of a dataset, beside the mosaic.
 
     :param modality: the query's modality (``text``, ``audio``, ``ground``, ``satellite``).
@@ -275,18 +319,25 @@ def similarity_map(space: Space, dataset_uri: str | Path, modality: str, value: 
     frame, mosaic = _backdrop(dataset_uri, tiles, width, tiles.column, background)
     heat = _heat(tiles, scores, frame, lo, hi, sigma=0.6 * _spacing_px(tiles, frame))
     best = np.argsort(-scores)[:mark]
-    top = [{"id": tiles.ids[i], "lat": float(tiles.lat[i]), "lon": float(tiles.lon[i]),
-            "score": float(scores[i])} for i in best]
+    top = [
+        {
+            "id": tiles.ids[i],
+            "lat": float(tiles.lat[i]),
+            "lon": float(tiles.lon[i]),
+            "score": float(scores[i]),
+        }
+        for i in best
+    ]
     _mark(heat, frame, top, "white")
     _mark(mosaic, frame, top, "yellow")
-    title = (f"{query_label(modality, value)}   |   {len(scores)} tiles, cosine "
-             f"{lo:.3f} to {hi:.3f}")
+    title = f"{query_label(modality, value)}   |   {len(scores)} tiles, cosine {lo:.3f} to {hi:.3f}"
     path, size, boxes = _compose(title, heat, mosaic, _colour_bar(frame.width, lo, hi), out)
     return SimilarityMap(path, size, boxes[0], boxes[1], lo, hi, top, tiles.source)
 
 
-def _compose(title: str, heat: Image.Image, mosaic: Image.Image, bar: Image.Image,
-             out: str | Path) -> tuple[Path, tuple[int, int], list[tuple[int, int, int, int]]]:
+def _compose(
+    title: str, heat: Image.Image, mosaic: Image.Image, bar: Image.Image, out: str | Path
+) -> tuple[Path, tuple[int, int], list[tuple[int, int, int, int]]]:
     """Title on top, the two panels side by side with labels, the colour bar under the heat."""
     from PIL import Image, ImageDraw
 
@@ -298,8 +349,9 @@ def _compose(title: str, heat: Image.Image, mosaic: Image.Image, bar: Image.Imag
     draw.text((PAD, 8), title, fill="black")
     draw.text((PAD, 26), "circles: the best tiles, numbered by rank", fill="gray")
     boxes = [(PAD, top, PAD + w, top + h), (2 * PAD + w, top, 2 * PAD + 2 * w, top + h)]
-    for (x0, y0, _, _), image, label in zip(boxes, (heat, mosaic),
-                                            ("similarity to the query", "satellite mosaic")):
+    for (x0, y0, _, _), image, label in zip(
+        boxes, (heat, mosaic), ("similarity to the query", "satellite mosaic")
+    ):
         draw.text((x0, TITLE_H + 3), label, fill="black")
         canvas.paste(image, (x0, y0))
     canvas.paste(bar, (PAD, top + h))
@@ -317,8 +369,15 @@ def _rows_of(ds: Any, ids: Sequence[str]) -> dict[str, int]:
     return {v: i for i, v in enumerate(column) if v in wanted}
 
 
-def render_hits(hits: Sequence[dict], dataset_uri: str | Path, out: str | Path, title: str = "",
-                column: str = "satellite", columns: int = 5, cell: int = 128) -> Path:
+def render_hits(
+    hits: Sequence[dict],
+    dataset_uri: str | Path,
+    out: str | Path,
+    title: str = "",
+    column: str = "satellite",
+    columns: int = 5,
+    cell: int = 128,
+) -> Path:
     """Draw the hits' tiles (read from the dataset by id) in a grid, with rank, id and score."""
     from PIL import Image, ImageDraw
 
@@ -326,8 +385,10 @@ def render_hits(hits: Sequence[dict], dataset_uri: str | Path, out: str | Path, 
     where = _rows_of(ds, [h["id"] for h in hits])
     missing = [h["id"] for h in hits if h["id"] not in where]
     if missing:
-        raise GeobindError(f"dataset {dataset_uri} has no rows with ids {missing[:5]}: was it "
-                           f"changed since the index was built?")
+        raise GeobindError(
+            f"dataset {dataset_uri} has no rows with ids {missing[:5]}: was it "
+            f"changed since the index was built?"
+        )
     images = read_values(ds, column, [where[h["id"]] for h in hits]) if hits else []
     rows = max(1, math.ceil(len(hits) / columns))
     label = 30

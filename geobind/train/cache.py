@@ -33,17 +33,26 @@ def cache_dir(data_uri: str) -> Path:
 
 def cache_key(ds: Any, teacher: Any, weights_sha256: str) -> str:
     """A short hash of what determines the teacher's embeddings of this dataset."""
-    payload = {"dataset": str(Path(ds.uri).resolve()), "version": ds.version,
-               "modality": teacher.name, "column": teacher.modality.column,
-               "config": asdict(teacher.config), "weights": weights_sha256,
-               "preprocess": "eval"}
+    payload = {
+        "dataset": str(Path(ds.uri).resolve()),
+        "version": ds.version,
+        "modality": teacher.name,
+        "column": teacher.modality.column,
+        "config": asdict(teacher.config),
+        "weights": weights_sha256,
+        "preprocess": "eval",
+    }
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def teacher_embeddings(data_uri: str, teacher: Any, weights_sha256: str,
-                       progress: Callable[[int, int], None] | None = None,
-                       use_cache: bool = True) -> torch.Tensor:
+def teacher_embeddings(
+    data_uri: str,
+    teacher: Any,
+    weights_sha256: str,
+    progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = True,
+) -> torch.Tensor:
     """``[rows, dim]`` embeddings of every row's teacher value, from the cache if present."""
     import lance
 
@@ -60,8 +69,7 @@ def teacher_embeddings(data_uri: str, teacher: Any, weights_sha256: str,
     return embeddings
 
 
-def _compute(ds: Any, teacher: Any, progress: Callable[[int, int], None] | None
-             ) -> torch.Tensor:
+def _compute(ds: Any, teacher: Any, progress: Callable[[int, int], None] | None) -> torch.Tensor:
     column, total = teacher.modality.column, ds.count_rows()
     parts = []
     for start in range(0, total, CHUNK):

@@ -20,8 +20,13 @@ from geobind.encoders.weights import atomic_write, read_state_dict, state_bytes
 __all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 
-def save_checkpoint(folder: Path, step: int, modules: dict[str, torch.nn.Module],
-                    state: dict[str, Any], keep: int = 1) -> Path:
+def save_checkpoint(
+    folder: Path,
+    step: int,
+    modules: dict[str, torch.nn.Module],
+    state: dict[str, Any],
+    keep: int = 1,
+) -> Path:
     """Write ``modules`` (as safetensors) and ``state`` for ``step``; keep the newest only."""
     final = folder / f"step-{step:07d}"
     tmp = folder / f".step-{step:07d}.tmp"

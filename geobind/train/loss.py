@@ -29,8 +29,9 @@ class ContrastiveLoss(nn.Module):
         the setting that gives the full-batch gradient when one side is frozen).
     """
 
-    def __init__(self, temperature: float = 0.07, learnable: bool = True, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self, temperature: float = 0.07, learnable: bool = True, rank: int = 0, world_size: int = 1
+    ) -> None:
         super().__init__()
         scale = torch.tensor(math.log(1.0 / temperature))
         self.logit_scale = nn.Parameter(scale, requires_grad=learnable)

@@ -140,8 +140,10 @@ def _check(recipe: Recipe, path: Path) -> None:
         if stage.max_steps is not None and stage.max_steps < 0:
             raise ConfigError(f"{where}: max_steps must be >= 0, got {stage.max_steps}")
         if not stage.data and stage.max_steps != 0:
-            raise ConfigError(f"{where}: 'data' (a Lance pair dataset) is required "
-                              f"(only a stage of max_steps: 0 needs none)")
+            raise ConfigError(
+                f"{where}: 'data' (a Lance pair dataset) is required "
+                f"(only a stage of max_steps: 0 needs none)"
+            )
         for side in ("student", "teacher"):
             modality = getattr(stage, side).modality
             if not modality:

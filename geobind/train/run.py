@@ -22,8 +22,11 @@ def stage_done(space: Space, name: str, stage: Any) -> bool:
     return entry.stage == name and entry.recipe.get("hash") == recipe_hash(stage)
 
 
-def train(recipe: Recipe, say: Callable[[str], None] = lambda line: print(line, flush=True),
-          dist: Dist | None = None) -> dict[str, dict]:
+def train(
+    recipe: Recipe,
+    say: Callable[[str], None] = lambda line: print(line, flush=True),
+    dist: Dist | None = None,
+) -> dict[str, dict]:
     """Train every enabled stage of ``recipe`` into its space, in order; returns metrics."""
     dist = dist or Dist.from_env()
     space = Space(recipe.space)
@@ -44,6 +47,7 @@ def train(recipe: Recipe, say: Callable[[str], None] = lambda line: print(line, 
 
 
 def _summary(metrics: dict) -> str:
-    keys = [k for k in ("steps", "val_s2t_R@1", "val_s2t_R@10", "val_s2t_median_rank")
-            if k in metrics]
+    keys = [
+        k for k in ("steps", "val_s2t_R@1", "val_s2t_R@10", "val_s2t_median_rank") if k in metrics
+    ]
     return ", ".join(f"{k} {metrics[k]:.3g}" for k in keys)

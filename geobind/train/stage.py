@@ -56,8 +56,7 @@ class StageModel(nn.Module):
         self.teacher = teacher
         self.loss = loss
 
-    def forward(self, batch: dict[str, Any], teacher_z: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, batch: dict[str, Any], teacher_z: torch.Tensor | None = None) -> torch.Tensor:
         student_z = self.student(batch[self.student.modality.column])
         if self.teacher is not None:
             teacher_z = self.teacher(batch[self.teacher.modality.column])
@@ -76,11 +75,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def warmup_cosine(warmup: int, total: int) -> Any:
     """The LR factor at a step: linear warm-up to 1, then cosine decay to 0 at ``total``."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
     return factor
 
 
@@ -94,8 +95,10 @@ def _side(side: SideRecipe, space: Space) -> Encoder:
     source, _, other = (side.weights or "").partition(":")
     if source == "space" and not other:
         if side.config:
-            raise ConfigError(f"{side.modality}: weights 'space' take the config recorded in the "
-                              f"space; remove 'config' from this side")
+            raise ConfigError(
+                f"{side.modality}: weights 'space' take the config recorded in the "
+                f"space; remove 'config' from this side"
+            )
         return space.encoder(side.modality)
     weights = str(space.weights_path(other)) if source == "space" else side.weights
     return build_encoder(side.modality, side.config, weights=weights)
@@ -109,8 +112,11 @@ def recipe_hash(stage: StageRecipe) -> str:
 
 def _stage_device(device: str) -> torch.device:
     """The device a stage trains on: ``auto`` is this rank's GPU when there is one."""
-    chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if device == "auto" else device))
+    chosen = torch.device(
+        "cuda"
+        if device == "auto" and torch.cuda.is_available()
+        else ("cpu" if device == "auto" else device)
+    )
     if chosen.type == "cuda":
         if chosen.index is None:  # one GPU per torchrun process
             chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -130,17 +136,24 @@ class StageRun:
         if not stage.teacher.train:
             self.teacher.freeze()
         self.teacher_sha = sha256_hex(state_bytes(self.teacher.net))
-        self.loss = ContrastiveLoss(stage.temperature, stage.learn_temperature, dist.rank,
-                                    dist.world_size)
-        self.model = StageModel(self.student, self.teacher if stage.teacher.train else None,
-                                self.loss).to(self.device)
+        self.loss = ContrastiveLoss(
+            stage.temperature, stage.learn_temperature, dist.rank, dist.world_size
+        )
+        self.model = StageModel(
+            self.student, self.teacher if stage.teacher.train else None, self.loss
+        ).to(self.device)
         self.teacher.to(self.device)  # frozen too: its cache is computed on the device
         self.local_batch = self._local_batch()
         self.data, self.steps_per_epoch, self.total = self._training_data()
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, stage.weight_decay),
-                                           lr=stage.lr, betas=tuple(stage.betas), eps=stage.eps)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, stage.weight_decay),
+            lr=stage.lr,
+            betas=tuple(stage.betas),
+            eps=stage.eps,
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(stage.warmup_steps, self.total))
+            self.optimizer, warmup_cosine(stage.warmup_steps, self.total)
+        )
         self.ddp = self._distributed()
         self.folder = space.path / "checkpoints" / name
         self.log_path = space.path / "logs" / f"{name}.jsonl"
@@ -150,8 +163,10 @@ class StageRun:
     def _local_batch(self) -> int:
         """This process's share of the batch."""
         if self.stage.batch_size % self.dist.world_size:
-            raise ConfigError(f"stage {self.name!r}: batch_size {self.stage.batch_size} does not "
-                              f"split over {self.dist.world_size} processes")
+            raise ConfigError(
+                f"stage {self.name!r}: batch_size {self.stage.batch_size} does not "
+                f"split over {self.dist.world_size} processes"
+            )
         return self.stage.batch_size // self.dist.world_size
 
     def _training_data(self) -> tuple[PairDataset | None, int, int]:
@@ -165,8 +180,10 @@ class StageRun:
         data = PairDataset(stage.data, prep, split="train")
         steps_per_epoch = len(data) // stage.batch_size
         if steps_per_epoch == 0:
-            raise ConfigError(f"stage {self.name!r}: {len(data)} training rows in "
-                              f"{stage.data} is less than one batch of {stage.batch_size}")
+            raise ConfigError(
+                f"stage {self.name!r}: {len(data)} training rows in "
+                f"{stage.data} is less than one batch of {stage.batch_size}"
+            )
         total = stage.epochs * steps_per_epoch
         if stage.max_steps is not None:
             total = min(total, stage.max_steps)
@@ -177,7 +194,8 @@ class StageRun:
         if self.dist.world_size == 1 or self.total == 0:
             return self.model
         return nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+        )
 
     # -- set-up -------------------------------------------------------------------------
     def autocast(self) -> Any:
@@ -193,9 +211,9 @@ class StageRun:
         for turn in ("main", "others"):
             if (turn == "main") == self.dist.is_main:
                 with self.autocast():
-                    self.teacher_z = teacher_embeddings(self.stage.data, self.teacher,
-                                                        self.teacher_sha,
-                                                        use_cache=self.stage.cache)
+                    self.teacher_z = teacher_embeddings(
+                        self.stage.data, self.teacher, self.teacher_sha, use_cache=self.stage.cache
+                    )
             self.dist.barrier()
         self.teacher_z = self.teacher_z.to(self.device)
 
@@ -223,23 +241,36 @@ class StageRun:
 
     def _truncate_log(self) -> None:
         if self.dist.is_main and self.log_path.exists():
-            lines = [line for line in self.log_path.read_text().splitlines()
-                     if json.loads(line).get("step", 0) <= self.step]
+            lines = [
+                line
+                for line in self.log_path.read_text().splitlines()
+                if json.loads(line).get("step", 0) <= self.step
+            ]
             self.log_path.write_text("".join(line + "\n" for line in lines))
 
     # -- training -----------------------------------------------------------------------
     def batches(self) -> Any:
         """Training batches from the current step on, epoch after epoch, in a fixed order."""
-        sampler = DistributedSampler(self.data, num_replicas=self.dist.world_size,
-                                     rank=self.dist.rank, shuffle=True, seed=self.stage.seed,
-                                     drop_last=True)
+        sampler = DistributedSampler(
+            self.data,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=self.stage.seed,
+            drop_last=True,
+        )
         while True:
             epoch, offset = divmod(self.step, self.steps_per_epoch)
             sampler.set_epoch(epoch)
-            order = list(sampler)[offset * self.local_batch:]
-            loader = pair_loader(self.data, self.local_batch, sampler=order,
-                                 workers=self.stage.workers, drop_last=True,
-                                 seed=self.stage.seed * 100003 + self.step)
+            order = list(sampler)[offset * self.local_batch :]
+            loader = pair_loader(
+                self.data,
+                self.local_batch,
+                sampler=order,
+                workers=self.stage.workers,
+                drop_last=True,
+                seed=self.stage.seed * 100003 + self.step,
+            )
             yield from loader
 
     def train_step(self, batch: dict[str, Any]) -> float:
@@ -251,8 +282,10 @@ class StageRun:
         value = float(loss.detach())
         if not math.isfinite(value):
             last = latest_checkpoint(self.folder)
-            raise StageDiverged(f"stage {self.name!r}: loss is {value} at step {self.step + 1}; "
-                                f"stopped. Last good checkpoint: {last or 'none'}")
+            raise StageDiverged(
+                f"stage {self.name!r}: loss is {value} at step {self.step + 1}; "
+                f"stopped. Last good checkpoint: {last or 'none'}"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -264,10 +297,16 @@ class StageRun:
     def checkpoint(self) -> None:
         """Save resumable state (rank 0)."""
         if self.dist.is_main:
-            save_checkpoint(self.folder, self.step, self.modules(),
-                            {"optimizer": self.optimizer.state_dict(),
-                             "scheduler": self.scheduler.state_dict(),
-                             "recipe": recipe_hash(self.stage)})
+            save_checkpoint(
+                self.folder,
+                self.step,
+                self.modules(),
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "recipe": recipe_hash(self.stage),
+                },
+            )
         self.dist.barrier()
 
     @torch.no_grad()
@@ -276,7 +315,7 @@ class StageRun:
         if self.data is None:
             return {}
         ds = self.data.dataset
-        rows = split_rows(ds, "val")[:self.stage.val_rows]
+        rows = split_rows(ds, "val")[: self.stage.val_rows]
         if len(rows) < 2:
             return {}
         with self.autocast():
@@ -289,7 +328,9 @@ class StageRun:
         out = {}
         for direction, (q, g) in {"s2t": (student, teacher), "t2s": (teacher, student)}.items():
             m = recall_metrics(ranks(q, g), ks=(1, 10))
-            out.update({f"val_{direction}_{k}": v for k, v in m.items() if not k.startswith("chance")})
+            out.update(
+                {f"val_{direction}_{k}": v for k, v in m.items() if not k.startswith("chance")}
+            )
         return out
 
     def log(self, record: dict[str, Any]) -> None:
@@ -310,23 +351,37 @@ class StageRun:
         self.frozen_teacher_embeddings()
         self.resume()
         self.model.train()
-        bar = tqdm(total=self.total, initial=self.step, desc=self.name, unit="step",
-                   disable=not self.dist.is_main, mininterval=1.0, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total,
+            initial=self.step,
+            desc=self.name,
+            unit="step",
+            disable=not self.dist.is_main,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
         start, done_at_start = time.perf_counter(), self.step
         batches = self.batches()
         while self.step < self.total:
             value = self.train_step(next(batches))
-            rate = (self.step - done_at_start) * self.stage.batch_size / (
-                time.perf_counter() - start)
-            record = {"step": self.step, "loss": value, "temperature": self.loss.temperature,
-                      "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate}
+            rate = (
+                (self.step - done_at_start) * self.stage.batch_size / (time.perf_counter() - start)
+            )
+            record = {
+                "step": self.step,
+                "loss": value,
+                "temperature": self.loss.temperature,
+                "lr": self.scheduler.get_last_lr()[0],
+                "samples_per_s": rate,
+            }
             if self.stage.val_every and self.step % self.stage.val_every == 0:
                 record.update(self.validate())
                 self.model.train()
             self.log(record)
             bar.update(1)
-            bar.set_postfix(loss=f"{value:.3f}", T=f"{record['temperature']:.4f}",
-                            sps=f"{rate:.0f}")
+            bar.set_postfix(
+                loss=f"{value:.3f}", T=f"{record['temperature']:.4f}", sps=f"{rate:.0f}"
+            )
             if self.step % self.stage.checkpoint_every == 0 or self.step == self.total:
                 self.checkpoint()
         bar.close()
@@ -335,21 +390,39 @@ class StageRun:
         return final
 
 
-def train_stage(name: str, stage: StageRecipe, space: Space, dist: Dist | None = None,
-                recipe: dict | None = None) -> dict[str, Any]:
+def train_stage(
+    name: str,
+    stage: StageRecipe,
+    space: Space,
+    dist: Dist | None = None,
+    recipe: dict | None = None,
+) -> dict[str, Any]:
     """Train one stage and store its trained encoder(s) in the space; returns metrics."""
     dist = dist or Dist()
     run = StageRun(name, stage, space, dist)
     metrics = run.run()
     if dist.is_main:
         student_sha = sha256_hex(state_bytes(run.student.net))
-        teacher_sha = (run.teacher_sha if run.model.teacher is None  # frozen: unchanged
-                       else sha256_hex(state_bytes(run.teacher.net)))
+        teacher_sha = (
+            run.teacher_sha
+            if run.model.teacher is None  # frozen: unchanged
+            else sha256_hex(state_bytes(run.teacher.net))
+        )
         if run.model.teacher is not None:
-            space.put(run.teacher, name, {"modality": run.student.name, "sha256": student_sha},
-                      recipe, metrics)
-        space.put(run.student, name, {"modality": run.teacher.name, "sha256": teacher_sha},
-                  recipe, metrics)
+            space.put(
+                run.teacher,
+                name,
+                {"modality": run.student.name, "sha256": student_sha},
+                recipe,
+                metrics,
+            )
+        space.put(
+            run.student,
+            name,
+            {"modality": run.teacher.name, "sha256": teacher_sha},
+            recipe,
+            metrics,
+        )
         shutil.rmtree(run.folder, ignore_errors=True)
     dist.barrier()
     return metrics

@@ -94,18 +94,20 @@ def _water(t: Terrain, g: _Grain, m: np.ndarray) -> np.ndarray:
     depth = np.clip(1.0 - np.exp(-shore / 28.0) + 0.08 * g.broad[m], 0.0, 1.0)[:, None]
     deep, shallow = np.array((22, 50, 88), np.float32), np.array((54, 112, 128), np.float32)
     col = shallow + (deep - shallow) * depth
-    col = np.where((t.aux[m] == LAKE)[:, None], np.array((38, 72, 82), np.float32) + 0.0 * col,
-                   col)
+    col = np.where((t.aux[m] == LAKE)[:, None], np.array((38, 72, 82), np.float32) + 0.0 * col, col)
     ys, xs = np.nonzero(m)
     ca, sa = np.cos(t.wave_angle), np.sin(t.wave_angle)
-    waves = (np.sin((xs * ca + ys * sa) * 1.3 + 2.5 * g.broad[m])
-             * (0.5 + 0.5 * np.sin(g.blob[m] * 2.0)))
+    waves = np.sin((xs * ca + ys * sa) * 1.3 + 2.5 * g.broad[m]) * (
+        0.5 + 0.5 * np.sin(g.blob[m] * 2.0)
+    )
     return col * (1.0 + 0.07 * waves + 0.03 * g.fine[m])[:, None]
 
 
 def _sand(t: Terrain, g: _Grain, m: np.ndarray) -> np.ndarray:
-    return (np.array((214, 198, 158), np.float32)
-            * (1.0 + 0.04 * g.fine[m] + 0.03 * g.broad[m])[:, None])
+    return (
+        np.array((214, 198, 158), np.float32)
+        * (1.0 + 0.04 * g.fine[m] + 0.03 * g.broad[m])[:, None]
+    )
 
 
 def _grassland(t: Terrain, g: _Grain, m: np.ndarray) -> np.ndarray:
@@ -118,8 +120,10 @@ def _grassland(t: Terrain, g: _Grain, m: np.ndarray) -> np.ndarray:
 def _farmland(t: Terrain, g: _Grain, m: np.ndarray) -> np.ndarray:
     """Per-field crop colour, row stripes, darker hedgerows."""
     a = t.aux[m]
-    col = CROP_COLOURS[a & 7] * (1.0 + 0.07 * ((a & FARM_STRIPE) > 0) - 0.035
-                                 + 0.03 * g.fine[m])[:, None]
+    col = (
+        CROP_COLOURS[a & 7]
+        * (1.0 + 0.07 * ((a & FARM_STRIPE) > 0) - 0.035 + 0.03 * g.fine[m])[:, None]
+    )
     hedge = (a & FARM_HEDGE) > 0
     col[hedge] = col[hedge] * 0.45 + np.array((60, 84, 46), np.float32) * 0.55
     return col
@@ -146,8 +150,11 @@ def _urban(t: Terrain, g: _Grain, m: np.ndarray) -> np.ndarray:
 
 def _roads(t: Terrain, g: _Grain, m: np.ndarray) -> np.ndarray:
     """Highways darker asphalt, streets lighter."""
-    col = np.where((t.aux[m] == STREET)[:, None], np.array((74, 74, 78), np.float32),
-                   np.array((92, 92, 96), np.float32))
+    col = np.where(
+        (t.aux[m] == STREET)[:, None],
+        np.array((74, 74, 78), np.float32),
+        np.array((92, 92, 96), np.float32),
+    )
     return col * (1.0 + 0.03 * g.fine[m])[:, None]
 
 
@@ -164,8 +171,16 @@ def _rock(t: Terrain, g: _Grain, m: np.ndarray) -> np.ndarray:
 
 
 #: Each land cover and its painter, in painting order.
-_PAINTERS = ((WATER, _water), (SAND, _sand), (GRASS, _grassland), (FARM, _farmland),
-             (FOREST, _forest), (URBAN, _urban), (ROAD, _roads), (ROCK, _rock))
+_PAINTERS = (
+    (WATER, _water),
+    (SAND, _sand),
+    (GRASS, _grassland),
+    (FARM, _farmland),
+    (FOREST, _forest),
+    (URBAN, _urban),
+    (ROAD, _roads),
+    (ROCK, _rock),
+)
 
 
 def _relief(rgb: np.ndarray, t: Terrain) -> None:

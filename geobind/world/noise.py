@@ -46,7 +46,10 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float)
 
 
 def fractal_noise(
-    rng: np.random.Generator, shape: tuple[int, int], sigmas: tuple[float, ...], roughness: float = 0.55
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    sigmas: tuple[float, ...],
+    roughness: float = 0.55,
 ) -> np.ndarray:
     """A sum of smooth noises from coarse to fine, each octave ``roughness`` times weaker."""
     total = np.zeros(shape, np.float32)
@@ -90,5 +93,7 @@ def upsample(low: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndar
     if out.shape != tuple(shape):  # rounding guard
         out = out[: shape[0], : shape[1]]
         if out.shape != tuple(shape):
-            out = np.pad(out, [(0, shape[0] - out.shape[0]), (0, shape[1] - out.shape[1])], mode="edge")
+            out = np.pad(
+                out, [(0, shape[0] - out.shape[0]), (0, shape[1] - out.shape[1])], mode="edge"
+            )
     return out

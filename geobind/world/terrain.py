@@ -13,7 +13,18 @@ from scipy.spatial import cKDTree
 from geobind.world.config import LAND_COVERS, WorldConfig
 from geobind.world.noise import fractal_noise, smooth_noise, upsample_int
 
-__all__ = ["Terrain", "build_terrain", "WATER", "SAND", "GRASS", "FARM", "FOREST", "URBAN", "ROAD", "ROCK"]
+__all__ = [
+    "Terrain",
+    "build_terrain",
+    "WATER",
+    "SAND",
+    "GRASS",
+    "FARM",
+    "FOREST",
+    "URBAN",
+    "ROAD",
+    "ROCK",
+]
 
 WATER, SAND, GRASS, FARM, FOREST, URBAN, ROAD, ROCK = range(8)
 assert LAND_COVERS[ROCK] == "rock" and LAND_COVERS[ROAD] == "road"
@@ -62,7 +73,9 @@ def _segment_points(x0: float, y0: float, x1: float, y1: float, step: float = 0.
     return np.stack([x0 + (x1 - x0) * t, y0 + (y1 - y0) * t], axis=1)
 
 
-def _wiggle(rng: np.random.Generator, p0: np.ndarray, p1: np.ndarray, levels: int = 4) -> np.ndarray:
+def _wiggle(
+    rng: np.random.Generator, p0: np.ndarray, p1: np.ndarray, levels: int = 4
+) -> np.ndarray:
     """A polyline from p0 to p1 bent by midpoint displacement (roads curve)."""
     pts = np.stack([p0, p1])
     amp = 0.12 * float(np.hypot(*(p1 - p0)))
@@ -152,28 +165,44 @@ def _landscape(rng: np.random.Generator, grid: _Grid) -> _Landscape:
     lake_low = smooth_noise(rng, (hl, wl), 3.0)
     beach_low = smooth_noise(rng, (hl, wl), 6.0)
 
-    e_mid = (up_mid(e_low) + 0.06 * smooth_noise(rng, mid, 1.5)
-             + 0.03 * smooth_noise(rng, mid, 0.7))
+    e_mid = up_mid(e_low) + 0.06 * smooth_noise(rng, mid, 1.5) + 0.03 * smooth_noise(rng, mid, 0.7)
     sea_level = float(np.quantile(e_mid, 0.2))
     sea_mid = e_mid < sea_level
     land_h = np.maximum(e_mid - sea_level, 0.0)
     mount = np.clip(up_mid(mass_low) - 0.9, 0.0, None) * (0.55 + 0.9 * up_mid(ridge_low))
     mount *= np.clip(land_h * 4.0, 0.0, 1.0)  # no mountains standing in the sea
     # sharp ridges and peaks on the massifs (ridged noise, two octaves)
-    peaks = (0.6 * (1.0 - np.abs(smooth_noise(rng, mid, 5.0)))
-             + 0.4 * (1.0 - np.abs(smooth_noise(rng, mid, 2.0))))
-    height_mid = np.where(sea_mid, (e_mid - sea_level) * 6.0,
-                          2.0 * land_h + 7.0 * mount * (0.3 + 0.7 * peaks**2))
-    lake_mid = ((up_mid(lake_low) + 0.25 * smooth_noise(rng, mid, 1.0) > 2.3) & ~sea_mid
-                & (mount < 0.05))
+    peaks = 0.6 * (1.0 - np.abs(smooth_noise(rng, mid, 5.0))) + 0.4 * (
+        1.0 - np.abs(smooth_noise(rng, mid, 2.0))
+    )
+    height_mid = np.where(
+        sea_mid, (e_mid - sea_level) * 6.0, 2.0 * land_h + 7.0 * mount * (0.3 + 0.7 * peaks**2)
+    )
+    lake_mid = (
+        (up_mid(lake_low) + 0.25 * smooth_noise(rng, mid, 1.0) > 2.3) & ~sea_mid & (mount < 0.05)
+    )
     water_mid = sea_mid | lake_mid
     sea_dist = ndimage.distance_transform_edt(~sea_mid).astype(np.float32) * 4.0
     water_dist = ndimage.distance_transform_edt(~water_mid).astype(np.float32) * 4.0
     shore_dist = ndimage.distance_transform_edt(water_mid).astype(np.float32) * 4.0
     land_q = np.quantile(land_h[~sea_mid], 0.95) if (~sea_mid).any() else 1.0
     hill = np.clip(land_h / (land_q + 1e-6), 0.0, 1.0)
-    return _Landscape(e_mid, sea_level, sea_mid, mount, height_mid, lake_mid, water_mid,
-                      sea_dist, water_dist, shore_dist, hill, moist_low, agri_low, beach_low)
+    return _Landscape(
+        e_mid,
+        sea_level,
+        sea_mid,
+        mount,
+        height_mid,
+        lake_mid,
+        water_mid,
+        sea_dist,
+        water_dist,
+        shore_dist,
+        hill,
+        moist_low,
+        agri_low,
+        beach_low,
+    )
 
 
 @dataclass
@@ -219,14 +248,19 @@ def _settlements(rng: np.random.Generator, grid: _Grid, land: _Landscape) -> _To
     parcel_w = rng.uniform(13, 26, nset)
     parcel_h = rng.uniform(8, 17, nset)
     urban_mid, near_mid = _town_fields(sx, sy, sigma, mid)
-    urban_score = (urban_mid * (1.0 + 0.6 * smooth_noise(rng, mid, 1.5))
-                   + 0.12 * smooth_noise(rng, mid, 1.0) - 0.35)
-    return _Towns(sx, sy, is_city, k_ang, block, bsize, parcel_w, parcel_h, urban_mid,
-                  near_mid, urban_score)
+    urban_score = (
+        urban_mid * (1.0 + 0.6 * smooth_noise(rng, mid, 1.5))
+        + 0.12 * smooth_noise(rng, mid, 1.0)
+        - 0.35
+    )
+    return _Towns(
+        sx, sy, is_city, k_ang, block, bsize, parcel_w, parcel_h, urban_mid, near_mid, urban_score
+    )
 
 
-def _town_fields(sx: np.ndarray, sy: np.ndarray, sigma: np.ndarray,
-                 mid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _town_fields(
+    sx: np.ndarray, sy: np.ndarray, sigma: np.ndarray, mid: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussians around each town: how built-up (``urban``) and how near a town (``near``)."""
     hm, wm = mid
     urban_mid = np.zeros(mid, np.float32)
@@ -239,20 +273,28 @@ def _town_fields(sx: np.ndarray, sy: np.ndarray, sigma: np.ndarray,
             if y0 >= y1 or x0 >= x1:
                 continue
             gy, gx = np.ogrid[y0:y1, x0:x1]
-            field[y0:y1, x0:x1] += np.exp(
-                -((gx - x) ** 2 + (gy - y) ** 2) / (2 * ss * ss)).astype(np.float32)
+            field[y0:y1, x0:x1] += np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / (2 * ss * ss)).astype(
+                np.float32
+            )
     return urban_mid, np.clip(near_mid, 0, 1.5)
 
 
-def _vegetation_scores(rng: np.random.Generator, grid: _Grid, land: _Landscape,
-                       towns: _Towns) -> tuple[np.ndarray, np.ndarray]:
+def _vegetation_scores(
+    rng: np.random.Generator, grid: _Grid, land: _Landscape, towns: _Towns
+) -> tuple[np.ndarray, np.ndarray]:
     """Forest against grass, and how much farmland is preferred (mid resolution)."""
     mid, up_mid, hill = grid.mid, grid.up_mid, land.hill
-    score_forest = (0.9 * up_mid(land.moist_low) + 1.4 * hill
-                    + 0.35 * smooth_noise(rng, mid, 2.0) - 0.6 * towns.near_mid - 0.1)
+    score_forest = (
+        0.9 * up_mid(land.moist_low)
+        + 1.4 * hill
+        + 0.35 * smooth_noise(rng, mid, 2.0)
+        - 0.6 * towns.near_mid
+        - 0.1
+    )
     score_farm = 0.8 * up_mid(land.agri_low) + 1.5 * towns.near_mid - 1.8 * hill - 0.05
-    score_grass = (0.35 * smooth_noise(rng, mid, 3.0) + 1.0 * np.exp(-land.sea_dist / 60.0)
-                   + 0.3 * hill)
+    score_grass = (
+        0.35 * smooth_noise(rng, mid, 3.0) + 1.0 * np.exp(-land.sea_dist / 60.0) + 0.3 * hill
+    )
     fg_mid = score_forest - score_grass + 0.25 * smooth_noise(rng, mid, 0.8)  # forest vs grass
     farm_pref = score_farm - np.maximum(score_forest, score_grass)
     return fg_mid, farm_pref
@@ -280,17 +322,22 @@ def _b4(a: np.ndarray) -> np.ndarray:
     return a[:, None, :, None]
 
 
-def _full_resolution(cfg: WorldConfig, rng: np.random.Generator, grid: _Grid,
-                     land: _Landscape, towns: _Towns, fg_mid: np.ndarray,
-                     farm_pref: np.ndarray) -> Terrain:
+def _full_resolution(
+    cfg: WorldConfig,
+    rng: np.random.Generator,
+    grid: _Grid,
+    land: _Landscape,
+    towns: _Towns,
+    fg_mid: np.ndarray,
+    farm_pref: np.ndarray,
+) -> Terrain:
     """Every pixel's label and variant: vegetation, fields, forest, towns, rock and beaches,
     roads, water; then cropped to the mosaic and shaded."""
     hm, wm = grid.mid
     padded = (4 * hm, 4 * wm)
     labels = np.full(padded, GRASS, np.uint8)
     aux = np.zeros(padded, np.uint8)
-    canvas = _Canvas(labels, aux, labels.reshape(hm, 4, wm, 4), aux.reshape(hm, 4, wm, 4),
-                     grid.mid)
+    canvas = _Canvas(labels, aux, labels.reshape(hm, 4, wm, 4), aux.reshape(hm, 4, wm, 4), grid.mid)
     height = canvas.up_full(land.height_mid)
     sea = canvas.up_full(land.e_mid - land.sea_level) < 0
     water = sea | (canvas.up_full(land.lake_mid.astype(np.float32)) > 0.5)
@@ -304,8 +351,9 @@ def _full_resolution(cfg: WorldConfig, rng: np.random.Generator, grid: _Grid,
     del u, v
     _paint_rock_and_beaches(canvas, rng, grid, land, water)
     # roads between settlements: a minimum spanning tree plus links between nearby towns
-    _draw_roads(cfg, labels, aux, water, sea, land.water_mid, land.mount, towns.sx, towns.sy,
-                towns.is_city)
+    _draw_roads(
+        cfg, labels, aux, water, sea, land.water_mid, land.mount, towns.sx, towns.sy, towns.is_city
+    )
     labels[water & (labels != ROAD)] = WATER
     wmask = labels == WATER
     aux[wmask] = np.where(sea, SEA, LAKE)[wmask]
@@ -328,8 +376,9 @@ def _street_grids(towns: _Towns, mid: tuple[int, int]) -> tuple[np.ndarray, ...]
     and every pixel's coordinates ``(u, v)`` in its owner's street grid (``(hm, 4, wm, 4)``)."""
     hm, wm = mid
     sx, sy = towns.sx, towns.sy
-    grid = np.stack(np.meshgrid((np.arange(wm) + 0.5) * 4, (np.arange(hm) + 0.5) * 4),
-                    -1).reshape(-1, 2)
+    grid = np.stack(np.meshgrid((np.arange(wm) + 0.5) * 4, (np.arange(hm) + 0.5) * 4), -1).reshape(
+        -1, 2
+    )
     owner = cKDTree(np.stack([sx, sy], 1)).query(grid)[1].reshape(mid).astype(np.int32)
     del grid
     f32 = np.float32
@@ -344,9 +393,18 @@ def _street_grids(towns: _Towns, mid: tuple[int, int]) -> tuple[np.ndarray, ...]
     return owner, ca, sa, u, v
 
 
-def _paint_farmland(canvas: _Canvas, towns: _Towns, owner: np.ndarray, ca: np.ndarray,
-                    sa: np.ndarray, u: np.ndarray, v: np.ndarray, lut: np.ndarray,
-                    lut2: np.ndarray, farm_pref: np.ndarray) -> None:
+def _paint_farmland(
+    canvas: _Canvas,
+    towns: _Towns,
+    owner: np.ndarray,
+    ca: np.ndarray,
+    sa: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    lut: np.ndarray,
+    lut2: np.ndarray,
+    farm_pref: np.ndarray,
+) -> None:
     """Farmland per parcel of each town's field grid (straight field edges), where preferred."""
     hm, wm = canvas.mid
     f32 = np.float32
@@ -362,8 +420,13 @@ def _paint_farmland(canvas: _Canvas, towns: _Towns, owner: np.ndarray, ca: np.nd
     cu, cv = (pu + 0.5) * pw - shift, (pv + 0.5) * ph  # the field's centre
     cx = _b4(sx.astype(f32)[owner]) + cu * _b4(ca) - cv * _b4(sa)
     cy = _b4(sy.astype(f32)[owner]) + cu * _b4(sa) + cv * _b4(ca)
-    farm = farm_pref[np.clip((cy * 0.25).astype(np.int32), 0, hm - 1),
-                     np.clip((cx * 0.25).astype(np.int32), 0, wm - 1)] > 0
+    farm = (
+        farm_pref[
+            np.clip((cy * 0.25).astype(np.int32), 0, hm - 1),
+            np.clip((cx * 0.25).astype(np.int32), 0, wm - 1),
+        ]
+        > 0
+    )
     del cu, cv, cx, cy
     pkey = _cell_key(o4, pu, pv)
     kind = lut[pkey]
@@ -375,8 +438,9 @@ def _paint_farmland(canvas: _Canvas, towns: _Towns, owner: np.ndarray, ca: np.nd
     del pu, pv, pw, ph, shift
     crop = np.where(kind < 0.06, FOREST, np.where(kind < 0.14, GRASS, FARM)).astype(np.uint8)
     canvas.lab4[farm] = crop[farm]
-    canvas.aux4[farm] = ((lut2[pkey] * N_CROPS).astype(np.uint8) + FARM_STRIPE * stripe_on
-                         + FARM_HEDGE * hedge)[farm]
+    canvas.aux4[farm] = (
+        (lut2[pkey] * N_CROPS).astype(np.uint8) + FARM_STRIPE * stripe_on + FARM_HEDGE * hedge
+    )[farm]
 
 
 def _paint_conifers(canvas: _Canvas, rng: np.random.Generator, hill: np.ndarray) -> None:
@@ -387,8 +451,16 @@ def _paint_conifers(canvas: _Canvas, rng: np.random.Generator, hill: np.ndarray)
     canvas.aux[forest & conifer] = CONIFER
 
 
-def _paint_towns(canvas: _Canvas, towns: _Towns, owner: np.ndarray, u: np.ndarray,
-                 v: np.ndarray, lut: np.ndarray, lut2: np.ndarray, water: np.ndarray) -> None:
+def _paint_towns(
+    canvas: _Canvas,
+    towns: _Towns,
+    owner: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    lut: np.ndarray,
+    lut2: np.ndarray,
+    water: np.ndarray,
+) -> None:
     """Urban: blocks of buildings (style and height per block) between streets."""
     f32 = np.float32
     urban = (canvas.up_full(towns.urban_score) > 0) & ~water
@@ -406,18 +478,21 @@ def _paint_towns(canvas: _Canvas, towns: _Towns, owner: np.ndarray, u: np.ndarra
     style = (lut2[bkey] * 8).astype(np.uint8)
     tall = np.clip(density * 2.2 * (0.4 + lut[(bkey * 13 + 5) & 0xFFFF]), 0, 3).astype(np.uint8)
     canvas.labels.reshape(-1)[idx] = np.where(street, ROAD, URBAN).astype(np.uint8)
-    canvas.aux.reshape(-1)[idx] = np.where(street, STREET,
-                                           np.where(gap, YARD, style + 8 * tall)).astype(np.uint8)
+    canvas.aux.reshape(-1)[idx] = np.where(
+        street, STREET, np.where(gap, YARD, style + 8 * tall)
+    ).astype(np.uint8)
 
 
-def _paint_rock_and_beaches(canvas: _Canvas, rng: np.random.Generator, grid: _Grid,
-                            land: _Landscape, water: np.ndarray) -> None:
+def _paint_rock_and_beaches(
+    canvas: _Canvas, rng: np.random.Generator, grid: _Grid, land: _Landscape, water: np.ndarray
+) -> None:
     """Bare rock on the mountains, and sand along the sea (narrower along lake shores)."""
     rock = (canvas.up_full(land.mount + 0.08 * smooth_noise(rng, grid.mid, 0.7)) > 0.32) & ~water
     canvas.labels[rock] = ROCK
     beach_w = np.clip(6.5 + 5.5 * grid.up_mid(land.beach_low), 0, 14)
-    beach_mid = np.minimum(land.sea_dist - beach_w,
-                           4.0 * (land.water_dist - 0.3 * beach_w))  # narrow lake shores
+    beach_mid = np.minimum(
+        land.sea_dist - beach_w, 4.0 * (land.water_dist - 0.3 * beach_w)
+    )  # narrow lake shores
     sand = (canvas.up_full(beach_mid) < 0) & ~water & ~rock
     canvas.labels[sand] = SAND
 
@@ -464,7 +539,9 @@ def _draw_roads(cfg, labels, aux, water, sea, water_mid, mount, sx, sy, is_city)
     major_pts, minor_pts = [], []
     for i, j in sorted(edges):
         line = _wiggle(road_rng, pts[i], pts[j])
-        dots = np.concatenate([_segment_points(*line[m], *line[m + 1]) for m in range(len(line) - 1)])
+        dots = np.concatenate(
+            [_segment_points(*line[m], *line[m + 1]) for m in range(len(line) - 1)]
+        )
         (major_pts if (is_city[i] and is_city[j]) else minor_pts).append(dots)
     for group, radius in ((minor_pts, 0.5), (major_pts, 1.0)):
         if not group:

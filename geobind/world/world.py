@@ -79,7 +79,9 @@ class World:
         self.terrain = build_terrain(cfg)
         self.rgb = render_mosaic(self.terrain, cfg.seed)
         self.height_px, self.width_px = self.terrain.labels.shape
-        self._ground = GroundRenderer(self.terrain, cfg.ground_size, cfg.ground_supersample, cfg.seed)
+        self._ground = GroundRenderer(
+            self.terrain, cfg.ground_size, cfg.ground_supersample, cfg.seed
+        )
         self._sound: SoundBank | None = None
         self._locations: list[tuple[float, float]] = []
         self._candidates = 0  # R2 points examined so far
@@ -114,12 +116,15 @@ class World:
         return self.rgb[y0 : y0 + T, x0 : x0 + T]
 
     def fractions(self, lat, lon) -> np.ndarray:
-        """Land-cover fractions in the tile's footprint: ``[C]`` float32, or ``[n, C]`` for arrays."""
+        """Land-cover fractions in the tile's footprint: ``[C]`` float32 (``[n, C]`` for
+        arrays)."""
         if np.ndim(lat) > 0:
             return np.stack([self.fractions(a, b) for a, b in zip(np.ravel(lat), np.ravel(lon))])
         x0, y0 = self._window(float(lat), float(lon))
         T = self.config.tile_size
-        counts = np.bincount(self.terrain.labels[y0 : y0 + T, x0 : x0 + T].ravel(), minlength=len(LAND_COVERS))
+        counts = np.bincount(
+            self.terrain.labels[y0 : y0 + T, x0 : x0 + T].ravel(), minlength=len(LAND_COVERS)
+        )
         return (counts / counts.sum()).astype(np.float32)
 
     def mosaic_image(self):
@@ -129,7 +134,9 @@ class World:
         return Image.fromarray(self.rgb)
 
     # ---- where places are -----------------------------------------------------------------
-    def sample_places(self, n: int, rng: None | int | np.random.Generator = None) -> list[tuple[float, float]]:
+    def sample_places(
+        self, n: int, rng: None | int | np.random.Generator = None
+    ) -> list[tuple[float, float]]:
         """``n`` (lat, lon) points spread evenly over the map (a jittered low-discrepancy
         sequence; open sea is thinned out). ``rng`` None or an int seed gives points that do
         not depend on ``n`` (the first ``m`` of ``n`` points are the ``m`` points); a
@@ -160,7 +167,9 @@ class World:
             self._locations.extend(pts)
             self._candidates += batch
 
-    def _candidates_from(self, start: int, count: int, seed: int | None, rng: np.random.Generator | None):
+    def _candidates_from(
+        self, start: int, count: int, seed: int | None, rng: np.random.Generator | None
+    ):
         T = self.config.tile_size
         i = np.arange(start, start + count)
         if rng is None:
@@ -197,8 +206,12 @@ class World:
             self._sound = SoundBank(c.sample_rate, c.clip_samples, c.seed)
         return self._sound
 
-    def place(self, key: int | tuple[float, float], rng: np.random.Generator | None = None,
-              modalities: Iterable[str] | None = None) -> Place:
+    def place(
+        self,
+        key: int | tuple[float, float],
+        rng: np.random.Generator | None = None,
+        modalities: Iterable[str] | None = None,
+    ) -> Place:
         """Place number ``key`` (any int >= 0), or an ad-hoc place at ``key = (lat, lon)``.
 
         Everything random about it (time, weather, view direction, sounds, wording) comes from
@@ -223,11 +236,14 @@ class World:
             lat, lon = (float(key[0]), float(key[1]))
             pid = f"w{c.seed}-{lat:.5f}_{lon:.5f}"
             if rng is None:
-                rng = np.random.default_rng([c.seed, 0x91AD, int(round((lat + 90) * 1e6)), int(round((lon + 180) * 1e6))])
+                rng = np.random.default_rng(
+                    [c.seed, 0x91AD, int(round((lat + 90) * 1e6)), int(round((lon + 180) * 1e6))]
+                )
         wanted = set(MODALITIES if modalities is None else modalities)
         if wanted - set(MODALITIES):
-            raise ValueError(f"unknown modalities {sorted(wanted - set(MODALITIES))}; "
-                             f"choose from {MODALITIES}")
+            raise ValueError(
+                f"unknown modalities {sorted(wanted - set(MODALITIES))}; choose from {MODALITIES}"
+            )
         return self._make(pid, index, lat, lon, rng, wanted)
 
     def places(self, n: int | None = None) -> Iterator[Place]:
@@ -235,8 +251,15 @@ class World:
         for i in range(self.config.places if n is None else n):
             yield self.place(i)
 
-    def _make(self, pid: str, index: int | None, lat: float, lon: float, rng: np.random.Generator,
-              wanted: set) -> Place:
+    def _make(
+        self,
+        pid: str,
+        index: int | None,
+        lat: float,
+        lon: float,
+        rng: np.random.Generator,
+        wanted: set,
+    ) -> Place:
         c = self.config
         T = c.tile_size
         x0, y0 = self._window(lat, lon)
@@ -244,7 +267,11 @@ class World:
         counts = np.bincount(labels.ravel(), minlength=len(LAND_COVERS))
         frac = (counts / counts.sum()).astype(np.float32)
         water = labels == WATER
-        sea_share = float((self.terrain.aux[y0 : y0 + T, x0 : x0 + T][water] == SEA).mean()) if water.any() else 0.0
+        sea_share = (
+            float((self.terrain.aux[y0 : y0 + T, x0 : x0 + T][water] == SEA).mean())
+            if water.any()
+            else 0.0
+        )
 
         view_rng, sound_rng, caption_rng = rng.spawn(3)
         cond = draw_conditions(rng)
@@ -259,7 +286,11 @@ class World:
         if "audio" in wanted:
             clip = self.sound.render(frac, sea_share, cond, sound_rng)
             audio = encode_audio(clip, c.sample_rate, c.audio_format)
-        caption = write_caption(frac, view_frac, cond, sea_share, caption_rng) if "caption" in wanted else ""
+        caption = (
+            write_caption(frac, view_frac, cond, sea_share, caption_rng)
+            if "caption" in wanted
+            else ""
+        )
         return Place(
             id=pid,
             index=index,
@@ -274,7 +305,9 @@ class World:
             view_fractions=view_frac,
         )
 
-    def _viewpoint(self, cx: float, cy: float, heading: float, rng: np.random.Generator) -> tuple[float, float, float]:
+    def _viewpoint(
+        self, cx: float, cy: float, heading: float, rng: np.random.Generator
+    ) -> tuple[float, float, float]:
         """Where the photographer stands and looks: often along a nearby road, or out over
         nearby water; otherwise where the random heading points."""
         labels = self.terrain.labels
@@ -303,7 +336,9 @@ class World:
         if 0.05 * win.size < len(ys) < 0.95 * win.size and u > 0.5:
             dx = xs.mean() + max(0, x0) - cx
             dy = ys.mean() + max(0, y0) - cy
-            heading = (math.degrees(math.atan2(dy, dx)) + 90.0 + float(rng.uniform(-30, 30))) % 360.0
+            heading = (
+                math.degrees(math.atan2(dy, dx)) + 90.0 + float(rng.uniform(-30, 30))
+            ) % 360.0
         return cx, cy, heading
 
 

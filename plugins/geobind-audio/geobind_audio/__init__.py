@@ -18,8 +18,15 @@ if TYPE_CHECKING:
     from geobind_audio.audio import AudioPreprocess
     from geobind_audio.model import AudioEncoder
 
-__all__ = ["AudioConfig", "audio_modality", "build_encoder", "build_preprocess", "check",
-           "geobind_register_modalities", "paper_config"]
+__all__ = [
+    "AudioConfig",
+    "audio_modality",
+    "build_encoder",
+    "build_preprocess",
+    "check",
+    "geobind_register_modalities",
+    "paper_config",
+]
 
 __version__ = "0.1.0"
 

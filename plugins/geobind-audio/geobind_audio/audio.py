@@ -16,8 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-__all__ = ["AudioPreprocess", "check_audio", "decode_audio", "fix_length", "resample",
-           "to_mono"]
+__all__ = ["AudioPreprocess", "check_audio", "decode_audio", "fix_length", "resample", "to_mono"]
 
 #: Frames read at a time by :func:`check_audio`, so validating a long file stays small.
 _BLOCK = 1 << 16
@@ -34,8 +33,9 @@ def _open(data: bytes):
     try:
         return sf.SoundFile(io.BytesIO(bytes(data)))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise InputError(f"audio: not a readable audio format ({len(data)} bytes): "
-                         f"{_reason(exc)}") from None
+        raise InputError(
+            f"audio: not a readable audio format ({len(data)} bytes): {_reason(exc)}"
+        ) from None
 
 
 def _read(f, start: int = 0, frames: int = -1) -> np.ndarray:
@@ -62,8 +62,9 @@ def _check_samples(samples: np.ndarray, rate: int) -> None:
         raise InputError("audio: no samples (0 frames)")
     if not np.isfinite(samples).all():
         bad = int((~np.isfinite(samples)).any(axis=1).sum())
-        raise InputError(f"audio: {bad} of {samples.shape[0]} frames at {rate} Hz hold "
-                         f"NaN or infinite samples")
+        raise InputError(
+            f"audio: {bad} of {samples.shape[0]} frames at {rate} Hz hold NaN or infinite samples"
+        )
 
 
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
@@ -91,8 +92,9 @@ def check_audio(data: bytes) -> None:
             if block.shape[0] == 0:
                 break
             if not np.isfinite(block).all():
-                raise InputError(f"audio: NaN or infinite samples after frame {total} "
-                                 f"at {f.samplerate} Hz")
+                raise InputError(
+                    f"audio: NaN or infinite samples after frame {total} at {f.samplerate} Hz"
+                )
             total += block.shape[0]
     if total == 0:
         raise InputError("audio: no samples (0 frames)")
@@ -120,8 +122,9 @@ def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
         return wave
     out = soxr.resample(wave, rate, target)
     if out.shape[0] == 0:
-        raise InputError(f"audio: {wave.shape[0]} frames at {rate} Hz are too short to "
-                         f"resample to {target} Hz")
+        raise InputError(
+            f"audio: {wave.shape[0]} frames at {rate} Hz are too short to resample to {target} Hz"
+        )
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
@@ -136,10 +139,10 @@ def fix_length(wave: np.ndarray, length: int, offset: int | None = None) -> np.n
     n = wave.shape[0]
     if n >= length:
         start = (n - length) // 2 if offset is None else offset
-        return wave[start:start + length]
+        return wave[start : start + length]
     out = np.zeros(length, dtype=np.float32)
     tiled = np.tile(wave, length // n)
-    out[:tiled.shape[0]] = tiled
+    out[: tiled.shape[0]] = tiled
     return out
 
 
@@ -178,8 +181,7 @@ class AudioPreprocess:
         wave = resample(to_mono(samples), rate, self.sample_rate)
         room = wave.shape[0] - self.clip_samples
         offset = _random_start(room) if self.train and room > 0 else None
-        return torch.from_numpy(np.ascontiguousarray(fix_length(wave, self.clip_samples,
-                                                                offset)))
+        return torch.from_numpy(np.ascontiguousarray(fix_length(wave, self.clip_samples, offset)))
 
     def _window(self, rate: int, total: int) -> tuple[int, int]:
         """The source frames to decode: all, or just enough for one clip from a long file."""
@@ -193,5 +195,7 @@ class AudioPreprocess:
         return (_random_start(room) if self.train else room // 2), need
 
     def __repr__(self) -> str:
-        return (f"AudioPreprocess(sample_rate={self.sample_rate}, "
-                f"clip_samples={self.clip_samples}, train={self.train})")
+        return (
+            f"AudioPreprocess(sample_rate={self.sample_rate}, "
+            f"clip_samples={self.clip_samples}, train={self.train})"
+        )

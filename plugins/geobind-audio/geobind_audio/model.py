@@ -19,8 +19,14 @@ from torch import nn
 from geobind import ConfigError, load_into, read_state_dict, strip_prefix
 from geobind_audio.config import AudioConfig, check_geometry
 
-__all__ = ["INTERNALS", "AudioEncoder", "audio_cfg", "audio_state", "build_audio_encoder",
-           "import_htsat"]
+__all__ = [
+    "INTERNALS",
+    "AudioEncoder",
+    "audio_cfg",
+    "audio_state",
+    "build_audio_encoder",
+    "import_htsat",
+]
 
 #: The checkpoint entries that belong to the audio side of a CLAP model.
 AUDIO_PREFIXES = ("audio_branch.", "audio_projection.")
@@ -30,11 +36,28 @@ AUDIO_PREFIXES = ("audio_branch.", "audio_projection.")
 #: The built Swin is read through its ``head``, ``tscam_conv``, ``num_features`` and
 #: ``spec_augmenter`` attributes and returns its pooled vector as ``"embedding"``.
 INTERNALS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("laion_clap.clap_module.htsat", "HTSAT_Swin_Transformer",
-     ("spec_size", "patch_size", "patch_stride", "num_classes", "embed_dim", "depths",
-      "num_heads", "window_size", "mlp_ratio", "drop_path_rate", "config")),
-    ("laion_clap.clap_module.htsat", "SpecAugmentation",
-     ("time_drop_width", "time_stripes_num", "freq_drop_width", "freq_stripes_num")),
+    (
+        "laion_clap.clap_module.htsat",
+        "HTSAT_Swin_Transformer",
+        (
+            "spec_size",
+            "patch_size",
+            "patch_stride",
+            "num_classes",
+            "embed_dim",
+            "depths",
+            "num_heads",
+            "window_size",
+            "mlp_ratio",
+            "drop_path_rate",
+            "config",
+        ),
+    ),
+    (
+        "laion_clap.clap_module.htsat",
+        "SpecAugmentation",
+        ("time_drop_width", "time_stripes_num", "freq_drop_width", "freq_stripes_num"),
+    ),
 )
 
 
@@ -52,8 +75,9 @@ def import_htsat() -> ModuleType:
             warnings.simplefilter("ignore", FutureWarning)  # timm deprecations in laion's imports
             from laion_clap.clap_module import htsat
     except ImportError as exc:
-        raise ImportError(f"the audio encoder needs laion_clap ({exc}); "
-                          f"pip install 'laion_clap>=1.1.4'") from exc
+        raise ImportError(
+            f"the audio encoder needs laion_clap ({exc}); pip install 'laion_clap>=1.1.4'"
+        ) from exc
     finally:
         # laion_clap appends its folder to sys.path, where its top-level `training` and
         # `clap_module` would shadow same-named modules imported later.
@@ -63,11 +87,18 @@ def import_htsat() -> ModuleType:
 
 def audio_cfg(config: AudioConfig) -> SimpleNamespace:
     """The ``audio_cfg`` object HTS-AT reads its spectrogram settings from."""
-    return SimpleNamespace(model_type="HTSAT", model_name="custom",
-                           sample_rate=config.sample_rate, clip_samples=config.clip_samples,
-                           window_size=config.window, hop_size=config.hop,
-                           mel_bins=config.n_mels, fmin=config.fmin, fmax=config.fmax,
-                           class_num=config.class_num)
+    return SimpleNamespace(
+        model_type="HTSAT",
+        model_name="custom",
+        sample_rate=config.sample_rate,
+        clip_samples=config.clip_samples,
+        window_size=config.window,
+        hop_size=config.hop,
+        mel_bins=config.n_mels,
+        fmin=config.fmin,
+        fmax=config.fmax,
+        class_num=config.class_num,
+    )
 
 
 class AudioEncoder(nn.Module):
@@ -82,27 +113,43 @@ class AudioEncoder(nn.Module):
         super().__init__()
         htsat = import_htsat()
         self.audio_branch = htsat.HTSAT_Swin_Transformer(
-            spec_size=config.spec_size, patch_size=config.patch_size,
+            spec_size=config.spec_size,
+            patch_size=config.patch_size,
             patch_stride=(config.patch_stride, config.patch_stride),
-            num_classes=config.class_num, embed_dim=config.swin_dim,
-            depths=list(config.depths), num_heads=list(config.num_heads),
-            window_size=config.swin_window, mlp_ratio=config.mlp_ratio,
-            drop_path_rate=config.drop_path_rate, config=audio_cfg(config))
+            num_classes=config.class_num,
+            embed_dim=config.swin_dim,
+            depths=list(config.depths),
+            num_heads=list(config.num_heads),
+            window_size=config.swin_window,
+            mlp_ratio=config.mlp_ratio,
+            drop_path_rate=config.drop_path_rate,
+            config=audio_cfg(config),
+        )
         self.audio_branch.spec_augmenter = (  # HTS-AT hard-codes widths for 1001 frames
-            htsat.SpecAugmentation(time_drop_width=config.time_drop_width, time_stripes_num=2,
-                                   freq_drop_width=config.freq_drop_width, freq_stripes_num=2)
-            if config.spec_augment else nn.Identity())
+            htsat.SpecAugmentation(
+                time_drop_width=config.time_drop_width,
+                time_stripes_num=2,
+                freq_drop_width=config.freq_drop_width,
+                freq_stripes_num=2,
+            )
+            if config.spec_augment
+            else nn.Identity()
+        )
         # The tagging head is off the embedding path: frozen, so DDP expects no grads for it.
         for module in (self.audio_branch.head, self.audio_branch.tscam_conv):
             module.requires_grad_(False)
         width = self.audio_branch.num_features
-        self.audio_projection = nn.Sequential(nn.Linear(width, config.embed_dim), nn.ReLU(),
-                                              nn.Linear(config.embed_dim, config.embed_dim))
+        self.audio_projection = nn.Sequential(
+            nn.Linear(width, config.embed_dim),
+            nn.ReLU(),
+            nn.Linear(config.embed_dim, config.embed_dim),
+        )
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() != 2:
-            raise ValueError(f"audio encoder: expected waveforms [batch, samples], got "
-                             f"{list(waveform.shape)}")
+            raise ValueError(
+                f"audio encoder: expected waveforms [batch, samples], got {list(waveform.shape)}"
+            )
         out = self.audio_branch({"waveform": waveform}, device=waveform.device)
         return self.audio_projection(out["embedding"])
 
@@ -118,8 +165,7 @@ def audio_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return audio or dict(state)
 
 
-def build_audio_encoder(config: AudioConfig,
-                        weights: Path | None = None) -> AudioEncoder:
+def build_audio_encoder(config: AudioConfig, weights: Path | None = None) -> AudioEncoder:
     """The encoder for ``config``, optionally loaded from a local weights file.
 
     ``weights``: a laion_clap checkpoint (non-fusion, same sizes: :func:`paper_config` for

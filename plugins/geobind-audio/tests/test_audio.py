@@ -52,21 +52,25 @@ def encoder():
 @pytest.fixture(scope="module")
 def clips():
     """44.1 kHz stereo WAV and FLAC of 7 s, and a 1.5 s clip, shorter than a 5 s clip."""
-    return [encode(tone(7.0, seed=1), 44100, "WAV"), encode(tone(7.0, seed=2), 44100, "FLAC"),
-            encode(tone(1.5, seed=3), 44100, "WAV")]
+    return [
+        encode(tone(7.0, seed=1), 44100, "WAV"),
+        encode(tone(7.0, seed=2), 44100, "FLAC"),
+        encode(tone(1.5, seed=3), 44100, "WAV"),
+    ]
 
 
 def test_registered_by_this_distribution():
     registry = geobind.get_registry()
     modality = registry.modality("audio")
     assert registry.owner("audio").distribution == "geobind-audio"
-    assert (modality.storage, modality.column, modality.config) == ("binary", "audio",
-                                                                    AudioConfig)
+    assert (modality.storage, modality.column, modality.config) == ("binary", "audio", AudioConfig)
 
 
 def test_import_is_light():
-    code = ("import sys, geobind_audio; "
-            "print('torch' in sys.modules, 'laion_clap' in sys.modules, 'numpy' in sys.modules)")
+    code = (
+        "import sys, geobind_audio; "
+        "print('torch' in sys.modules, 'laion_clap' in sys.modules, 'numpy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["False", "False", "False"], out.stderr
 
@@ -104,8 +108,14 @@ def test_preprocess_outputs_a_fixed_length_mono_clip(clips):
 
 
 def test_resampled_length_is_rate_ratio_rounded():
-    for n, rate in [(44100, 44100), (44101, 44100), (12345, 44100), (48000, 48000),
-                    (7, 44100), (22050, 22050)]:
+    for n, rate in [
+        (44100, 44100),
+        (44101, 44100),
+        (12345, 44100),
+        (48000, 48000),
+        (7, 44100),
+        (22050, 22050),
+    ]:
         assert resample(np.zeros(n, "f4"), rate, 16000).shape[0] == round(n * 16000 / rate)
     with pytest.raises(geobind.InputError, match="too short"):
         resample(np.zeros(1, "f4"), 44100, 16000)
@@ -116,15 +126,15 @@ def test_short_clip_is_repeat_padded_with_whole_copies_then_zeros():
     out = AudioPreprocess(16000, 5.0, False)(encode(clip, 16000, "WAV", "FLOAT")).numpy()
     n = clip.size
     for k in range(3):
-        np.testing.assert_array_equal(out[k * n:(k + 1) * n], clip)
-    assert not out[3 * n:].any()
+        np.testing.assert_array_equal(out[k * n : (k + 1) * n], clip)
+    assert not out[3 * n :].any()
 
 
 def test_short_clip_repeats_after_resampling():
     out = AudioPreprocess(16000, 5.0, False)(encode(tone(1.5), 44100)).numpy()
     m = round(1.5 * 44100 * 16000 / 44100)
-    np.testing.assert_array_equal(out[:m], out[m:2 * m])
-    assert out[:m].any() and not out[3 * m:].any()
+    np.testing.assert_array_equal(out[:m], out[m : 2 * m])
+    assert out[:m].any() and not out[3 * m :].any()
 
 
 def test_long_clip_is_centre_cropped_for_eval_and_randomly_for_training():
@@ -132,13 +142,13 @@ def test_long_clip_is_centre_cropped_for_eval_and_randomly_for_training():
     data = encode(full, 16000, "WAV", "FLOAT")
     out = AudioPreprocess(16000, 5.0, False)(data).numpy()
     start = (full.size - L) // 2
-    np.testing.assert_array_equal(out, full[start:start + L])
+    np.testing.assert_array_equal(out, full[start : start + L])
     starts = set()
     for seed in range(4):
         torch.manual_seed(seed)
         crop = AudioPreprocess(16000, 5.0, True)(data).numpy()
         start = int(np.argmin(np.abs(full - crop[0])))
-        np.testing.assert_array_equal(crop, full[start:start + L])
+        np.testing.assert_array_equal(crop, full[start : start + L])
         starts.add(start)
     assert len(starts) > 1
 
@@ -160,13 +170,16 @@ def test_stereo_is_down_mixed_to_the_channel_mean():
     np.testing.assert_allclose(out, (left + right) / 2, atol=1e-7)
 
 
-@pytest.mark.parametrize("data, problem", [
-    (b"", "empty file"),
-    (b"this is not audio at all" * 20, "not a readable audio format"),
-    (encode(np.zeros((0, 2), "f4"), 44100), "no samples"),
-    (encode(np.array([0.1, np.nan, 0.2], "f4"), 16000, "WAV", "FLOAT"), "NaN or infinite"),
-    ("a string", "expected encoded bytes"),
-])
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (b"", "empty file"),
+        (b"this is not audio at all" * 20, "not a readable audio format"),
+        (encode(np.zeros((0, 2), "f4"), 44100), "no samples"),
+        (encode(np.array([0.1, np.nan, 0.2], "f4"), 16000, "WAV", "FLOAT"), "NaN or infinite"),
+        ("a string", "expected encoded bytes"),
+    ],
+)
 def test_bad_input_raises_input_error_naming_the_problem(data, problem):
     check = geobind.get_registry().modality("audio").check
     with pytest.raises(geobind.InputError, match=problem):
@@ -213,8 +226,12 @@ def test_plain_state_dict_loads(encoder, clips, tmp_path):
 
 def test_mismatching_checkpoint_names_the_keys(encoder, tmp_path):
     path = tmp_path / "bad.pt"
-    laion_checkpoint(encoder.net, path, drop="audio_projection.2.weight",
-                     extra="audio_branch.fusion_model.weight")
+    laion_checkpoint(
+        encoder.net,
+        path,
+        drop="audio_projection.2.weight",
+        extra="audio_branch.fusion_model.weight",
+    )
     with pytest.raises(geobind.WeightsError, match="audio_projection.2.weight") as err:
         geobind.build_encoder("audio", weights=path)
     assert "audio_branch.fusion_model.weight" in str(err.value)
@@ -228,12 +245,15 @@ def test_checkpoint_of_another_size_names_the_shapes(encoder, tmp_path):
         geobind.build_encoder("audio", {"embed_dim": 32}, weights=path)
 
 
-@pytest.mark.parametrize("overrides, problem", [
-    ({"n_mels": 48}, "multiple of n_mels"),
-    ({"clip_seconds": 10.0}, "frames at hop"),
-    ({"swin_window": 5}, "swin_window"),
-    ({"fmax": 9000.0}, "fmax"),
-])
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        ({"n_mels": 48}, "multiple of n_mels"),
+        ({"clip_seconds": 10.0}, "frames at hop"),
+        ({"swin_window": 5}, "swin_window"),
+        ({"fmax": 9000.0}, "fmax"),
+    ],
+)
 def test_impossible_geometry_is_a_config_error(overrides, problem):
     with pytest.raises(geobind.ConfigError, match=problem):
         geobind.build_encoder("audio", overrides)
@@ -264,14 +284,18 @@ def test_builds_offline_even_when_huggingface_hub_was_imported_first():
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    code = ("import open_clip, geobind, huggingface_hub\n"
-            "assert not huggingface_hub.constants.HF_HUB_OFFLINE\n"
-            "geobind.build_encoder('audio')\n"
-            "print('offline', huggingface_hub.constants.HF_HUB_OFFLINE)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=300)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
+    code = (
+        "import open_clip, geobind, huggingface_hub\n"
+        "assert not huggingface_hub.constants.HF_HUB_OFFLINE\n"
+        "geobind.build_encoder('audio')\n"
+        "print('offline', huggingface_hub.constants.HF_HUB_OFFLINE)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("offline True")
     assert "huggingface.co" not in result.stderr

@@ -38,12 +38,15 @@ def write_laion_checkpoint(branch: nn.Module, projection: nn.Module, path) -> No
     text side included."""
     state = {f"module.audio_branch.{k}": v for k, v in branch.state_dict().items()}
     state.update({f"module.audio_projection.{k}": v for k, v in projection.state_dict().items()})
-    state.update({"module.text_branch.embeddings.word_embeddings.weight": torch.randn(50, 8),
-                  "module.text_branch.encoder.layer.0.attention.self.query.weight":
-                      torch.randn(8, 8),
-                  "module.text_projection.0.weight": torch.randn(512, 8),
-                  "module.logit_scale_a": torch.tensor(math.log(1 / 0.07)),
-                  "module.logit_scale_t": torch.tensor(math.log(1 / 0.07))})
+    state.update(
+        {
+            "module.text_branch.embeddings.word_embeddings.weight": torch.randn(50, 8),
+            "module.text_branch.encoder.layer.0.attention.self.query.weight": torch.randn(8, 8),
+            "module.text_projection.0.weight": torch.randn(512, 8),
+            "module.logit_scale_a": torch.tensor(math.log(1 / 0.07)),
+            "module.logit_scale_t": torch.tensor(math.log(1 / 0.07)),
+        }
+    )
     torch.save({"epoch": 45, "name": "HTSAT-tiny", "state_dict": state}, path)
 
 
@@ -60,8 +63,9 @@ def test_laion_clap_checkpoint_embeds_like_laion_clap(laion_audio, tmp_path):
     # one clip: HTS-AT's cost is that of its 256 x 256 spectrogram image, whatever the length
     waves = (0.3 * torch.sin(2 * math.pi * 440 * t) + 0.05 * torch.randn(t.numel()))[None]
     with torch.no_grad():
-        expected = F.normalize(projection(branch({"waveform": waves}, device=waves.device)
-                                          ["embedding"]), dim=-1)
+        expected = F.normalize(
+            projection(branch({"waveform": waves}, device=waves.device)["embedding"]), dim=-1
+        )
         ours = encoder(waves)
     difference = (ours - expected).abs().max().item()
     assert ours.shape == (1, 512) and difference < 1e-4, difference

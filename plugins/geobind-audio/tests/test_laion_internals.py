@@ -22,8 +22,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")
 CONSTRAINTS = Path(__file__).resolve().parents[3] / "constraints.txt"
 
 
-@pytest.mark.parametrize("module, name, arguments", INTERNALS,
-                         ids=[f"{m}.{n}" for m, n, _ in INTERNALS])
+@pytest.mark.parametrize(
+    "module, name, arguments", INTERNALS, ids=[f"{m}.{n}" for m, n, _ in INTERNALS]
+)
 def test_laion_clap_internal_is_where_the_encoder_calls_it(module, name, arguments):
     import_htsat()  # offline, and without leaving laion_clap's folder on sys.path
     value = getattr(importlib.import_module(module), name, None)
@@ -31,8 +32,9 @@ def test_laion_clap_internal_is_where_the_encoder_calls_it(module, name, argumen
     try:
         inspect.signature(value).bind(**dict.fromkeys(arguments))
     except TypeError as exc:
-        pytest.fail(f"laion_clap internal {module}.{name} no longer takes "
-                    f"{', '.join(arguments)}: {exc}")
+        pytest.fail(
+            f"laion_clap internal {module}.{name} no longer takes {', '.join(arguments)}: {exc}"
+        )
 
 
 def test_the_built_swin_has_the_parts_the_encoder_reads():
@@ -47,8 +49,12 @@ def test_the_built_swin_has_the_parts_the_encoder_reads():
 
 def test_laion_clap_is_pinned_at_the_installed_version():
     installed = importlib.metadata.version("laion_clap")
-    pinned = [line.split("#")[0].strip() for line in CONSTRAINTS.read_text().splitlines()
-              if line.startswith("laion_clap")]
+    pinned = [
+        line.split("#")[0].strip()
+        for line in CONSTRAINTS.read_text().splitlines()
+        if line.startswith("laion_clap")
+    ]
     assert pinned == [f"laion_clap=={installed}"], (
         f"constraints.txt pins {pinned}, laion_clap {installed} is installed: run these "
-        f"tests against it, then move the pin")
+        f"tests against it, then move the pin"
+    )

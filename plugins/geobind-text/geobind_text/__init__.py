@@ -19,8 +19,16 @@ __all__ = ["TextConfig", "TextPreprocess", "build_text_tower", "text_modality"]
 
 
 #: The tiny tower a :class:`TextConfig` gets when neither ``arch`` nor a size is given.
-TINY_TEXT_DEFAULTS = dict(embed_dim=64, context_length=32, vocab_size=49408, width=128, heads=4,
-                          layers=4, mlp_ratio=4.0, quick_gelu=False)
+TINY_TEXT_DEFAULTS = dict(
+    embed_dim=64,
+    context_length=32,
+    vocab_size=49408,
+    width=128,
+    heads=4,
+    layers=4,
+    mlp_ratio=4.0,
+    quick_gelu=False,
+)
 
 
 @dataclass
@@ -62,9 +70,12 @@ def build_text_tower(config: TextConfig, weights: Path | None = None) -> Any:
 def text_state(state: dict) -> dict:
     """The text-tower entries of a CLIP checkpoint (OpenAI/open_clip ``CLIP`` or ``text.*``)."""
     if any(k.startswith("text.") for k in state):
-        return {k[len("text."):]: v for k, v in state.items() if k.startswith("text.")}
-    return {k: v for k, v in state.items()
-            if not k.startswith("visual.") and k not in ("logit_scale", "logit_bias")}
+        return {k[len("text.") :]: v for k, v in state.items() if k.startswith("text.")}
+    return {
+        k: v
+        for k, v in state.items()
+        if not k.startswith("visual.") and k not in ("logit_scale", "logit_bias")
+    }
 
 
 class TextPreprocess:

@@ -47,9 +47,11 @@ def test_initialises_from_a_clip_checkpoint_and_matches_clip(tmp_path):
     import open_clip
 
     torch.manual_seed(1)
-    clip = open_clip.CLIP(32, vision_cfg=dict(layers=1, width=64, patch_size=8, image_size=16,
-                                              head_width=32),
-                          text_cfg=dict(context_length=16, width=64, heads=2, layers=1))
+    clip = open_clip.CLIP(
+        32,
+        vision_cfg=dict(layers=1, width=64, patch_size=8, image_size=16, head_width=32),
+        text_cfg=dict(context_length=16, width=64, heads=2, layers=1),
+    )
     path = tmp_path / "clip.pt"
     torch.save(clip.state_dict(), path)
     encoder = geobind.build_encoder("text", TINY_TEXT, weights=path).eval()
@@ -74,8 +76,14 @@ def test_import_is_light():
 
 def test_arch_names_the_open_clip_text_tower():
     config = TextConfig(arch="ViT-B-32-quickgelu")
-    assert (config.embed_dim, config.context_length, config.width, config.heads, config.layers,
-            config.quick_gelu) == (512, 77, 512, 8, 12, True)
+    assert (
+        config.embed_dim,
+        config.context_length,
+        config.width,
+        config.heads,
+        config.layers,
+        config.quick_gelu,
+    ) == (512, 77, 512, 8, 12, True)
     assert TextConfig(arch="ViT-B-32").quick_gelu is False
     assert TextConfig().context_length == 32  # no arch: the tiny defaults
     with pytest.raises(geobind.ConfigError, match=r"heads=4 but ViT-B-32 has 8"):
@@ -86,12 +94,15 @@ def test_ddp_prefixed_and_wrapped_checkpoints_load(tmp_path):
     import open_clip
 
     torch.manual_seed(2)
-    clip = open_clip.CLIP(32, vision_cfg=dict(layers=1, width=64, patch_size=8, image_size=16,
-                                              head_width=32),
-                          text_cfg=dict(context_length=16, width=64, heads=2, layers=1))
+    clip = open_clip.CLIP(
+        32,
+        vision_cfg=dict(layers=1, width=64, patch_size=8, image_size=16, head_width=32),
+        text_cfg=dict(context_length=16, width=64, heads=2, layers=1),
+    )
     path = tmp_path / "epoch_5.pt"
-    torch.save({"epoch": 5, "state_dict": {f"module.{k}": v for k, v in
-                                           clip.state_dict().items()}}, path)
+    torch.save(
+        {"epoch": 5, "state_dict": {f"module.{k}": v for k, v in clip.state_dict().items()}}, path
+    )
     encoder = geobind.build_encoder("text", TINY_TEXT, weights=path).eval()
     tokens = encoder.collate(["rice paddies on a hillside"])
     with torch.no_grad():
