@@ -1,4 +1,5 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# `make lint` checks format, lint and types (CI runs it before the tests).
 # The virtualenv is made once; installs re-run only when a pyproject or the constraints change.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ PLUGINS := plugins/geobind-ground plugins/geobind-text plugins/geobind-audio
 STAMP  := $(VENV)/.geobind-installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test install bench clean
+.PHONY: demo test lint install bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/geobind demo
@@ -16,13 +17,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 install: $(STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLUGINS))
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,dev]' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
 bench: $(STAMP)

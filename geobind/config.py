@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from geobind.errors import ConfigError
 
@@ -34,7 +34,7 @@ def make_config(cls: type[T], overrides: Any = None, where: str = "config") -> T
         merged = OmegaConf.merge(base, _as_container(overrides))
     except (ConfigKeyError, ValidationError) as exc:
         raise config_error(exc, where) from None
-    return OmegaConf.to_object(merged)
+    return cast(T, OmegaConf.to_object(merged))
 
 
 def config_error(exc: Exception, where: str) -> ConfigError:

@@ -81,7 +81,8 @@ def run_demo(
     space = load_space(plan.space)
     text = space.entry("text")
     say(
-        f"text: aligned through CLIP (stage {text.stage}, with {text.aligned_to['modality']}); "
+        f"text: aligned through CLIP (stage {text.stage}, with "
+        f"{(text.aligned_to or {}).get('modality')}); "
         f"no stage of its own"
     )
     heldout = str(world / "heldout.lance")

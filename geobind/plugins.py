@@ -176,7 +176,7 @@ class Registry:
     def __init__(
         self,
         contributions: Sequence[Contribution] = CONTRIBUTIONS,
-        specs: Sequence[object] = (hookspecs,),
+        specs: Sequence[Any] = (hookspecs,),
     ) -> None:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         for spec in specs:

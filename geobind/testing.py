@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from geobind.data import write_pairs
+from geobind.modality import Storage
 from geobind.plugins import get_registry
 
 __all__ = ["TINY_TEXT", "TINY_VISION", "png_bytes", "pair_rows", "train_tiny_space"]
@@ -135,7 +136,7 @@ def tiny_anchor() -> Any:
 def pair_dataset_factory(tmp_path: Any) -> Callable[..., Any]:
     """``(column, values, storage="binary")`` -> a Lance dataset pairing tiles with values."""
 
-    def make(column: str, values: Sequence[Any], storage: str = "binary") -> Any:
+    def make(column: str, values: Sequence[Any], storage: Storage = "binary") -> Any:
         tiles = [png_bytes(i) for i in range(len(values))]
         rows = pair_rows({"satellite": tiles, column: list(values)})
         uri = tmp_path / f"satellite-{column}.lance"
@@ -155,5 +156,5 @@ def tiny_pair_dataset(tmp_path: Any) -> Any:
             "text": [f"place number {i}" for i in range(n)],
         }
     )
-    storages = {"satellite": "binary", "ground": "binary", "text": "string"}
+    storages: dict[str, Storage] = {"satellite": "binary", "ground": "binary", "text": "string"}
     return write_pairs(tmp_path / "tiny.lance", rows, storages)

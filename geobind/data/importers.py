@@ -86,7 +86,8 @@ def _shard_samples(shard: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
                 yield key, parts
                 parts = {}
             key = stem
-            parts[suffix] = tar.extractfile(member).read()
+            content = tar.extractfile(member)  # a regular member always has content
+            parts[suffix] = content.read() if content is not None else b""
         if key is not None:
             yield key, parts
 

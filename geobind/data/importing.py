@@ -20,6 +20,7 @@ from typing import Any
 
 from geobind.data.pairs import SPLITS, pair_schema, to_record_batch
 from geobind.errors import GeobindError, InputError
+from geobind.modality import Storage
 
 __all__ = ["Candidate", "ImportReport", "MissingFile", "assign_split", "import_pairs"]
 
@@ -242,7 +243,7 @@ def _coordinate(value: Any, name: str, bound: float) -> float:
 def _batches(
     rows: Iterator[dict[str, Any]],
     schema: Any,
-    storages: Mapping[str, str],
+    storages: Mapping[str, Storage],
     failure: list[BaseException],
 ) -> Iterator[Any]:
     chunk: list[dict[str, Any]] = []

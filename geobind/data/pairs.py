@@ -150,7 +150,8 @@ def name_classes(
     ds = open_pairs(uri)
     if column not in ds.schema.names:
         raise GeobindError(f"{uri} has no label column {column!r}")
-    ds.update_field_metadata({column: _label_metadata(classes, words)})
+    updates: dict[str, str | None] = {**_label_metadata(classes, words)}
+    ds.update_field_metadata({column: updates})
 
 
 def label_classes(ds: lance.LanceDataset, column: str) -> tuple[list[str], dict[str, list[str]]]:

@@ -7,7 +7,7 @@ dataset is opened lazily in each process and worker processes are started with `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ class PairDataset(Dataset):
 def pair_loader(
     dataset: PairDataset,
     batch_size: int,
-    sampler: Sampler | None = None,
+    sampler: Sampler | Iterable[int] | None = None,
     shuffle: bool = False,
     workers: int = 0,
     drop_last: bool = False,

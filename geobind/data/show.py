@@ -41,7 +41,7 @@ def _short(value: Any) -> str:
     return repr(value)
 
 
-def spectrogram_image(data: bytes, size: int = CELL) -> Any:
+def spectrogram_image(data: bytes | bytearray, size: int = CELL) -> Any:
     """A log-power spectrogram of encoded audio as an RGB image (time across, pitch up)."""
     import numpy as np
     import soundfile

@@ -139,6 +139,6 @@ def build_encoder(
         if spec.name in registry.modalities
         else "unregistered"
     )
-    cfg = make_config(spec.config, config, where=f"modality {spec.name!r} config")
+    cfg: Any = make_config(spec.config, config, where=f"modality {spec.name!r} config")
     net = spec.build_encoder(cfg, Path(weights) if weights is not None else None)
     return Encoder(spec, cfg, net, plugin)

@@ -15,10 +15,10 @@ Weights load from a local file in any of these layouts (see :func:`vision_state`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from geobind.encoders.convert import (
     check_sat2cap_activation,
@@ -143,7 +143,7 @@ class ImagePreprocess:
         self.train = train
         self.mean = list(mean) if mean is not None else None
         self.std = list(std) if std is not None else None
-        self._transform = None
+        self._transform: Callable[[Any], Any] | None = None
 
     def __call__(self, data: bytes) -> Any:
         if self._transform is None:  # built on first use so the object pickles light
@@ -162,4 +162,5 @@ class ImagePreprocess:
 
 def vision_preprocess(config: VisionConfig, train: bool) -> ImagePreprocess:
     """The preprocessing a :class:`VisionConfig` tower expects."""
-    return ImagePreprocess(config.image_size, train, config.image_mean, config.image_std)
+    size = cast(int, config.image_size)  # resolved by __post_init__
+    return ImagePreprocess(size, train, config.image_mean, config.image_std)

@@ -385,7 +385,7 @@ def exact_topk(
         scores = queries @ gallery[start : start + chunk].T
         s, i = scores.topk(min(k, scores.shape[1]), dim=1)
         i = i + start
-        if best_s is not None:
+        if best_s is not None and best_i is not None:
             s, j = torch.cat([best_s, s], 1).topk(k, dim=1)
             i = torch.cat([best_i, i], 1).gather(1, j)
         best_s, best_i = s, i

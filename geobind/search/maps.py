@@ -270,7 +270,7 @@ def _mark(image: Image.Image, frame: Frame, hits: Sequence[dict], colour: str) -
 
     draw = ImageDraw.Draw(image)
     for rank, hit in enumerate(hits, 1):
-        x, y = frame.xy(hit["lat"], hit["lon"])
+        x, y = (float(v) for v in frame.xy(hit["lat"], hit["lon"]))
         r = 6
         draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
         draw.text((x + r + 1, y - r - 1), str(rank), fill=colour)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from geobind.config import config_error
 from geobind.errors import ConfigError
@@ -97,7 +97,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         merged = OmegaConf.merge(schema, raw)
         if overrides:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-        recipe = OmegaConf.to_object(merged)
+        recipe = cast(Recipe, OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         raise config_error(exc, str(path)) from None
     _check(recipe, path)

@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import time
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -65,7 +65,8 @@ class StageModel(nn.Module):
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay matrices only: no decay for biases, norms, embeddings' scalars, the temperature."""
-    decay, plain = [], []
+    decay: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -148,7 +149,7 @@ class StageRun:
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, stage.weight_decay),
             lr=stage.lr,
-            betas=tuple(stage.betas),
+            betas=cast(tuple[float, float], tuple(stage.betas)),
             eps=stage.eps,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -215,6 +216,7 @@ class StageRun:
                         self.stage.data, self.teacher, self.teacher_sha, use_cache=self.stage.cache
                     )
             self.dist.barrier()
+        assert self.teacher_z is not None  # every rank has read the cache by now
         self.teacher_z = self.teacher_z.to(self.device)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -251,7 +253,8 @@ class StageRun:
     # -- training -----------------------------------------------------------------------
     def batches(self) -> Any:
         """Training batches from the current step on, epoch after epoch, in a fixed order."""
-        sampler = DistributedSampler(
+        assert self.data is not None  # a stage with steps to train has data
+        sampler: DistributedSampler = DistributedSampler(
             self.data,
             num_replicas=self.dist.world_size,
             rank=self.dist.rank,
@@ -345,7 +348,7 @@ class StageRun:
         from tqdm import tqdm
 
         if self.total == 0:  # nothing to train: the sides are stored as they were built
-            final = {"steps": 0}
+            final: dict[str, Any] = {"steps": 0}
             self.log({"step": 0, "final": True, **final})
             return final
         self.frozen_teacher_embeddings()

@@ -58,8 +58,9 @@ def render_mosaic(t: Terrain, seed: int) -> np.ndarray:
     """The RGB mosaic (``H x W x 3`` uint8) of a terrain: each land cover painted with its own
     texture, then relief and shadows."""
     rng = np.random.default_rng([seed, 0x5A7])
-    grain = _Grain.draw(rng, t.labels.shape)
-    rgb = np.zeros((*t.labels.shape, 3), np.float32)
+    H, W = t.labels.shape
+    grain = _Grain.draw(rng, (H, W))
+    rgb = np.zeros((H, W, 3), np.float32)
     for cover, paint in _PAINTERS:
         m = t.labels == cover
         rgb[m] = paint(t, grain, m)

@@ -314,7 +314,8 @@ class _Canvas:
 
     def up_full(self, a: np.ndarray) -> np.ndarray:
         """A mid-resolution field at full resolution."""
-        return upsample_int(a, 4, self.labels.shape)
+        height, width = self.labels.shape
+        return upsample_int(a, 4, (height, width))
 
 
 def _b4(a: np.ndarray) -> np.ndarray:
@@ -536,7 +537,8 @@ def _draw_roads(cfg, labels, aux, water, sea, water_mid, mount, sx, sy, is_city)
             if water_mid[qy, qx].mean() < 0.12:
                 edges.add((int(a), int(b)))
     road_rng = np.random.default_rng([cfg.seed, 0x40AD])
-    major_pts, minor_pts = [], []
+    major_pts: list[np.ndarray] = []
+    minor_pts: list[np.ndarray] = []
     for i, j in sorted(edges):
         line = _wiggle(road_rng, pts[i], pts[j])
         dots = np.concatenate(

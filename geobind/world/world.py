@@ -222,15 +222,16 @@ class World:
             sound is the same whether or not its view was rendered.
         """
         c = self.config
+        index: int | None
         if isinstance(key, (int, np.integer)):
-            index: int | None = int(key)
-            if index < 0:
-                raise IndexError(f"place index must be >= 0, got {index}")
-            self._extend(index + 1)
-            lat, lon = self._locations[index]
-            pid = f"w{c.seed}-{index:06d}"
+            index = position = int(key)
+            if position < 0:
+                raise IndexError(f"place index must be >= 0, got {position}")
+            self._extend(position + 1)
+            lat, lon = self._locations[position]
+            pid = f"w{c.seed}-{position:06d}"
             if rng is None:
-                rng = np.random.default_rng([c.seed, 0x91AC, index])
+                rng = np.random.default_rng([c.seed, 0x91AC, position])
         else:
             index = None
             lat, lon = (float(key[0]), float(key[1]))
@@ -297,7 +298,9 @@ class World:
             lat=lat,
             lon=lon,
             satellite=_png(self.rgb[y0 : y0 + T, x0 : x0 + T], c.png_compress_level),
-            ground=_png(view, c.png_compress_level) if "ground" in wanted else b"",
+            ground=_png(view, c.png_compress_level)
+            if "ground" in wanted and view is not None
+            else b"",
             audio=audio,
             caption=caption,
             fractions=frac,

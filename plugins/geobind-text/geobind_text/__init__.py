@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from geobind import InputError, Modality, hookimpl, load_into
 from geobind.encoders.openclip import build_tower, read_clip_checkpoint, resolve_arch, tokenizer
@@ -91,7 +91,7 @@ class TextPreprocess:
 
 def text_preprocess(config: TextConfig, train: bool) -> TextPreprocess:
     """The preprocessing of a :class:`TextConfig` tower (the same in training and eval)."""
-    return TextPreprocess(config.context_length)
+    return TextPreprocess(cast(int, config.context_length))  # resolved by __post_init__
 
 
 def check_text(text: Any) -> None:
