@@ -7,12 +7,14 @@
 - plugins (``plugins/*/``) use geobind's public API only: the names ``geobind`` exports and the
   modules in ``geobind.PUBLIC_MODULES``, exactly as a third party would;
 - a module's private names are imported only by modules of the same package;
+- the README's Layout section lists every part of geobind, in an order imports never climb;
 - open_clip is imported by its adapter, ``geobind.encoders.openclip``, and nowhere else.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +224,37 @@ def test_private_names_are_imported_only_within_their_own_package():
         and imp.module.rpartition(".")[0] != name.rpartition(".")[0]
     ]
     assert not leaks, "\n".join(leaks)
+
+
+def readme_layout() -> list[str]:
+    """The parts of geobind the README's Layout section lists, in its order."""
+    section = (ROOT / "README.md").read_text().split("\n## Layout\n", 1)[1].split("\n## ")[0]
+    return re.findall(r"^    (geobind/\S+)", section, flags=re.MULTILINE)
+
+
+def part_of(module: str) -> str:
+    """``geobind.eval.report`` -> ``geobind/eval/``; ``geobind.space`` -> ``geobind/space.py``."""
+    parts = module.split(".")
+    return (
+        f"{parts[0]}/{parts[1]}/" if (PACKAGE / parts[1]).is_dir() else f"{parts[0]}/{parts[1]}.py"
+    )
+
+
+def test_the_readme_layout_lists_every_part_in_an_order_imports_never_climb(graph):
+    listed = readme_layout()
+    parts = {part_of(m) for m in graph if m != "geobind"}
+    assert len(listed) == len(set(listed)) and set(listed) == parts, (
+        f"README lists {sorted(set(listed) - parts)} that do not exist and misses "
+        f"{sorted(parts - set(listed))}"
+    )
+    rank = {part: i for i, part in enumerate(listed)}
+    climbing = [
+        f"{source} imports {target}, listed below it"
+        for source, edges in graph.items()
+        for target in edges
+        if "geobind" not in (source, target) and rank[part_of(target)] > rank[part_of(source)]
+    ]
+    assert not climbing, "\n".join(climbing)
 
 
 def public_api_violations(path: Path) -> list[str]:
