@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "laion_clap", "open_clip", "lance", "numpy")
+HEAVY = ("torch", "laion_clap", "open_clip", "lance", "pyarrow", "numpy", "scipy", "PIL")
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
