@@ -20,6 +20,7 @@ import functools
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import sys
 import warnings
@@ -111,8 +112,6 @@ def model_configs_folder() -> Path:
 
 def check_internals() -> list[str]:
     """Each internal that moved, in words: empty when the installed open_clip still fits."""
-    import inspect
-
     problems = []
     for module, name, arguments in INTERNALS:
         try:
