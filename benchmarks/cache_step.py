@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from geobind.data.pairs import read_values
 from geobind.space import Space
 from geobind.train import load_recipe
 from geobind.train.distributed import Dist
@@ -32,11 +33,9 @@ def main() -> None:
     )
     run = StageRun("anchor", recipe.stages["anchor"], Space(args.space), Dist())
     run.frozen_teacher_embeddings()
-    run.ddp = run.model
     batches = [next(run.batches()) for _ in range(args.steps)]
     teacher_column = run.teacher.modality.column
     teacher_prep = run.teacher.preprocess(False)
-    from geobind.data.pairs import read_values
 
     def step(batch, cached: bool) -> None:
         z = (
