@@ -29,6 +29,8 @@ _EXPORTS = {
     "WeightsError": "geobind.errors",
     "decode_image": "geobind.encoders.media",
     "check_image": "geobind.encoders.media",
+    "ColourHistogram": "geobind.encoders.features",
+    "BagOfWords": "geobind.encoders.features",
     "Encoder": "geobind.encoders.encoder",
     "build_encoder": "geobind.encoders.encoder",
     "VisionConfig": "geobind.encoders.vision",

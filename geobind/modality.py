@@ -43,6 +43,10 @@ class Modality:
     :param storage: ``"binary"`` (encoded file bytes) or ``"string"``.
     :param column: the pair-dataset column holding the raw values (default: ``name``).
     :param recipe: path of the default stage recipe (omegaconf YAML) aligning this modality.
+    :param features: a zero-argument factory of simple, non-learned features of raw values
+        (``fit(values)`` then ``transform(values) -> [n, dim]`` array; see
+        :mod:`geobind.encoders.features`), which the floor of every trained pair uses: e.g.
+        :class:`geobind.ColourHistogram` for images. ``None``: the modality has no floor.
     :param description: one line for ``geobind plugins``.
     """
 
@@ -55,6 +59,7 @@ class Modality:
     column: str = ""
     recipe: str | None = None
     description: str = ""
+    features: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -19,6 +19,7 @@ from geobind.encoders.convert import (
     check_sat2cap_activation,
     sat2cap_to_open_clip,
 )
+from geobind.encoders.features import ColourHistogram
 from geobind.encoders.media import check_image
 from geobind.encoders.openclip import read_clip_state
 from geobind.encoders.vision import VisionConfig, build_vision_tower, vision_preprocess
@@ -61,6 +62,7 @@ def anchor_modality() -> Modality:
         check=check_image,
         storage="binary",
         description="satellite tiles through an open_clip ViT (the anchor)",
+        features=ColourHistogram,
     )
 
 

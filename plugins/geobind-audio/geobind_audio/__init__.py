@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from geobind import Modality, hookimpl
+from geobind_audio.audio import BandEnergies
 from geobind_audio.config import AudioConfig, paper_config
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AudioConfig",
+    "BandEnergies",
     "audio_modality",
     "build_encoder",
     "build_preprocess",
@@ -63,6 +65,7 @@ def audio_modality() -> Modality:
         storage="binary",
         column="audio",
         description="sound clips through laion_clap's HTS-AT (WAV, FLAC, OGG, MP3)",
+        features=BandEnergies,
     )
 
 

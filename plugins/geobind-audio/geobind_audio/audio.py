@@ -8,6 +8,7 @@ WebM) are not read: convert them when importing a dataset.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from geobind import InputError
@@ -16,7 +17,15 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-__all__ = ["AudioPreprocess", "check_audio", "decode_audio", "fix_length", "resample", "to_mono"]
+__all__ = [
+    "AudioPreprocess",
+    "BandEnergies",
+    "check_audio",
+    "decode_audio",
+    "fix_length",
+    "resample",
+    "to_mono",
+]
 
 #: Frames read at a time by :func:`check_audio`, so validating a long file stays small.
 _BLOCK = 1 << 16
@@ -199,3 +208,50 @@ class AudioPreprocess:
             f"AudioPreprocess(sample_rate={self.sample_rate}, "
             f"clip_samples={self.clip_samples}, train={self.train})"
         )
+
+
+class BandEnergies:
+    """The floor's features of a sound: the mean and spread over time of its log energy in
+    ``bands`` log-spaced frequency bands (``fmin`` to the Nyquist frequency of
+    ``sample_rate``), from a short-time Fourier transform with ``window``-sample frames.
+
+    Non-learned: what the loudness and colour of a soundscape tell without training (see
+    :mod:`geobind.eval.floor`).
+    """
+
+    def __init__(
+        self, bands: int = 32, sample_rate: int = 16000, window: int = 512, fmin: float = 50.0
+    ) -> None:
+        self.bands, self.sample_rate, self.window, self.fmin = bands, sample_rate, window, fmin
+
+    def fit(self, values: Sequence[bytes]) -> BandEnergies:
+        return self
+
+    def transform(self, values: Sequence[bytes]) -> np.ndarray:
+        import numpy as np
+
+        if not len(values):
+            return np.zeros((0, 2 * self.bands))
+        bank = self._bank()
+        return np.stack([self._one(v, bank) for v in values])
+
+    def _bank(self) -> np.ndarray:
+        """``[window // 2 + 1, bands]``: which FFT bins fall in each band."""
+        import numpy as np
+
+        freqs = np.fft.rfftfreq(self.window, 1.0 / self.sample_rate)
+        edges = np.geomspace(self.fmin, self.sample_rate / 2, self.bands + 1)
+        inside = [(freqs >= lo) & (freqs < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+        return np.stack(inside, axis=1).astype(np.float64)
+
+    def _one(self, data: bytes, bank: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        samples, rate = decode_audio(data)
+        wave = resample(to_mono(samples), rate, self.sample_rate)
+        wave = fix_length(wave, max(len(wave), self.window))
+        hop = self.window // 2
+        frames = np.lib.stride_tricks.sliding_window_view(wave, self.window)[::hop]
+        power = np.abs(np.fft.rfft(frames * np.hanning(self.window), axis=1)) ** 2
+        energy = np.log(power @ bank + 1e-8)
+        return np.concatenate([energy.mean(axis=0), energy.std(axis=0)])

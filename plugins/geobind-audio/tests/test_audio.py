@@ -14,7 +14,7 @@ import torch
 
 import geobind
 from geobind_audio import AudioConfig, paper_config
-from geobind_audio.audio import AudioPreprocess, fix_length, resample
+from geobind_audio.audio import AudioPreprocess, BandEnergies, fix_length, resample
 
 # HTS-AT calls torch.meshgrid without `indexing`; laion_clap's code, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")
@@ -299,3 +299,16 @@ def test_builds_offline_even_when_huggingface_hub_was_imported_first():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("offline True")
     assert "huggingface.co" not in result.stderr
+
+
+def test_band_energies_put_a_tone_in_its_band_at_any_sample_rate():
+    features = BandEnergies(bands=32, sample_rate=16000)
+    edges = np.geomspace(features.fmin, 8000, 33)
+    for freq, rate in ((1000.0, 16000), (4000.0, 44100)):
+        t = np.arange(int(2.0 * rate)) / rate
+        wave = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+        out = features.fit([]).transform([encode(wave, rate)])
+        assert out.shape == (1, 64)  # mean and spread over time of 32 bands
+        loudest = int(out[0, :32].argmax())
+        assert edges[loudest] <= freq < edges[loudest + 1]
+        assert out[0, 32:].max() < 1.0  # a steady tone hardly varies over time

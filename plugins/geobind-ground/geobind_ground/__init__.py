@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from geobind import (
+    ColourHistogram,
     Modality,
     VisionConfig,
     build_vision_tower,
@@ -32,6 +33,7 @@ def ground_modality() -> Modality:
         check=check_image,
         storage="binary",
         description="ground-level photos through CLIP's image tower (open_clip ViT)",
+        features=ColourHistogram,
     )
 
 

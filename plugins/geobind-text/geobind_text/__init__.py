@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from geobind import InputError, Modality, hookimpl, load_into
+from geobind import BagOfWords, InputError, Modality, hookimpl, load_into
 from geobind.encoders.openclip import build_tower, read_clip_checkpoint, resolve_arch, tokenizer
 
 __all__ = ["TextConfig", "TextPreprocess", "build_text_tower", "text_modality"]
@@ -112,6 +112,7 @@ def text_modality() -> Modality:
         check=check_text,
         storage="string",
         description="text through CLIP's text tower and BPE tokenizer (open_clip)",
+        features=BagOfWords,
     )
 
 
