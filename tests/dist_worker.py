@@ -1,7 +1,8 @@
 """One rank of the two-process gradient check in test_train.py (run under torchrun).
 
 Each rank takes its half of a saved global batch, computes the stage loss through DDP with
-negatives gathered across ranks, and saves the mean loss and its gradients.
+negatives gathered across ranks (and, if the batch holds one, a bank of frozen teacher
+embeddings), and saves the mean loss and its gradients.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def main(folder: Path) -> None:
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     half = len(batch["pixels"]) // dist.world_size
     local = slice(dist.rank * half, (dist.rank + 1) * half)
-    loss = ddp({"satellite": batch["pixels"][local]}, batch["teacher"][local])
+    bank = batch.get("bank")  # negatives: bank, when the test saved one
+    targets = batch["targets"][local] if bank is not None else None
+    loss = ddp({"satellite": batch["pixels"][local]}, batch["teacher"][local], bank, targets)
     loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     torch.save(

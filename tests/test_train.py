@@ -97,6 +97,22 @@ def test_loss_matches_open_clip_and_the_formula():
     torch.testing.assert_close(ours, by_hand)
 
 
+def test_a_bank_of_the_batch_alone_is_the_clip_loss_and_more_negatives_cost_more():
+    torch.manual_seed(0)
+    a, b = F.normalize(torch.randn(12, 16), dim=-1), F.normalize(torch.randn(12, 16), dim=-1)
+    loss = ContrastiveLoss(temperature=0.05)
+    torch.testing.assert_close(loss(a, b, bank=b, targets=torch.arange(12)), loss(a, b))
+    # a bank row close to student 0 is a hard negative the batch alone never shows
+    near = F.normalize(a[:1] + 0.05 * torch.randn(1, 16), dim=-1)
+    harder = loss(a, b, bank=torch.cat([b, near]), targets=torch.arange(12))
+    assert harder > loss(a, b, bank=b, targets=torch.arange(12))
+    by_hand = (
+        F.cross_entropy(a @ torch.cat([b, near]).T / 0.05, torch.arange(12))
+        + F.cross_entropy(b @ a.T / 0.05, torch.arange(12))
+    ) / 2
+    torch.testing.assert_close(harder, by_hand)
+
+
 def test_temperature_starts_at_007_learns_and_is_clamped_at_ln100():
     loss = ContrastiveLoss()
     assert loss.temperature == pytest.approx(0.07)
@@ -151,6 +167,17 @@ def test_modality_of_a_missing_plugin_names_the_distribution(tmp_path, data_dir,
             load_recipe(path)
     finally:
         plugins.reset_registry()
+
+
+def test_negatives_are_batch_or_a_bank_of_a_frozen_teacher(tmp_path, data_dir):
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir)
+    with pytest.raises(ConfigError, match="negatives must be 'batch' or 'bank', got 'queue'"):
+        load_recipe(recipe, ["stages.anchor.negatives=queue"])
+    with pytest.raises(ConfigError, match="stage 'clip': negatives 'bank' needs a frozen"):
+        load_recipe(recipe, ["stages.clip.negatives=bank"])
+    plan = load_recipe(recipe, ["stages.anchor.negatives=bank"])
+    train(plan, say=lambda s: None)
+    assert load_space(tmp_path / "space").entry("satellite").recipe["negatives"] == "bank"
 
 
 def test_stage_files_are_included_and_overrides_apply(tmp_path, data_dir):
@@ -324,7 +351,8 @@ def test_teacher_embeddings_are_cached_and_invalidated(tmp_path, monkeypatch):
 
 
 # -- two processes ------------------------------------------------------------------------
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("negatives", ["batch", "bank"])
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, negatives):
     from dist_worker import stage_model
 
     torch.manual_seed(1)
@@ -332,9 +360,15 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         "pixels": torch.randn(8, 3, 32, 32),
         "teacher": F.normalize(torch.randn(8, TINY_VISION["embed_dim"]), dim=-1),
     }
+    if negatives == "bank":  # the batch's teachers sit among 4 other rows' in the bank
+        extra = F.normalize(torch.randn(4, TINY_VISION["embed_dim"]), dim=-1)
+        batch["bank"] = torch.cat([extra[:2], batch["teacher"], extra[2:]])
+        batch["targets"] = torch.arange(8) + 2
     torch.save(batch, tmp_path / "batch.pt")
     model = stage_model()
-    loss = model({"satellite": batch["pixels"]}, batch["teacher"])
+    loss = model(
+        {"satellite": batch["pixels"]}, batch["teacher"], batch.get("bank"), batch.get("targets")
+    )
     loss.backward()
     torchrun = Path(sys.executable).with_name("torchrun")
     result = subprocess.run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from geobind.encoders.openclip import clip_loss
@@ -35,6 +36,7 @@ class ContrastiveLoss(nn.Module):
         super().__init__()
         scale = torch.tensor(math.log(1.0 / temperature))
         self.logit_scale = nn.Parameter(scale, requires_grad=learnable)
+        self.rank, self.world_size = rank, world_size
         self.clip_loss = clip_loss(rank, world_size)
 
     @property
@@ -42,8 +44,34 @@ class ContrastiveLoss(nn.Module):
         """The current temperature, 1 / exp(logit scale)."""
         return float(torch.exp(-self.logit_scale.detach()))
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return self.clip_loss(student, teacher, self.logit_scale.exp())
+    def forward(
+        self,
+        student: torch.Tensor,
+        teacher: torch.Tensor,
+        bank: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The loss of a batch of paired rows.
+
+        With a ``bank`` (``[N, dim]``: every training row's frozen teacher embedding) each
+        student ranks its own teacher, ``bank[targets]``, against the whole bank rather than
+        against the batch alone; each teacher still ranks its student among the batch's (all
+        ranks') students.
+        """
+        scale = self.logit_scale.exp()
+        if bank is None:
+            return self.clip_loss(student, teacher, scale)
+        students = student
+        if self.world_size > 1:  # autograd-aware gather: gradients reach every rank's students
+            from torch.distributed.nn import all_gather
+
+            students = torch.cat(all_gather(student))
+        if targets is None:
+            raise ValueError("a bank of negatives needs the targets: each row's place in it")
+        labels = torch.arange(len(student), device=student.device) + self.rank * len(student)
+        to_bank = F.cross_entropy(scale * student @ bank.T, targets)
+        to_students = F.cross_entropy(scale * teacher @ students.T, labels)
+        return (to_bank + to_students) / 2
 
     @torch.no_grad()
     def clamp(self) -> None:

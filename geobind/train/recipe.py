@@ -66,6 +66,10 @@ class StageRecipe:
     val_rows: int = 1000
     checkpoint_every: int = 50
     cache: bool = True
+    #: what a student is contrasted with when the teacher is frozen: ``batch`` (the teacher
+    #: embeddings of the batch, as CLIP) or ``bank`` (every training row's cached teacher
+    #: embedding: a full memory bank, which a frozen teacher makes exact)
+    negatives: str = "batch"
     device: str = "auto"
     enabled: bool = True
 
@@ -149,4 +153,15 @@ def _check(recipe: Recipe, path: Path) -> None:
             if not modality:
                 raise ConfigError(f"{where}: {side}.modality is required")
             registry.modality(modality)  # an uninstalled plugin fails here, naming its package
+        _check_negatives(stage, where)
         stage.student.train = True
+
+
+def _check_negatives(stage: StageRecipe, where: str) -> None:
+    if stage.negatives not in ("batch", "bank"):
+        raise ConfigError(f"{where}: negatives must be 'batch' or 'bank', got {stage.negatives!r}")
+    if stage.negatives == "bank" and stage.teacher.train:
+        raise ConfigError(
+            f"{where}: negatives 'bank' needs a frozen teacher (its cached embeddings are the "
+            f"bank); this stage trains its teacher too"
+        )

@@ -56,11 +56,19 @@ class StageModel(nn.Module):
         self.teacher = teacher
         self.loss = loss
 
-    def forward(self, batch: dict[str, Any], teacher_z: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        batch: dict[str, Any],
+        teacher_z: torch.Tensor | None = None,
+        bank: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         student_z = self.student(batch[self.student.modality.column])
         if self.teacher is not None:
             teacher_z = self.teacher(batch[self.teacher.modality.column])
-        return self.loss(student_z, teacher_z)
+        if bank is None:
+            return self.loss(student_z, teacher_z)
+        return self.loss(student_z, teacher_z, bank, targets)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -159,6 +167,8 @@ class StageRun:
         self.folder = space.path / "checkpoints" / name
         self.log_path = space.path / "logs" / f"{name}.jsonl"
         self.teacher_z: torch.Tensor | None = None
+        self.bank: torch.Tensor | None = None  # a frozen teacher's negatives (``negatives: bank``)
+        self.bank_index: torch.Tensor | None = None
         self.step = 0
 
     def _local_batch(self) -> int:
@@ -218,6 +228,16 @@ class StageRun:
             self.dist.barrier()
         assert self.teacher_z is not None  # every rank has read the cache by now
         self.teacher_z = self.teacher_z.to(self.device)
+        if self.stage.negatives == "bank":
+            self._bank_of_training_rows()
+
+    def _bank_of_training_rows(self) -> None:
+        """Every training row's frozen teacher embedding, and where each row sits in it."""
+        assert self.data is not None and self.teacher_z is not None
+        rows = torch.tensor(self.data.rows, device=self.device)
+        self.bank = self.teacher_z[rows]
+        self.bank_index = torch.full((len(self.teacher_z),), -1, device=self.device)
+        self.bank_index[rows] = torch.arange(len(rows), device=self.device)
 
     def modules(self) -> dict[str, nn.Module]:
         """What a checkpoint stores as weights."""
@@ -280,8 +300,9 @@ class StageRun:
         """One optimiser step; returns the loss (averaged over ranks)."""
         batch = {k: v.to(self.device) for k, v in batch.items()}
         teacher_z = self.teacher_z[batch["row"]] if self.teacher_z is not None else None
+        targets = self.bank_index[batch["row"]] if self.bank_index is not None else None
         with self.autocast():
-            loss = self.ddp(batch, teacher_z)
+            loss = self.ddp(batch, teacher_z, self.bank, targets)
         value = float(loss.detach())
         if not math.isfinite(value):
             last = latest_checkpoint(self.folder)
