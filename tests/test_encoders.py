@@ -173,3 +173,21 @@ def test_saved_weights_are_written_atomically(tmp_path, monkeypatch):
         geobind.save_state_dict(path, {"a": torch.zeros(2)})
     assert geobind.read_state_dict(path)["a"].tolist() == [1.0, 1.0]
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_dihedral_augmentation_draws_the_eight_symmetries_of_the_tile():
+    encoder = geobind.build_encoder("satellite", {"augment": "dihedral", "image_size": 32})
+    tile = png_bytes(3)
+    plain = encoder.preprocess(train=False)(tile)
+    symmetries = {
+        tuple(torch.flip(torch.rot90(plain, k, dims=(1, 2)), dims=flip).flatten().tolist())
+        for k in range(4)
+        for flip in ((), (2,))
+    }
+    assert len(symmetries) == 8
+    torch.manual_seed(0)
+    train = encoder.preprocess(train=True)
+    drawn = {tuple(train(tile).flatten().tolist()) for _ in range(64)}
+    assert drawn == symmetries  # every one of them, and nothing else
+    with pytest.raises(geobind.ConfigError, match="augment 'spin' is not one of"):
+        geobind.build_encoder("satellite", {"augment": "spin"})

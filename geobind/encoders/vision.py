@@ -33,19 +33,23 @@ from geobind.encoders.openclip import (
     resolve_arch,
 )
 from geobind.encoders.weights import load_into, strip_prefix
-from geobind.errors import WeightsError
+from geobind.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
 __all__ = [
+    "AUGMENTATIONS",
     "ImagePreprocess",
     "VisionConfig",
     "build_vision_tower",
     "vision_preprocess",
     "vision_state",
 ]
+
+#: Training augmentations of :class:`ImagePreprocess` (see ``VisionConfig.augment``).
+AUGMENTATIONS = ("crop", "dihedral", "none")
 
 #: The tiny tower a :class:`VisionConfig` gets when neither ``arch`` nor a size is given.
 TINY_VISION_DEFAULTS = dict(
@@ -87,9 +91,18 @@ class VisionConfig:
     arch: str | None = None
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
+    #: augmentation while training: ``crop`` (open_clip's random resized crop), ``dihedral``
+    #: (random quarter turns and mirroring, for top-down imagery, which has no "up" that a
+    #: photo taken facing any way could reveal) or ``none``
+    augment: str = "crop"
 
     def __post_init__(self) -> None:
         resolve_arch(self, "vision", TINY_VISION_DEFAULTS)
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(
+                f"{type(self).__name__}: augment {self.augment!r} is not one of "
+                f"{', '.join(AUGMENTATIONS)}"
+            )
 
 
 # -- weights --------------------------------------------------------------------------
@@ -138,7 +151,9 @@ class ImagePreprocess:
         train: bool,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        augment: str = "crop",
     ) -> None:
+        self.augment = augment
         self.image_size = image_size
         self.train = train
         self.mean = list(mean) if mean is not None else None
@@ -147,8 +162,12 @@ class ImagePreprocess:
 
     def __call__(self, data: bytes) -> Any:
         if self._transform is None:  # built on first use so the object pickles light
-            self._transform = image_transform(self.image_size, self.train, self.mean, self.std)
-        return self._transform(decode_image(data))
+            crop = self.train and self.augment == "crop"
+            self._transform = image_transform(self.image_size, crop, self.mean, self.std)
+        pixels = self._transform(decode_image(data))
+        if self.train and self.augment == "dihedral":
+            pixels = dihedral(pixels)
+        return pixels
 
     def __getstate__(self) -> dict:
         return {
@@ -156,6 +175,7 @@ class ImagePreprocess:
             "train": self.train,
             "mean": self.mean,
             "std": self.std,
+            "augment": self.augment,
             "_transform": None,
         }
 
@@ -163,4 +183,14 @@ class ImagePreprocess:
 def vision_preprocess(config: VisionConfig, train: bool) -> ImagePreprocess:
     """The preprocessing a :class:`VisionConfig` tower expects."""
     size = cast(int, config.image_size)  # resolved by __post_init__
-    return ImagePreprocess(size, train, config.image_mean, config.image_std)
+    return ImagePreprocess(size, train, config.image_mean, config.image_std, config.augment)
+
+
+def dihedral(pixels: torch.Tensor) -> torch.Tensor:
+    """One of the eight quarter-turn and mirror images of ``[C, H, W]`` pixels, drawn with
+    torch's random generator (seeded per data worker)."""
+    import torch
+
+    k = int(torch.randint(0, 8, ()).item())
+    turned = torch.rot90(pixels, k % 4, dims=(1, 2))
+    return torch.flip(turned, dims=(2,)) if k >= 4 else turned
