@@ -17,7 +17,8 @@ naming it and the valid keys; the order of stages is the recipe's, never the plu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -26,7 +27,7 @@ from geobind.config import config_error
 from geobind.errors import ConfigError
 from geobind.plugins import get_registry
 
-__all__ = ["Recipe", "SideRecipe", "StageRecipe", "load_recipe"]
+__all__ = ["RANGES", "Recipe", "SideRecipe", "StageRecipe", "load_recipe"]
 
 
 @dataclass
@@ -72,6 +73,24 @@ class StageRecipe:
     negatives: str = "batch"
     device: str = "auto"
     enabled: bool = True
+
+
+#: The numeric settings of a stage and the values each accepts, checked when a recipe loads,
+#: so a wrong value fails at once, naming its key, and never trains (or stores) a broken stage.
+RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "epochs": (">= 1", lambda v: v >= 1),
+    "max_steps": (">= 0 (0: a stage that stores pretrained sides, no training)", lambda v: v >= 0),
+    "batch_size": (">= 1", lambda v: v >= 1),
+    "lr": ("> 0", lambda v: v > 0),
+    "weight_decay": (">= 0", lambda v: v >= 0),
+    "eps": ("> 0", lambda v: v > 0),
+    "warmup_steps": (">= 0", lambda v: v >= 0),
+    "temperature": ("> 0", lambda v: v > 0),
+    "workers": (">= 0", lambda v: v >= 0),
+    "val_every": (">= 0 (0: validate once, at the end)", lambda v: v >= 0),
+    "val_rows": (">= 2", lambda v: v >= 2),
+    "checkpoint_every": (">= 1", lambda v: v >= 1),
+}
 
 
 @dataclass
@@ -141,8 +160,7 @@ def _check(recipe: Recipe, path: Path) -> None:
     registry = get_registry()
     for name, stage in recipe.stages.items():
         where = f"{path}: stage {name!r}"
-        if stage.max_steps is not None and stage.max_steps < 0:
-            raise ConfigError(f"{where}: max_steps must be >= 0, got {stage.max_steps}")
+        _check_ranges(stage, f"{path}: stages.{name}")
         if not stage.data and stage.max_steps != 0:
             raise ConfigError(
                 f"{where}: 'data' (a Lance pair dataset) is required "
@@ -155,6 +173,8 @@ def _check(recipe: Recipe, path: Path) -> None:
             registry.modality(modality)  # an uninstalled plugin fails here, naming its package
         _check_negatives(stage, where)
         stage.student.train = True
+        if stage.max_steps == 0:
+            _check_import_stage(stage, f"{path}: stages.{name}")
 
 
 def _check_negatives(stage: StageRecipe, where: str) -> None:
@@ -165,3 +185,28 @@ def _check_negatives(stage: StageRecipe, where: str) -> None:
             f"{where}: negatives 'bank' needs a frozen teacher (its cached embeddings are the "
             f"bank); this stage trains its teacher too"
         )
+
+
+def _check_ranges(stage: StageRecipe, where: str) -> None:
+    """Each numeric setting within its range; NaN and infinities are never in one."""
+    for key, (rule, accepts) in RANGES.items():
+        value = getattr(stage, key)
+        if value is None:  # only max_steps may be unset
+            continue
+        if not (math.isfinite(value) and accepts(value)):
+            raise ConfigError(f"{where}.{key} must be {rule}, got {value}")
+    if len(stage.betas) != 2 or not all(0 <= b < 1 for b in stage.betas):
+        raise ConfigError(f"{where}.betas must be two numbers in [0, 1), got {stage.betas}")
+
+
+def _check_import_stage(stage: StageRecipe, where: str) -> None:
+    """A stage of ``max_steps: 0`` stores its sides as built: each needs weights to store."""
+    stored = [side for side in ("student", "teacher") if getattr(stage, side).train]
+    for side in stored:
+        if not getattr(stage, side).weights:
+            raise ConfigError(
+                f"{where}.max_steps is 0 (store the sides as they are, no training), but "
+                f"{side}.weights names no weights file: it would store an untrained "
+                f"{getattr(stage, side).modality} encoder. Give {side}.weights, or "
+                f"max_steps >= 1 to train"
+            )
