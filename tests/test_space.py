@@ -97,7 +97,7 @@ def test_adding_a_modality_never_changes_the_others(built, space_copy, tmp_path)
         "text": ["a forest by a lake"],
     }
     embedded = {m: before.embed(m, v) for m, v in probes.items()}
-    files = {m: (space_copy / f"{m}.safetensors").read_bytes() for m in probes}
+    files = {m: before.weights_path(m).read_bytes() for m in probes}
     stage = tmp_path / "audio.yaml"
     stage.write_text(AUDIO_STAGE.format(data=built[1], audio=TINY_AUDIO))
     train(load_recipe(stage, [f"space={space_copy}"]), say=lambda s: None)
@@ -108,7 +108,7 @@ def test_adding_a_modality_never_changes_the_others(built, space_copy, tmp_path)
         "sha256": after.entry("satellite").sha256,
     }
     for m, values in probes.items():
-        assert (space_copy / f"{m}.safetensors").read_bytes() == files[m]
+        assert after.weights_path(m).read_bytes() == files[m]
         assert torch.equal(after.embed(m, values), embedded[m]), m
     assert after.embed("audio", [wav(3)]).shape == (1, 32)
 
@@ -126,17 +126,17 @@ def test_the_manifest_is_replaced_atomically(space_copy, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         space.write_manifest()
     assert (space_copy / "manifest.json").read_text() == manifest
-    assert sorted(p.name for p in space_copy.iterdir() if p.name.startswith(".")) == []
+    assert [p.name for p in space_copy.iterdir() if weights.is_temporary(p)] == []
 
 
 def test_tampered_weights_are_refused_naming_the_file_and_hashes(space_copy):
-    path = space_copy / "text.safetensors"
+    path = Space(space_copy).weights_path("text")
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(
         WeightsError,
-        match=r"text.safetensors has sha256 \w+…, the manifest "
+        match=r"text-\w+.safetensors has sha256 \w+…, the manifest "
         r"records \w+…: the file was changed",
     ):
         load_space(space_copy)
@@ -144,7 +144,7 @@ def test_tampered_weights_are_refused_naming_the_file_and_hashes(space_copy):
 
 
 def test_missing_weights_file_is_named(space_copy):
-    (space_copy / "ground.safetensors").unlink()
+    Space(space_copy).weights_path("ground").unlink()
     with pytest.raises(WeightsError, match="weights of 'ground' missing"):
         load_space(space_copy)
 

@@ -225,10 +225,10 @@ def test_the_frozen_anchor_stage_leaves_the_teacher_untouched(tmp_path, data_dir
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir))
     recipe.stages["anchor"].enabled = False
     train(recipe, say=lambda s: None)
-    before = (tmp_path / "space" / "ground.safetensors").read_bytes()
+    before = Space(tmp_path / "space").weights_path("ground").read_bytes()
     recipe.stages["anchor"].enabled = True
     train(recipe, say=lambda s: None)
-    assert (tmp_path / "space" / "ground.safetensors").read_bytes() == before
+    assert Space(tmp_path / "space").weights_path("ground").read_bytes() == before
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
@@ -290,8 +290,8 @@ def test_resume_after_sigkill_gives_the_weights_of_an_uninterrupted_run(tmp_path
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
 
     for name in ("satellite", "ground", "text"):
-        straight = (tmp_path / "straight" / f"{name}.safetensors").read_bytes()
-        assert (tmp_path / "killed" / f"{name}.safetensors").read_bytes() == straight, name
+        straight = Space(tmp_path / "straight").weights_path(name).read_bytes()
+        assert Space(tmp_path / "killed").weights_path(name).read_bytes() == straight, name
 
 
 def test_the_trainer_runs_under_torchrun_and_only_rank_0_writes(tmp_path, data_dir):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,13 +15,17 @@ if TYPE_CHECKING:  # plugins import these helpers at top level: keep that free o
     from torch import nn
 
 __all__ = [
+    "TEMPORARY_MARK",
     "atomic_write",
+    "fsync_folder",
+    "is_temporary",
     "load_into",
     "read_state_dict",
     "save_state_dict",
     "sha256_hex",
     "state_bytes",
     "strip_prefix",
+    "temporary_name",
 ]
 
 
@@ -78,20 +82,52 @@ def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], source: str)
     module.load_state_dict(dict(state), strict=True)
 
 
+#: What marks a file or folder as a writer's temporary: ``.NAME.tmp-RANDOM`` beside ``NAME``.
+TEMPORARY_MARK = ".tmp-"
+
+
+def temporary_name(path: Path) -> Path:
+    """A fresh temporary name beside ``path``, recognised by :func:`is_temporary`."""
+    return path.parent / f".{path.name}{TEMPORARY_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is a temporary of :func:`temporary_name` (a crashed writer's leftover)."""
+    return path.name.startswith(".") and TEMPORARY_MARK in path.name
+
+
 def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place.
+
+    The data reach the disk before the rename, and the rename before this returns; the file gets
+    the mode any new file gets (0666 less the umask). On any failure the temporary is removed,
+    ``path`` is as it was, and an ``OSError`` names ``path`` (a full disk is ``ENOSPC``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = temporary_name(path)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # write() and fsync() errors name no file
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the renames inside ``folder`` durable (a rename is an update of its folder)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_state_dict(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from geobind.eval.evaluate import evaluate_space
 from geobind.eval.zeroshot import zeroshot_landcover
 from geobind.search.index import build_index, search
 from geobind.search.maps import render_hits, similarity_map
-from geobind.space import load_space
+from geobind.space import last_run, load_space, log_records
 
 __all__ = ["DEFAULT_QUERIES", "write_report"]
 
@@ -99,7 +98,7 @@ def _svg_curve(
 def _curves(space_path: Path) -> str:
     charts = []
     for log in sorted((space_path / "logs").glob("*.jsonl")):
-        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        records = last_run(log_records(log.read_text()))
         steps = [r for r in records if "loss" in r]
         charts.append(_svg_curve([(r["step"], r["loss"]) for r in steps], f"{log.stem}: loss"))
         val = [

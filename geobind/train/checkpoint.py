@@ -2,12 +2,15 @@
 
 Each checkpoint is a folder ``step-NNNNNNN`` written under a temporary name and renamed when
 complete, so a process killed at any moment leaves either the previous checkpoint or the new
-one, never a mix. Resuming restores weights, optimiser, schedule, RNG and data position, so a
-resumed stage ends with the same weights as an uninterrupted one.
+one, never a mix; a failed save (a full disk) removes its temporary folder, and the next save
+removes any a killed process left. Resuming restores weights, optimiser, schedule, RNG and
+data position, so a resumed stage ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import random
 import shutil
 from pathlib import Path
@@ -15,7 +18,14 @@ from typing import Any
 
 import torch
 
-from geobind.encoders.weights import atomic_write, read_state_dict, state_bytes
+from geobind.encoders.weights import (
+    atomic_write,
+    fsync_folder,
+    is_temporary,
+    read_state_dict,
+    state_bytes,
+    temporary_name,
+)
 
 __all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -28,18 +38,31 @@ def save_checkpoint(
     keep: int = 1,
 ) -> Path:
     """Write ``modules`` (as safetensors) and ``state`` for ``step``; keep the newest only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in filter(is_temporary, folder.iterdir()):
+        shutil.rmtree(leftover, ignore_errors=True)
     final = folder / f"step-{step:07d}"
-    tmp = folder / f".step-{step:07d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, module in modules.items():
-        atomic_write(tmp / f"{name}.safetensors", state_bytes(module))
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    torch.save({**state, "step": step, "rng": rng}, tmp / "state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    tmp = temporary_name(final)
+    try:
+        tmp.mkdir()
+        for name, module in modules.items():
+            atomic_write(tmp / f"{name}.safetensors", state_bytes(module))
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        buffer = io.BytesIO()  # torch.save straight to a full disk says only "unexpected pos"
+        torch.save({**state, "step": step, "rng": rng}, buffer)
+        atomic_write(tmp / "state.pt", buffer.getvalue())
+        if final.exists():  # the same step saved again: move the old one aside, whole
+            os.replace(final, temporary_name(final))
+        os.replace(tmp, final)
+        fsync_folder(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     for old in sorted(folder.glob("step-*"))[:-keep]:
+        (old / "state.pt").unlink(missing_ok=True)  # incomplete first: never resumed from
         shutil.rmtree(old, ignore_errors=True)
+    for leftover in filter(is_temporary, folder.iterdir()):
+        shutil.rmtree(leftover, ignore_errors=True)
     return final
 
 

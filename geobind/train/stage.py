@@ -30,10 +30,10 @@ from torch.utils.data import DistributedSampler
 from geobind.data.pairs import read_values
 from geobind.data.reader import PairDataset, pair_loader, split_rows
 from geobind.encoders.encoder import Encoder, build_encoder
-from geobind.encoders.weights import sha256_hex, state_bytes
+from geobind.encoders.weights import atomic_write, sha256_hex, state_bytes
 from geobind.errors import ConfigError, GeobindError
 from geobind.eval.retrieval import ranks, recall_metrics
-from geobind.space import Space
+from geobind.space import Space, log_records
 from geobind.train.cache import teacher_embeddings
 from geobind.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from geobind.train.distributed import Dist
@@ -198,6 +198,8 @@ class StageRun:
         total = stage.epochs * steps_per_epoch
         if stage.max_steps is not None:
             total = min(total, stage.max_steps)
+        if total < 1:  # only an explicit max_steps: 0 stage stores its sides untrained
+            raise ConfigError(f"stage {self.name!r}: {total} steps to train; nothing stored")
         return data, steps_per_epoch, total
 
     def _distributed(self) -> nn.Module:
@@ -259,16 +261,15 @@ class StageRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
-        self._truncate_log()
 
-    def _truncate_log(self) -> None:
-        if self.dist.is_main and self.log_path.exists():
-            lines = [
-                line
-                for line in self.log_path.read_text().splitlines()
-                if json.loads(line).get("step", 0) <= self.step
-            ]
-            self.log_path.write_text("".join(line + "\n" for line in lines))
+    def start_log(self) -> None:
+        """Keep the log's records up to the step this run starts from: a run from step 0
+        starts the log afresh, a resumed run repeats no step (rank 0)."""
+        if not (self.dist.is_main and self.log_path.exists()):
+            return
+        kept = [r for r in log_records(self.log_path.read_text()) if r["step"] <= self.step]
+        text = "".join(json.dumps(r) + "\n" for r in kept) if self.step else ""
+        atomic_write(self.log_path, text.encode())
 
     # -- training -----------------------------------------------------------------------
     def batches(self) -> Any:
@@ -370,10 +371,12 @@ class StageRun:
 
         if self.total == 0:  # nothing to train: the sides are stored as they were built
             final: dict[str, Any] = {"steps": 0}
+            self.start_log()
             self.log({"step": 0, "final": True, **final})
             return final
         self.frozen_teacher_embeddings()
         self.resume()
+        self.start_log()
         self.model.train()
         bar = tqdm(
             total=self.total,
@@ -432,21 +435,10 @@ def train_stage(
             if run.model.teacher is None  # frozen: unchanged
             else sha256_hex(state_bytes(run.teacher.net))
         )
-        if run.model.teacher is not None:
-            space.put(
-                run.teacher,
-                name,
-                {"modality": run.student.name, "sha256": student_sha},
-                recipe,
-                metrics,
-            )
-        space.put(
-            run.student,
-            name,
-            {"modality": run.teacher.name, "sha256": teacher_sha},
-            recipe,
-            metrics,
-        )
+        stored = [(run.student, {"modality": run.teacher.name, "sha256": teacher_sha})]
+        if run.model.teacher is not None:  # both sides trained: one commit stores both
+            stored.insert(0, (run.teacher, {"modality": run.student.name, "sha256": student_sha}))
+        space.put_all(stored, name, recipe, metrics)
         shutil.rmtree(run.folder, ignore_errors=True)
     dist.barrier()
     return metrics
