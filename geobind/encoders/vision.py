@@ -76,7 +76,8 @@ class VisionConfig:
     patch_size=32, width=768, layers=12, head_width=64, embed_dim=512, quick_gelu=True``);
     RemoteCLIP's README builds its ViT-B-32 as open_clip's ``ViT-B-32`` (GELU).
 
-    ``image_mean`` / ``image_std`` override the normalisation (default: OpenAI CLIP's).
+    ``image_mean`` / ``image_std`` override the normalisation (default: OpenAI CLIP's);
+    ``max_pixels`` bounds the images decoded (a larger one is refused from its header).
     """
 
     embed_dim: int | None = None
@@ -95,6 +96,9 @@ class VisionConfig:
     #: (random quarter turns and mirroring, for top-down imagery, which has no "up" that a
     #: photo taken facing any way could reveal) or ``none``
     augment: str = "crop"
+    #: the largest image decoded, in pixels, checked from its header (None: 64 megapixels, or
+    #: the GEOBIND_MAX_PIXELS environment variable)
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         resolve_arch(self, "vision", TINY_VISION_DEFAULTS)
@@ -152,38 +156,35 @@ class ImagePreprocess:
         mean: list[float] | None = None,
         std: list[float] | None = None,
         augment: str = "crop",
+        max_pixels: int | None = None,
     ) -> None:
         self.augment = augment
         self.image_size = image_size
         self.train = train
         self.mean = list(mean) if mean is not None else None
         self.std = list(std) if std is not None else None
+        self.max_pixels = max_pixels
         self._transform: Callable[[Any], Any] | None = None
 
     def __call__(self, data: bytes) -> Any:
         if self._transform is None:  # built on first use so the object pickles light
             crop = self.train and self.augment == "crop"
             self._transform = image_transform(self.image_size, crop, self.mean, self.std)
-        pixels = self._transform(decode_image(data))
+        pixels = self._transform(decode_image(data, self.max_pixels))
         if self.train and self.augment == "dihedral":
             pixels = dihedral(pixels)
         return pixels
 
     def __getstate__(self) -> dict:
-        return {
-            "image_size": self.image_size,
-            "train": self.train,
-            "mean": self.mean,
-            "std": self.std,
-            "augment": self.augment,
-            "_transform": None,
-        }
+        return {**self.__dict__, "_transform": None}
 
 
 def vision_preprocess(config: VisionConfig, train: bool) -> ImagePreprocess:
     """The preprocessing a :class:`VisionConfig` tower expects."""
     size = cast(int, config.image_size)  # resolved by __post_init__
-    return ImagePreprocess(size, train, config.image_mean, config.image_std, config.augment)
+    return ImagePreprocess(
+        size, train, config.image_mean, config.image_std, config.augment, config.max_pixels
+    )
 
 
 def dihedral(pixels: torch.Tensor) -> torch.Tensor:
