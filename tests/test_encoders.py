@@ -150,12 +150,19 @@ def test_unreadable_weights_file_is_named(tmp_path, content, match):
         geobind.build_encoder("satellite", TINY_VISION, weights=path)
 
 
-def test_torch_checkpoints_load_weights_only(tmp_path):
+def test_torch_checkpoints_never_build_the_objects_they_pickle(tmp_path):
     import argparse
 
-    path = tmp_path / "evil.pt"
+    path = tmp_path / "objects.pt"
     payload = argparse.Namespace(x=1)  # an arbitrary class: weights_only refuses to unpickle it
     torch.save({"state_dict": {"x": torch.zeros(1)}, "obj": payload}, path)
+    assert geobind.read_state_dict(path)["x"].tolist() == [0.0]
+    from geobind.encoders.torch_pickle import Inert, load_inert
+
+    obj = load_inert(path)["obj"]
+    assert isinstance(obj, Inert) and not isinstance(obj, argparse.Namespace)
+    assert (obj.pickled_as, obj["x"]) == ("argparse.Namespace", 1)
+    path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(geobind.WeightsError, match="cannot read"):
         geobind.read_state_dict(path)
 

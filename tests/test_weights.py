@@ -396,10 +396,17 @@ def test_a_hugging_face_vision_model_file_loads_as_the_anchor(tmp_path):
     assert (anchor(pixels) - hf_embeds(model, pixels)).abs().max().item() < 1e-4
 
 
-def test_lightning_checkpoint_with_pickled_objects_says_how_to_extract(tmp_path):
+def test_a_lightning_checkpoint_with_pickled_hparams_converts(sat2cap_ckpt, tmp_path):
     import argparse
+    import pickle
 
-    path = tmp_path / "sat2cap.ckpt"
-    torch.save({"state_dict": {"x": torch.zeros(1)}, "hparams": argparse.Namespace(vit="32")}, path)
-    with pytest.raises(geobind.WeightsError, match=r"argparse\.Namespace.*never unpickles"):
-        convert_sat2cap(path, tmp_path / "out.safetensors", SMALL)
+    path, _ = sat2cap_ckpt
+    state = torch.load(path, weights_only=True)
+    state["hyper_parameters"] = argparse.Namespace(vit="32")  # as Lightning pickles them
+    torch.save(state, tmp_path / "sat2cap.ckpt")
+    with pytest.raises(pickle.UnpicklingError, match="weights_only"):
+        torch.load(tmp_path / "sat2cap.ckpt", weights_only=True)  # why it needs another reader
+    convert_sat2cap(tmp_path / "sat2cap.ckpt", tmp_path / "out.safetensors", SMALL)
+    convert_sat2cap(path, tmp_path / "plain.safetensors", SMALL)
+    out, plain = (geobind.read_state_dict(tmp_path / f"{n}.safetensors") for n in ("out", "plain"))
+    assert out.keys() == plain.keys() and all(torch.equal(out[k], plain[k]) for k in out)

@@ -296,10 +296,7 @@ def read_clip_state(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.is_file() and is_torchscript(path):
         return _read_torchscript(path)
-    try:
-        return strip_prefix(read_state_dict(path), "module.")
-    except WeightsError as exc:
-        raise WeightsError(f"{exc}{_unsafe_hint(path)}") from None
+    return strip_prefix(read_state_dict(path), "module.")
 
 
 def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
@@ -312,24 +309,6 @@ def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # a damaged archive raises many types
         raise WeightsError(f"cannot read TorchScript archive {path}: {exc}") from None
     return {k: v for k, v in state.items() if k not in TORCHSCRIPT_EXTRAS}
-
-
-def _unsafe_hint(path: Path) -> str:
-    """Why ``weights_only`` refused a torch file (e.g. a Lightning checkpoint's hparams)."""
-    try:
-        import torch
-
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # not a torch zip file at all: nothing to add
-        return ""
-    if not unsafe:
-        return ""
-    return (
-        f" -- it pickles Python objects besides tensors ({', '.join(unsafe[:5])}), which "
-        f"geobind never unpickles. If you trust the file, save its tensors alone once, "
-        f"e.g. torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt'), "
-        f"and load that"
-    )
 
 
 def read_clip_checkpoint(weights: str | Path, config: Any, source: str) -> dict[str, torch.Tensor]:

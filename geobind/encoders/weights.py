@@ -6,8 +6,9 @@ import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from geobind.encoders.torch_pickle import load_inert
 from geobind.errors import WeightsError
 
 if TYPE_CHECKING:  # plugins import these helpers at top level: keep that free of torch
@@ -32,11 +33,11 @@ __all__ = [
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a local weights file: ``.safetensors``, or a torch checkpoint.
 
-    torch checkpoints load with ``weights_only=True``; a ``{"state_dict": ...}`` wrapper (as
-    Lightning and laion_clap write) is unwrapped.
+    torch checkpoints load with ``weights_only=True``, or, when they pickle other objects (a
+    Lightning checkpoint's hyper-parameters), with the restricted unpickler of
+    :mod:`geobind.encoders.torch_pickle`, which never runs their code; a ``{"state_dict": ...}``
+    wrapper (as Lightning and laion_clap write) is unwrapped.
     """
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -45,7 +46,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _read_torch_file(path)
     except Exception as exc:  # corrupt files raise many types; all mean "unreadable"
         raise WeightsError(f"cannot read weights file {path}: {exc}") from None
     for key in ("state_dict", "model", "module"):
@@ -54,6 +55,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not tensors")
     return state
+
+
+def _read_torch_file(path: Path) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # objects besides tensors: read them inert, never run
+        return load_inert(path)
 
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
