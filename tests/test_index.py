@@ -103,7 +103,8 @@ def test_vector_index_agrees_with_exact_search_and_rebuild_replaces(setup):
     )
     build_index(space, setup["data"], out=out)  # a rebuild replaces the table whole
     assert not open_index(space, out).ann
-    assert sorted(p.name for p in out.parent.iterdir()) == ["tiles.json", "tiles.lance"]
+    assert approximate == index.query(queries, top=3)  # the old handle reads its old version
+    assert sorted(p.name for p in out.parent.iterdir()) == [".lock", "tiles.json", "tiles.lance"]
 
 
 def test_an_index_of_another_anchor_is_refused_naming_both_hashes(setup, tmp_path):

@@ -14,6 +14,7 @@ one (zero-shot classification builds its text prompts from them). See :func:`lab
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ __all__ = [
     "SPLITS",
     "label_classes",
     "label_field",
+    "lance_reason",
     "name_classes",
     "open_pairs",
     "pair_schema",
@@ -102,10 +104,26 @@ def open_pairs(uri: str | Path) -> lance.LanceDataset:
     """Open a pair dataset, with an error naming the path when it is not one."""
     import lance
 
+    if "://" not in str(uri) and not Path(uri).exists():
+        raise GeobindError(f"not a Lance pair dataset: {uri} (no such file or folder)")
     try:
         return lance.dataset(str(uri))
     except (ValueError, OSError) as exc:
-        raise GeobindError(f"not a Lance pair dataset: {uri} ({exc})") from None
+        raise GeobindError(f"not a Lance pair dataset: {uri} ({lance_reason(exc, uri)})") from None
+
+
+def lance_reason(exc: BaseException, uri: str | Path) -> str:
+    """A Lance error about ``uri`` in the user's terms: without the Rust source locations
+    Lance appends, and with the leading ``/`` its object-store paths drop put back."""
+    text = _RUST_LOCATION.sub("", str(exc))
+    if "://" in str(uri):
+        return text
+    absolute = str(Path(uri).absolute())
+    return re.sub(r"(?<!/)" + re.escape(absolute.lstrip("/")), lambda _: absolute, text)
+
+
+#: ", /home/runner/work/lance/lance/rust/lance/src/dataset/builder.rs:921:29" and the like.
+_RUST_LOCATION = re.compile(r",?\s*\S*/rust/\S+\.rs:\d+:\d+")
 
 
 def read_values(ds: lance.LanceDataset, column: str, indices: Iterable[int]) -> list:

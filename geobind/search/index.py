@@ -11,6 +11,11 @@ metadata, and in the JSON beside it) the dataset path and version and the sha256
 weights; searching it with a space whose anchor has other weights is refused, since its vectors
 would then live in another space.
 
+A rebuild writes a new Lance version of the same table (the first build, a new table renamed
+into place): Lance's commit switches readers to it atomically, a reader holding the previous
+version finishes its query on it, and one holding an older, collected version reopens the table
+and asks again. Builds of one index take turns (a lock file beside it).
+
 Small tables are searched exactly (one matmul and a top-k in torch). From
 ``min_rows_for_ann`` rows on, the build adds a Lance ``IVF_HNSW_SQ`` vector index with the
 ``dot`` metric (the vectors are unit length, so dot is cosine without Lance's normalising
@@ -25,14 +30,13 @@ import json
 import os
 import shutil
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from geobind.data.pairs import open_pairs, read_values
-from geobind.encoders.weights import atomic_write
+from geobind.data.pairs import lance_reason, open_pairs, read_values
+from geobind.encoders.weights import atomic_write, temporary_name
 from geobind.errors import GeobindError, InputError
 from geobind.space import SpaceError
 
@@ -62,6 +66,8 @@ __all__ = [
     "write_vectors",
 ]
 
+T = TypeVar("T")
+
 INDEX_DIR = "index"
 DEFAULT_MIN_ROWS_FOR_ANN = 10_000
 ANN_INDEX_TYPE = "IVF_HNSW_SQ"
@@ -75,6 +81,9 @@ TARGET_PARTITION_SIZE = 32_768
 CANDIDATES_PER_RESULT = 2
 METADATA_KEY = b"geobind.index"
 FORMAT = 1
+#: Versions of an index table kept after a rebuild: the new one (its rows, then its vector
+#: index) and the one it replaced, which readers that opened it before finish their query on.
+KEEP_VERSIONS = 3
 
 
 # ---- building ---------------------------------------------------------------------------------
@@ -99,9 +108,9 @@ def build_index(
 ) -> Path:
     """Embed every satellite tile of a dataset with the space's anchor into a searchable table.
 
-    The table is written under a temporary name and renamed into place, so a rebuild replaces
-    the old index whole. A vector index is added once the table has ``min_rows_for_ann`` rows;
-    smaller tables are searched exactly.
+    A rebuild commits a new version of the table, so readers see the old index or the new
+    one, whole (see the module doc). A vector index is added once the table has
+    ``min_rows_for_ann`` rows; smaller tables are searched exactly.
 
     :returns: the path of the index table.
     """
@@ -132,13 +141,15 @@ def build_index(
     started = time.perf_counter()
     batches = embedded_batches(ds, encoder, column, batch_size, progress)
 
-    def finish(tmp: Path) -> None:
+    def finish(ds: lance.LanceDataset) -> None:
         if rows >= min_rows_for_ann:
-            meta["vector_index"] = add_vector_index(_lance().dataset(str(tmp)))
+            meta["vector_index"] = add_vector_index(ds)
         else:
             meta["vector_index"] = None
 
-    _replace_table(out, lambda tmp: write_vectors(tmp, batches, encoder.embed_dim, meta), finish)
+    _commit_table(
+        out, lambda uri, mode: write_vectors(uri, batches, encoder.embed_dim, meta, mode), finish
+    )
     meta["build_seconds"] = round(time.perf_counter() - started, 3)
     _write_json(out, meta)
     return out
@@ -179,9 +190,10 @@ def index_schema(dim: int, meta: dict | None = None) -> pa.Schema:
 
 
 def write_vectors(
-    uri: str | Path, batches: Any, dim: int, meta: dict | None = None
+    uri: str | Path, batches: Any, dim: int, meta: dict | None = None, mode: str = "create"
 ) -> lance.LanceDataset:
-    """Write ``(ids, lats, lons, vectors [n, dim])`` batches as an index table, streaming."""
+    """Write ``(ids, lats, lons, vectors [n, dim])`` batches as an index table, streaming
+    (``mode="overwrite"``: as a new version of an existing table)."""
     import numpy as np
     import pyarrow as pa
 
@@ -201,7 +213,7 @@ def write_vectors(
             )
 
     reader = pa.RecordBatchReader.from_batches(schema, records())
-    return _lance().write_dataset(reader, str(uri), schema=schema, mode="create")
+    return _lance().write_dataset(reader, str(uri), schema=schema, mode=mode)
 
 
 def ann_params(rows: int, target_partition_size: int = TARGET_PARTITION_SIZE) -> dict:
@@ -222,21 +234,49 @@ def add_vector_index(
     return {**params, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _replace_table(out: Path, write: Any, finish: Any) -> None:
-    """Write a Lance table beside ``out`` under a temporary name, then swap it into place."""
+def _commit_table(out: Path, write: Any, finish: Any) -> None:
+    """Write the index at ``out`` as a new version, or as a new table renamed into place.
+
+    ``write(uri, mode)`` writes the rows and ``finish(ds)`` adds what follows (the vector
+    index). Afterwards only the last :data:`KEEP_VERSIONS` versions are kept, and files of a
+    failed write are removed.
+    """
+    from filelock import FileLock
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    with FileLock(out.parent / ".lock"):
+        current = _open_table(out)
+        if current is None:
+            _create_table(out, write, finish)
+            return
+        try:
+            finish(write(out, "overwrite"))
+        finally:  # after a failure too: its files go, the table stays at its last version
+            _lance().dataset(str(out)).cleanup_old_versions(
+                retain_versions=KEEP_VERSIONS, delete_unverified=True
+            )
+
+
+def _create_table(out: Path, write: Any, finish: Any) -> None:
+    """A first build: written under a temporary name, then renamed into place whole."""
+    tmp = temporary_name(out)
     try:
-        write(tmp)
-        finish(tmp)
-        # a directory cannot be renamed over a non-empty one: move the old table aside first
-        if out.exists():
-            os.replace(out, old)
+        finish(write(tmp, "create"))
+        if out.exists():  # a folder that is no table (a crashed first build): nothing to keep
+            shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+
+
+def _open_table(path: Path) -> lance.LanceDataset | None:
+    """The Lance table at ``path``, or None when there is none."""
+    if not path.is_dir():
+        return None
+    try:
+        return _lance().dataset(str(path))
+    except (ValueError, OSError):
+        return None
 
 
 def _write_json(out: Path, meta: dict) -> None:
@@ -284,6 +324,9 @@ class SearchIndex:
 
     def vectors(self) -> torch.Tensor:
         """Every vector, ``[rows, dim]`` float32, in row order (read once)."""
+        return self._read(self._read_vectors)
+
+    def _read_vectors(self) -> torch.Tensor:
         import numpy as np
         import torch
 
@@ -295,7 +338,32 @@ class SearchIndex:
 
     def table(self, columns: Sequence[str] = ("id", "lat", "lon")) -> dict[str, list]:
         """Whole columns, in row order."""
-        return self.ds.to_table(columns=list(columns)).to_pydict()
+        return self._read(lambda: self.ds.to_table(columns=list(columns)).to_pydict())
+
+    def reopen(self) -> None:
+        """Read the newest version of the table, as a rebuild left it; it must still hold
+        vectors of the anchor this index was opened for."""
+        ds = _lance().dataset(str(self.path))
+        meta = _metadata(ds, self.path)
+        if meta.get("anchor_sha256") != self.meta.get("anchor_sha256"):
+            raise SpaceError(
+                f"index {self.path} was rebuilt from other anchor weights while it was read: "
+                f"open it again with its space"
+            )
+        self.ds, self.meta, self._vectors = ds, meta, None
+        for cached in ("rows", "ann"):
+            self.__dict__.pop(cached, None)
+
+    def _read(self, read: Callable[[], T]) -> T:
+        """``read()``, once more on the newest version if a rebuild collected the files of the
+        version this handle holds: the answer comes from one whole version, old or new."""
+        try:
+            return read()
+        except (OSError, ValueError) as exc:
+            if "not found" not in str(exc).lower():
+                raise
+        self.reopen()
+        return read()
 
     def query(
         self,
@@ -316,10 +384,14 @@ class SearchIndex:
         if int(top) < 1:
             raise InputError(f"top must be >= 1, got {top}")
         queries = _as_queries(queries, self.dim)
-        top = min(int(top), self.rows)
-        if (not self.ann) if exact is None else exact:
-            return self._exact(queries, top)
-        return self._approximate(queries, top, candidates, nearest)
+
+        def answer() -> list[list[dict]]:
+            most = min(int(top), self.rows)
+            if (not self.ann) if exact is None else exact:
+                return self._exact(queries, most)
+            return self._approximate(queries, most, candidates, nearest)
+
+        return self._read(answer)
 
     def _exact(self, queries: torch.Tensor, top: int) -> list[list[dict]]:
         scores, rows = exact_topk(self.vectors(), queries, top)
@@ -438,14 +510,8 @@ def open_index(
 ) -> SearchIndex:
     """Open an index of ``space`` and check it was built from this space's anchor weights."""
     path = find_index(space, index, data)
-    try:
-        ds = _lance().dataset(str(path))
-    except (ValueError, OSError) as exc:
-        raise SpaceError(f"not an index table: {path} ({exc})") from None
-    raw = (ds.schema.metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise SpaceError(f"{path} is not a geobind index (no {METADATA_KEY.decode()} metadata)")
-    meta = json.loads(raw)
+    ds = _open_index_table(path)
+    meta = _metadata(ds, path)
     expected = space.entry(space.anchor).sha256
     if meta.get("anchor_sha256") != expected:
         raise SpaceError(
@@ -455,6 +521,27 @@ def open_index(
             f"{meta.get('dataset', 'DATASET')}'"
         )
     return SearchIndex(path, meta, ds)
+
+
+def _open_index_table(path: Path) -> lance.LanceDataset:
+    """The newest version of an index table (asked twice if a rebuild collected the version
+    named newest between reading its name and opening it)."""
+    for attempt in (1, 2):
+        try:
+            return _lance().dataset(str(path))
+        except (ValueError, OSError) as exc:
+            if attempt == 2 or "not found" not in str(exc).lower():
+                raise SpaceError(
+                    f"not an index table: {path} ({lance_reason(exc, path)})"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+def _metadata(ds: lance.LanceDataset, path: Path) -> dict:
+    raw = (ds.schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise SpaceError(f"{path} is not a geobind index (no {METADATA_KEY.decode()} metadata)")
+    return json.loads(raw)
 
 
 # ---- searching --------------------------------------------------------------------------------
