@@ -8,6 +8,7 @@ import argparse
 from geobind.cli.common import Subcommands, run_source
 from geobind.data.show import describe, render_grid
 from geobind.data.synthetic import world_summary
+from geobind.errors import GeobindError
 
 __all__ = ["add_data", "add_import", "add_world"]
 
@@ -29,6 +30,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Import a real dataset layout into a Lance pair dataset."""
     report = run_source(args.source, args.options, f"geobind import {args.source}")
     print(report.summary())
+    if report.rejected and not (report.imported or report.already_present):
+        raise GeobindError(f"nothing imported into {report.dataset}: every row was rejected")
     return 0
 
 

@@ -213,12 +213,13 @@ class TableOptions:
     split: str | None = opt(None, "a column of train/val/test; else a stable hash of the id")
     root: str | None = opt(None, "where relative paths resolve (default: the table's folder)")
     rejects: str | None = opt(None, "JSON-lines file listing rejected rows")
+    encoding: str = opt("utf-8", "the text encoding of a CSV table (e.g. latin-1)")
 
 
 def import_table(options: TableOptions) -> ImportReport:
     """Import rows of a table whose modality columns hold file paths or text."""
     path = Path(_required(options.table, "table"))
-    table = _read_table(path)
+    table = _read_table(path, options.encoding)
     mapping = _mapping(options.columns)
     modalities = _modalities(*mapping)
     for name in [options.id, options.lat, options.lon, *mapping.values()] + (
@@ -263,16 +264,28 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
     return mapping
 
 
-def _read_table(path: Path) -> Any:
+def _read_table(path: Path, encoding: str = "utf-8") -> Any:
+    """A CSV or Parquet table. In a CSV only an empty cell is missing: "NaN" stays a number
+    (so a row is rejected as NaN, not as missing) and "NA" stays text."""
+    import codecs
+
     import pyarrow.csv
     import pyarrow.parquet
 
     if not path.is_file():
         raise GeobindError(f"table not found: {path}")
     try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError(f"encoding: unknown text encoding {encoding!r}") from None
+    try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pyarrow.parquet.read_table(path)
-        return pyarrow.csv.read_csv(path)
+        return pyarrow.csv.read_csv(
+            path,
+            read_options=pyarrow.csv.ReadOptions(encoding=encoding),
+            convert_options=pyarrow.csv.ConvertOptions(null_values=[""]),
+        )
     except Exception as exc:  # pyarrow raises several types for unreadable files
         raise GeobindError(f"cannot read table {path}: {exc}") from None
 

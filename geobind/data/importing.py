@@ -10,15 +10,20 @@ import again adds no duplicate rows.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
+import itertools
 import json
 import math
+import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from geobind.data.pairs import SPLITS, pair_schema, to_record_batch
+from geobind.encoders.weights import temporary_name
 from geobind.errors import GeobindError, InputError
 from geobind.modality import Storage
 
@@ -111,7 +116,6 @@ def import_pairs(
     :param check: validate values with each modality's ``check``; off only for data this
         process has just generated itself (ids, coordinates and duplicates are still checked).
     """
-    import lance
     import pyarrow as pa
 
     uri = str(uri)
@@ -119,23 +123,86 @@ def import_pairs(
     schema = pair_schema(storages)
     for name, type_ in (extra or {}).items():
         schema = schema.append(pa.field(name, type_))
-    existing = _existing(uri, schema)
-    report = ImportReport(dataset=uri)
-    failure: list[BaseException] = []
+    before = _existing(uri, schema)
+    report = ImportReport(dataset=uri, version=before.version if before is not None else None)
     checked = columns if check else {c: _Unchecked(m) for c, m in columns.items()}
-    rows = _validated(candidates, checked, existing, report, rejects, progress)
+    existing = _ids(before) if before is not None else None
+    with _RejectsFile(rejects) as out:
+        report.rejects_file = str(rejects) if rejects else None
+        rows = _validated(candidates, checked, existing, report, out, progress)
+        _append(uri, rows, schema, storages, before, report)
+    return report
+
+
+def _append(
+    uri: str,
+    rows: Iterator[dict[str, Any]],
+    schema: Any,
+    storages: Mapping[str, Storage],
+    before: Any,
+    report: ImportReport,
+) -> None:
+    """Append the validated rows in one commit; with none, write nothing (no empty version)."""
+    import lance
+    import pyarrow as pa
+
+    failure: list[BaseException] = []
     batches = _batches(rows, schema, storages, failure)
-    reader = pa.RecordBatchReader.from_batches(schema, batches)
+    first = next(batches, None)
+    if first is None:
+        return
+    reader = pa.RecordBatchReader.from_batches(schema, itertools.chain([first], batches))
+    created = not Path(uri).exists() and "://" not in uri
     try:
         ds = lance.write_dataset(
-            reader, uri, schema=schema, mode="append" if existing is not None else "create"
+            reader, uri, schema=schema, mode="append" if before is not None else "create"
         )
-    except Exception:
-        if failure:  # Lance wraps what our generator raised: surface the original
+    except BaseException as exc:
+        _discard_uncommitted(uri, created)
+        if failure and failure[0] is not exc:  # Lance wraps what our generator raised
             raise failure[0] from None
         raise
     report.version = ds.version
-    return report
+
+
+def _discard_uncommitted(uri: str, created: bool) -> None:
+    """Remove what a failed write left: the dataset it was creating, or its unreferenced files
+    (an import is the dataset's only writer while it runs)."""
+    import datetime
+
+    import lance
+
+    if created:
+        shutil.rmtree(uri, ignore_errors=True)
+        return
+    with contextlib.suppress(ValueError, OSError):  # the cleanup is a courtesy: keep the error
+        lance.dataset(uri).cleanup_old_versions(
+            older_than=datetime.timedelta(days=365_000), delete_unverified=True
+        )
+
+
+class _RejectsFile:
+    """The rejects file, written under a temporary name and renamed when the import commits:
+    an import that aborts leaves none (and an older one as it was)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path else None
+        self.tmp = temporary_name(self.path) if self.path else None
+        self.file: Any = None
+
+    def __enter__(self) -> Any:
+        if self.tmp is not None:
+            self.file = open(self.tmp, "w")
+        return self.file
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if self.file is None:
+            return
+        self.file.close()
+        if kind is None:
+            os.replace(self.tmp, self.path)  # type: ignore[arg-type]
+        else:
+            os.unlink(self.tmp)  # type: ignore[arg-type]
 
 
 class _Unchecked:
@@ -148,8 +215,8 @@ class _Unchecked:
         pass
 
 
-def _existing(uri: str, schema: Any) -> set[str] | None:
-    """Ids already in the dataset (None if there is none); its schema must match."""
+def _existing(uri: str, schema: Any) -> Any:
+    """The dataset already at ``uri`` (None if there is none); its schema must match."""
     import lance
 
     if not (Path(uri).exists() or "://" in uri):
@@ -163,6 +230,10 @@ def _existing(uri: str, schema: Any) -> set[str] | None:
             f"{uri} has columns {ds.schema.names}, this import writes "
             f"{schema.names}: import into a new dataset"
         )
+    return ds
+
+
+def _ids(ds: Any) -> set[str]:
     return set(ds.to_table(columns=["id"]).column("id").to_pylist())
 
 
@@ -171,34 +242,29 @@ def _validated(
     columns: Mapping[str, Any],
     existing: set[str] | None,
     report: ImportReport,
-    rejects: str | Path | None,
+    out: Any,
     progress: Callable[[int], None] | None,
 ) -> Iterator[dict[str, Any]]:
-    seen = set(existing or ())
-    out = open(rejects, "w") if rejects else None
-    report.rejects_file = str(rejects) if rejects else None
-    try:
-        for n, candidate in enumerate(candidates, 1):
-            if progress:
-                progress(n)
-            row_id = str(candidate.id)
-            try:
-                row = _row(candidate, columns)
-            except (InputError, MissingFile, ValueError, OSError) as exc:
-                _reject(report, out, row_id, str(exc))
-                continue
-            if row["id"] in seen:
-                if existing is not None and row["id"] in existing:
-                    report.already_present += 1
-                else:
-                    _reject(report, out, row_id, "duplicate id: seen earlier in this import")
-                continue
-            seen.add(row["id"])
-            report.imported += 1
-            yield row
-    finally:
-        if out:
-            out.close()
+    existing = existing or set()
+    seen: set[str] = set()  # ids of this import: a second one is a duplicate, wherever it is
+    for n, candidate in enumerate(candidates, 1):
+        if progress:
+            progress(n)
+        row_id = str(candidate.id)
+        try:
+            row = _row(candidate, columns)
+        except (InputError, MissingFile, ValueError, OSError) as exc:
+            _reject(report, out, row_id, str(exc))
+            continue
+        if row["id"] in seen:
+            _reject(report, out, row_id, "duplicate id: seen earlier in this import")
+            continue
+        seen.add(row["id"])
+        if row["id"] in existing:
+            report.already_present += 1
+            continue
+        report.imported += 1
+        yield row
 
 
 def _reject(report: ImportReport, out: Any, row_id: str, reason: str) -> None:
@@ -222,6 +288,8 @@ def _row(candidate: Candidate, columns: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"missing value: no {column}")
         value = candidate.values[column]
         value = value() if callable(value) else value
+        if modality.storage == "string" and isinstance(value, (bytes, bytearray)):
+            value = _utf8(value, column)  # a CSV column with bytes that are not UTF-8 is bytes
         try:
             modality.check(value)
         except InputError as exc:
@@ -230,13 +298,27 @@ def _row(candidate: Candidate, columns: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _utf8(value: bytes | bytearray, column: str) -> str:
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"bad {column}: not valid UTF-8 (byte 0x{value[exc.start]:02x} at {exc.start}; "
+            f"if the source has another encoding, declare it)"
+        ) from None
+
+
 def _coordinate(value: Any, name: str, bound: float) -> float:
+    if value is None or value == "":
+        raise ValueError(f"missing {name}")
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"bad {name}: {value!r} is not a number") from None
-    if not math.isfinite(number) or abs(number) > bound:
-        raise ValueError(f"{name} out of range: {value!r} (expected -{bound}..{bound})")
+    if math.isnan(number):
+        raise ValueError(f"bad {name}: NaN is not a coordinate")
+    if abs(number) > bound:
+        raise ValueError(f"{name} out of range: {number:g} (expected -{bound:g}..{bound:g})")
     return number
 
 
