@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EncoderShapeError", "GeobindError", "InputError", "WeightsError"]
+__all__ = [
+    "ConfigError",
+    "EncoderShapeError",
+    "GeobindError",
+    "InputError",
+    "WeightsError",
+    "done_before",
+    "record_done",
+]
 
 
 class GeobindError(Exception):
@@ -23,3 +31,14 @@ class EncoderShapeError(GeobindError, RuntimeError):
 
 class WeightsError(GeobindError, RuntimeError):
     """A weights file is missing, corrupt, or does not match the architecture."""
+
+
+def record_done(exc: BaseException, done: str) -> None:
+    """Note on ``exc`` what its command had already saved when it failed (``geobind`` then
+    exits with 3, not 1: something was done)."""
+    exc._geobind_done = done  # type: ignore[attr-defined]
+
+
+def done_before(exc: BaseException) -> str:
+    """What :func:`record_done` noted on ``exc``; empty when the command saved nothing."""
+    return getattr(exc, "_geobind_done", "")

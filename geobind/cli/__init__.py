@@ -5,11 +5,17 @@ Each command group lives in a module of its own that adds its commands to the pa
 function in its group's module (or a new module) and one entry here. Parts of the library that
 pull in torch, numpy or Lance are imported inside the command that needs them, so
 ``geobind --help`` stays fast.
+
+Every failure a user can cause ends in one line, ``geobind: error: ...``, naming what is at
+fault, and the exit code says whether anything was done: 0 done; 1 failed, nothing changed;
+2 a wrong command line, nothing done; 3 failed after part of the work was saved (a recipe's
+earlier stages, say); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 from collections.abc import Sequence
@@ -17,10 +23,13 @@ from typing import Any
 
 from geobind import __version__
 from geobind.cli import data, evaluate, plugins, search, train
-from geobind.errors import GeobindError
+from geobind.errors import GeobindError, done_before
 from geobind.plugins import PluginError, PluginWarning
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_PARTIAL", "build_parser", "main"]
+
+#: Exit codes: failed with nothing changed; failed after saving part of the work; interrupted.
+EXIT_FAILED, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 3, 130
 
 #: Each adds one command (with its subcommands) to the parser, in ``--help`` order.
 COMMANDS = (
@@ -83,6 +92,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     _plugin_warnings_as_lines()
     try:
         return int(args.run(args))
-    except (GeobindError, PluginError) as exc:
-        print(f"geobind: error: {exc}", file=sys.stderr)
-        return 1
+    except (GeobindError, PluginError, OSError) as exc:
+        done = done_before(exc)
+        line = str(exc) if not isinstance(exc, OSError) else os_error_line(exc)
+        print(f"geobind: error: {one_line(line)}" + (f" ({done})" if done else ""), file=sys.stderr)
+        return EXIT_PARTIAL if done else EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        done = done_before(exc)
+        print("geobind: interrupted" + (f" ({done})" if done else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def os_error_line(exc: OSError) -> str:
+    """An operating-system error in words: a full disk says so, and names the file."""
+    where = f": {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+        return (
+            f"the disk is full{where or f' ({exc})'}; nothing half-written was kept: "
+            f"free some space and run the command again"
+        )
+    return f"{exc.strerror}{where}" if exc.strerror else str(exc)
+
+
+def one_line(text: str) -> str:
+    """A message on one line (a message may quote a library's several)."""
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())

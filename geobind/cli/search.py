@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from geobind.cli.common import Subcommands
+from geobind.errors import InputError
+from geobind.plugins import get_registry
 from geobind.search.index import DEFAULT_MIN_ROWS_FOR_ANN, build_index, open_index, search
 from geobind.space import load_space
 
@@ -25,8 +28,29 @@ def _add_query_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _query(args: argparse.Namespace) -> tuple[str, str]:
-    """The query's modality and value."""
-    return next((m, getattr(args, f)) for f, m in QUERY_FLAGS if getattr(args, f) is not None)
+    """The query's modality and value, checked before any model loads: at least one tile
+    asked for, a text that is not blank, a query file that is there and not empty."""
+    if getattr(args, "top", 1) < 1:
+        raise InputError(f"--top must be at least 1, got {args.top}")
+    modality, value = next(
+        (m, getattr(args, f)) for f, m in QUERY_FLAGS if getattr(args, f) is not None
+    )
+    if get_registry().modality(modality).storage == "string":
+        if not value.strip():
+            raise InputError(f"--{_flag(modality)}: empty query")
+        return modality, value
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(
+            f"{path}: query file not found" if not path.exists() else f"{path}: not a file"
+        )
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    return modality, value
+
+
+def _flag(modality: str) -> str:
+    return next(f for f, m in QUERY_FLAGS if m == modality)
 
 
 def add_index(sub: Subcommands) -> None:
@@ -49,6 +73,8 @@ def add_index(sub: Subcommands) -> None:
 
 def cmd_index_build(args: argparse.Namespace) -> int:
     """Embed a dataset's satellite tiles with the space's anchor into SPACE/index/."""
+    if args.batch_size < 1 or (args.min_rows_for_ann or 0) < 0:
+        raise InputError("--batch-size must be at least 1 and --min-rows-for-ann at least 0")
     space = load_space(args.space)
     minimum = DEFAULT_MIN_ROWS_FOR_ANN if args.min_rows_for_ann is None else args.min_rows_for_ann
     path = build_index(
@@ -79,9 +105,9 @@ def add_search(sub: Subcommands) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Print the tiles nearest a query; optionally draw them as a grid."""
+    modality, value = _query(args)
     space = load_space(args.space)
     index = open_index(space, args.index, args.data)
-    modality, value = _query(args)
     hits = search(space, modality, value, top=args.top, index=index)[0]
     print(f"{'rank':>4}  {'id':<20} {'lat':>10} {'lon':>11} {'score':>8}")
     for rank, hit in enumerate(hits, 1):
@@ -118,8 +144,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     """Draw a query's similarity to every tile of a dataset beside the satellite mosaic."""
     from geobind.search.maps import similarity_map  # numpy
 
-    space = load_space(args.space)
     modality, value = _query(args)
+    space = load_space(args.space)
     drawn = similarity_map(space, args.data, modality, value, args.out, mark=args.top)
     best = drawn.top[0] if drawn.top else {"id": "-", "score": float("nan")}
     print(

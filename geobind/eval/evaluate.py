@@ -35,13 +35,14 @@ def evaluate_space(
     Each row of the dataset is one place; for each query the right answer is the gallery row
     of the same place. ``space`` is a :class:`~geobind.space.Space` or its path; ``embeddings``
     (from :func:`embed_columns`) skips embedding again. Returns the dataset, convention and
-    cut-offs, the modalities evaluated (and those whose plugin is missing) and ``retrieval``: one
+    cut-offs, the modalities evaluated (and those whose plugin is missing, and those aligned to
+    weights the space no longer holds: ``stale``, with the reason) and ``retrieval``: one
     row per (query, gallery) with ``R@k``, ``chance@k``, ``median_rank``, ``mean_rank`` and
     ``gallery_size``.
     """
     ks = parse_ks(ks)
     last_hit_rank(1, convention)  # an unknown convention fails before anything is embedded
-    space = space if isinstance(space, Space) else load_space(space)
+    space = space if isinstance(space, Space) else load_space(space, allow_stale=True)
     if embeddings is None:
         embeddings = embed_columns(space, dataset_uri, rows)
     if not embeddings:
@@ -58,6 +59,7 @@ def evaluate_space(
         "ks": list(ks),
         "modalities": list(embeddings),
         "unavailable": space.unavailable,
+        "stale": space.stale(),
         "retrieval": retrieval_table(embeddings, ks, convention),
     }
 
@@ -79,7 +81,7 @@ def run_eval(
     start = time.perf_counter()
     ks = parse_ks(ks)
     last_hit_rank(1, convention)
-    space = load_space(space_path)
+    space = load_space(space_path, allow_stale=True)  # the consistent modalities are evaluated
     open_pairs(dataset_uri)  # a wrong path fails here, naming it
     embeddings = embed_columns(space, dataset_uri, rows)
     result = evaluate_space(space, dataset_uri, ks, convention, rows, embeddings=embeddings)
@@ -109,6 +111,7 @@ def format_report(result: dict[str, Any]) -> str:
             "not evaluated, plugin missing: "
             + ", ".join(f"{m} (pip install {d})" for m, d in result["unavailable"].items())
         )
+    lines += [f"not evaluated, stale: {reason}" for reason in result.get("stale", {}).values()]
     if "zeroshot" in result:
         lines += ["", format_zeroshot(result["zeroshot"])]
     return "\n".join(lines)
@@ -148,6 +151,7 @@ def markdown_report(result: dict[str, Any]) -> str:
         "",
         markdown_table(head, body),
     ]
+    text += [f"\nNot evaluated, stale: {reason}" for reason in result.get("stale", {}).values()]
     if "zeroshot" in result:
         text += ["", markdown_zeroshot(result["zeroshot"])]
     return "\n".join(text) + "\n"

@@ -91,7 +91,11 @@ def _store(table: Path, embeddings: torch.Tensor) -> None:
     values = pa.array(embeddings.float().numpy().reshape(-1))
     vectors = pa.FixedSizeListArray.from_arrays(values, embeddings.shape[1])
     rows = pa.array(range(len(embeddings)), type=pa.int64())
-    lance.write_dataset(pa.table({"row": rows, "embedding": vectors}), str(tmp))
+    try:
+        lance.write_dataset(pa.table({"row": rows, "embedding": vectors}), str(tmp))
+    except BaseException:  # a full disk, say: leave no half-written table behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     for stale in table.parent.glob(f"{teacher}-*.lance"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp.rename(table)

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from geobind.errors import record_done
 from geobind.space import Space
 from geobind.train.distributed import Dist
 from geobind.train.recipe import Recipe
@@ -39,7 +40,12 @@ def train(
                 say(f"stage {name}: already in {space.path}, skipped")
             continue
         record = {"hash": recipe_hash(stage), **dataclasses.asdict(stage)}
-        results[name] = train_stage(name, stage, space, dist, record)
+        try:
+            results[name] = train_stage(name, stage, space, dist, record)
+        except BaseException as exc:
+            if results:
+                record_done(exc, f"stages stored in {space.path} before it: {', '.join(results)}")
+            raise
         space = Space(recipe.space)  # re-read what the stage wrote
         if dist.is_main:
             say(f"stage {name}: {_summary(results[name])}")
