@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+
 __all__ = [
     "ConfigError",
     "EncoderShapeError",
@@ -10,6 +15,7 @@ __all__ = [
     "WeightsError",
     "done_before",
     "record_done",
+    "writing",
 ]
 
 
@@ -42,3 +48,20 @@ def record_done(exc: BaseException, done: str) -> None:
 def done_before(exc: BaseException) -> str:
     """What :func:`record_done` noted on ``exc``; empty when the command saved nothing."""
     return getattr(exc, "_geobind_done", "")
+
+
+@contextlib.contextmanager
+def writing(path: object) -> Iterator[None]:
+    """Name ``path`` in an ``OSError`` raised inside that names no file (as ``write()``,
+    ``fsync()`` and Lance's errors do), so a full disk says where it was full."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        if exc.errno is not None:
+            exc.filename = str(path)
+            raise
+        if "No space left on device" in str(exc):  # Lance's errors carry only a message
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise

@@ -23,6 +23,7 @@ from typing import Any
 
 from geobind import __version__
 from geobind.cli import data, evaluate, plugins, search, train
+from geobind.data.pairs import lance_reason
 from geobind.errors import GeobindError, done_before
 from geobind.plugins import PluginError, PluginWarning
 
@@ -108,10 +109,12 @@ def os_error_line(exc: OSError) -> str:
     where = f": {exc.filename}" if exc.filename else ""
     if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
         return (
-            f"the disk is full{where or f' ({exc})'}; nothing half-written was kept: "
+            f"the disk is full{where or f' ({lance_reason(exc)})'}; nothing half-written was kept: "
             f"free some space and run the command again"
         )
-    return f"{exc.strerror}{where}" if exc.strerror else str(exc)
+    if exc.strerror:
+        return f"{exc.strerror}{where}"
+    return f"{lance_reason(exc, exc.filename)}{where}"  # Lance's errors carry no strerror
 
 
 def one_line(text: str) -> str:

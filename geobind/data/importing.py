@@ -24,7 +24,7 @@ from typing import Any
 
 from geobind.data.pairs import SPLITS, pair_schema, to_record_batch
 from geobind.encoders.weights import temporary_name
-from geobind.errors import GeobindError, InputError
+from geobind.errors import GeobindError, InputError, writing
 from geobind.modality import Storage
 
 __all__ = ["Candidate", "ImportReport", "MissingFile", "assign_split", "import_pairs"]
@@ -154,9 +154,10 @@ def _append(
     reader = pa.RecordBatchReader.from_batches(schema, itertools.chain([first], batches))
     created = not Path(uri).exists() and "://" not in uri
     try:
-        ds = lance.write_dataset(
-            reader, uri, schema=schema, mode="append" if before is not None else "create"
-        )
+        with writing(uri):
+            ds = lance.write_dataset(
+                reader, uri, schema=schema, mode="append" if before is not None else "create"
+            )
     except BaseException as exc:
         _discard_uncommitted(uri, created)
         if failure and failure[0] is not exc:  # Lance wraps what our generator raised

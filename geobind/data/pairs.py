@@ -112,11 +112,11 @@ def open_pairs(uri: str | Path) -> lance.LanceDataset:
         raise GeobindError(f"not a Lance pair dataset: {uri} ({lance_reason(exc, uri)})") from None
 
 
-def lance_reason(exc: BaseException, uri: str | Path) -> str:
-    """A Lance error about ``uri`` in the user's terms: without the Rust source locations
+def lance_reason(exc: BaseException, uri: str | Path | None = None) -> str:
+    """A Lance error (about ``uri``) in the user's terms: without the Rust source locations
     Lance appends, and with the leading ``/`` its object-store paths drop put back."""
     text = _RUST_LOCATION.sub("", str(exc))
-    if "://" in str(uri):
+    if uri is None or "://" in str(uri):
         return text
     absolute = str(Path(uri).absolute())
     return re.sub(r"(?<!/)" + re.escape(absolute.lstrip("/")), lambda _: absolute, text)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from geobind.data.pairs import lance_reason, open_pairs, read_values
 from geobind.encoders.weights import atomic_write, temporary_name
-from geobind.errors import GeobindError, InputError
+from geobind.errors import GeobindError, InputError, writing
 from geobind.space import SpaceError
 
 if TYPE_CHECKING:
@@ -250,7 +250,8 @@ def _commit_table(out: Path, write: Any, finish: Any) -> None:
             _create_table(out, write, finish)
             return
         try:
-            finish(write(out, "overwrite"))
+            with writing(out):
+                finish(write(out, "overwrite"))
         finally:  # after a failure too: its files go, the table stays at its last version
             _lance().dataset(str(out)).cleanup_old_versions(
                 retain_versions=KEEP_VERSIONS, delete_unverified=True
@@ -261,7 +262,8 @@ def _create_table(out: Path, write: Any, finish: Any) -> None:
     """A first build: written under a temporary name, then renamed into place whole."""
     tmp = temporary_name(out)
     try:
-        finish(write(tmp, "create"))
+        with writing(out):
+            finish(write(tmp, "create"))
         if out.exists():  # a folder that is no table (a crashed first build): nothing to keep
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from geobind.data.pairs import open_pairs, read_values
+from geobind.errors import writing
 
 __all__ = ["cache_dir", "cache_key", "teacher_embeddings"]
 
@@ -92,7 +93,8 @@ def _store(table: Path, embeddings: torch.Tensor) -> None:
     vectors = pa.FixedSizeListArray.from_arrays(values, embeddings.shape[1])
     rows = pa.array(range(len(embeddings)), type=pa.int64())
     try:
-        lance.write_dataset(pa.table({"row": rows, "embedding": vectors}), str(tmp))
+        with writing(table):
+            lance.write_dataset(pa.table({"row": rows, "embedding": vectors}), str(tmp))
     except BaseException:  # a full disk, say: leave no half-written table behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
