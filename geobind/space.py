@@ -261,43 +261,54 @@ class Space:
         return encoder.embed([_raw(x, encoder.modality.storage) for x in inputs], batch_size)
 
     def stale(self) -> dict[str, str]:
-        """Modalities no longer aligned to what they were trained against -> why.
+        """Modalities that no longer share the anchor's space -> why.
 
-        A modality is stale when its partner's weights changed since it was aligned (the
-        anchor was retrained, say), or when its partner is itself stale.
+        Each alignment whose partner still has the weights it was aligned to links two
+        modalities; a modality is stale when no chain of such links joins it to the anchor (its
+        partner was retrained since, say the anchor itself). Without an anchor in the space yet,
+        the stale ones are those whose own partner changed.
         """
-        reasons: dict[str, str] = {}
         entries = self.entries
-        changed = True
-        while changed:  # a chain of alignments: stale partners make their followers stale
-            changed = False
+        links = {name: self._broken(name, e) == "" for name, e in entries.items()}
+        if self.anchor not in entries:
+            return {n: self._broken(n, e) for n, e in entries.items() if not links[n]}
+        joined, grew = {self.anchor}, True
+        while grew:  # links count both ways: the anchor is aligned to ground, text to ground
+            grew = False
             for name, entry in entries.items():
-                reason = self._stale_reason(name, entry, reasons)
-                if reason and name not in reasons:
-                    reasons[name] = reason
-                    changed = True
-        return reasons
+                partner = entry.aligned_to["modality"] if links[name] and entry.aligned_to else ""
+                if partner and (name in joined) != (partner in joined):
+                    joined |= {name, partner}
+                    grew = True
+        return {
+            name: self._broken(name, entry)
+            or f"{name!r} is aligned to {entry.aligned_to and entry.aligned_to['modality']!r}, "
+            f"which no longer shares the anchor's space: retrain {name!r}"
+            for name, entry in entries.items()
+            if name not in joined
+        }
 
-    def _stale_reason(self, name: str, entry: Entry, stale: dict[str, str]) -> str:
+    def _broken(self, name: str, entry: Entry) -> str:
+        """Why the alignment of ``name`` no longer holds, or ``""`` when it does."""
         partner = entry.aligned_to
         if not partner:
             return ""
         other = partner["modality"]
         current = self.manifest["modalities"].get(other, {}).get("sha256")
-        if current != partner["sha256"]:
-            return (
-                f"{name!r} was aligned to {other!r} with weights sha256 "
-                f"{partner['sha256'][:12]}…, but the space holds {(current or 'none')[:12]}…: "
-                f"retrain {name!r} against this anchor"
-            )
-        if other in stale:
-            return f"{name!r} is aligned to {other!r}, which is stale: retrain both"
-        return ""
+        if current == partner["sha256"]:
+            return ""
+        return (
+            f"{name!r} was aligned to {other!r} with weights sha256 "
+            f"{partner['sha256'][:12]}…, but the space holds {(current or 'none')[:12]}…: "
+            f"retrain {name!r} against this anchor"
+        )
 
     def check(self) -> None:
         """Every alignment partner must still have the weights it had when aligned to."""
-        for reason in self.stale().values():
-            raise SpaceError(f"space {self.path}: {reason}")
+        for name, entry in self.entries.items():
+            reason = self._broken(name, entry)
+            if reason:
+                raise SpaceError(f"space {self.path}: {reason}")
 
 
 def _raw(value: Any, storage: str) -> Any:
