@@ -200,13 +200,14 @@ def _check_ranges(stage: StageRecipe, where: str) -> None:
 
 
 def _check_import_stage(stage: StageRecipe, where: str) -> None:
-    """A stage of ``max_steps: 0`` stores its sides as built: each needs weights to store."""
-    stored = [side for side in ("student", "teacher") if getattr(stage, side).train]
-    for side in stored:
-        if not getattr(stage, side).weights:
+    """A stage of ``max_steps: 0`` stores its sides as built: each needs a weights file to
+    store (``space:OTHER`` only initialises a side that then trains)."""
+    for side in ("student", "teacher"):
+        recipe = getattr(stage, side)
+        if recipe.train and (not recipe.weights or recipe.weights.startswith("space:")):
+            given = f"{recipe.weights!r}" if recipe.weights else "not given"
             raise ConfigError(
                 f"{where}.max_steps is 0 (store the sides as they are, no training), but "
-                f"{side}.weights names no weights file: it would store an untrained "
-                f"{getattr(stage, side).modality} encoder. Give {side}.weights, or "
-                f"max_steps >= 1 to train"
+                f"{side}.weights is {given}: it would store a {recipe.modality} encoder no "
+                f"stage trained. Give {side}.weights a weights file, or max_steps >= 1 to train"
             )
