@@ -108,10 +108,11 @@ def test_sat2cap_imports_good_rows_and_reports_bad_ones(sat2cap_shards, tmp_path
 
 def test_the_same_import_twice_adds_no_duplicates(sat2cap_shards, tmp_path):
     options = Sat2CapOptions(shards=str(sat2cap_shards), out=str(tmp_path / "p.lance"))
-    import_sat2cap(options)
+    first = import_sat2cap(options)
     again = import_sat2cap(options)
-    # the 6 imported rows, and the in-shard duplicate of row 3, which is now present too
-    assert again.imported == 0 and again.already_present == 7
+    # the 6 imported rows are present; the in-shard duplicate of row 3 is rejected again
+    assert again.imported == 0 and again.already_present == 6
+    assert again.reasons == first.reasons and again.version == first.version
     assert open_pairs(options.out).count_rows() == 6
 
 
