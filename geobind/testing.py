@@ -24,7 +24,14 @@ from geobind.data import write_pairs
 from geobind.modality import Storage
 from geobind.plugins import get_registry
 
-__all__ = ["TINY_TEXT", "TINY_VISION", "png_bytes", "pair_rows", "train_tiny_space"]
+__all__ = [
+    "TINY_TEXT",
+    "TINY_VISION",
+    "pair_rows",
+    "png_bytes",
+    "train_tiny_space",
+    "write_tiny_pairs",
+]
 
 #: A vision tower small enough for unit tests.
 TINY_VISION = dict(embed_dim=32, image_size=32, patch_size=8, width=64, layers=2, head_width=32)
@@ -145,10 +152,9 @@ def pair_dataset_factory(tmp_path: Any) -> Callable[..., Any]:
     return make
 
 
-@pytest.fixture
-def tiny_pair_dataset(tmp_path: Any) -> Any:
-    """12 places with satellite tiles, ground photos and captions, over train/val/test."""
-    n = 12
+def write_tiny_pairs(uri: Any, n: int = 12) -> Any:
+    """A Lance pair dataset of ``n`` places with satellite tiles, ground photos and captions,
+    over train/val/test (what :func:`train_tiny_space` needs)."""
     rows = pair_rows(
         {
             "satellite": [png_bytes(i) for i in range(n)],
@@ -157,4 +163,10 @@ def tiny_pair_dataset(tmp_path: Any) -> Any:
         }
     )
     storages: dict[str, Storage] = {"satellite": "binary", "ground": "binary", "text": "string"}
-    return write_pairs(tmp_path / "tiny.lance", rows, storages)
+    return write_pairs(uri, rows, storages)
+
+
+@pytest.fixture
+def tiny_pair_dataset(tmp_path: Any) -> Any:
+    """12 places with satellite tiles, ground photos and captions, over train/val/test."""
+    return write_tiny_pairs(tmp_path / "tiny.lance")

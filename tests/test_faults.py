@@ -28,7 +28,7 @@ import torch
 from write_points import commit_new_towers, fault_at, new_towers
 
 from geobind.cli import main
-from geobind.data import open_pairs, write_pairs
+from geobind.data import open_pairs
 from geobind.data.importing import Candidate, import_pairs
 from geobind.encoders.media import MAX_PIXELS_ENV, decode_image
 from geobind.encoders.weights import is_temporary
@@ -38,62 +38,34 @@ from geobind.eval.report import write_report
 from geobind.plugins import get_registry
 from geobind.search.index import build_index, open_index
 from geobind.space import Space, SpaceError, last_run, load_space, log_records
-from geobind.testing import TINY_TEXT, TINY_VISION, pair_rows, png_bytes
+from geobind.testing import png_bytes, train_tiny_space, write_tiny_pairs
 from geobind.train import load_recipe, train
 from geobind.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from geobind.train.stage import StageRun
 
 HERE = Path(__file__).parent
 
-RECIPE = """
-space: {space}
-stages:
-  clip:
-    data: {data}
-    student: {{modality: text, config: {text}}}
-    teacher: {{modality: ground, config: {vision}, train: true}}
-    batch_size: 8
-  anchor:
-    data: {data}
-    student: {{modality: satellite, config: {vision}, weights: "space:ground"}}
-    teacher: {{modality: ground, weights: space}}
-    batch_size: 8
-    epochs: 3
-    checkpoint_every: 2
-"""
-
-
-def write_recipe(path: Path, space: Path, data: Path) -> Path:
-    path.write_text(RECIPE.format(space=space, data=data, text=TINY_TEXT, vision=TINY_VISION))
-    return path
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    """A pair dataset, a space trained on it with RECIPE, and an index of its tiles."""
+    """A pair dataset, a space trained on it (its recipe beside it), an index of its tiles."""
     root = tmp_path_factory.mktemp("faults")
-    n = 32
-    rows = pair_rows(
-        {
-            "satellite": [png_bytes(i) for i in range(n)],
-            "ground": [png_bytes(400 + i) for i in range(n)],
-            "text": [f"a place with {i % 5} trees" for i in range(n)],
-        }
-    )
-    write_pairs(
-        root / "pairs.lance", rows, {"satellite": "binary", "ground": "binary", "text": "string"}
-    )
-    train(load_recipe(write_recipe(root / "r.yaml", root / "space", root / "pairs.lance")), say=str)
+    write_tiny_pairs(root / "pairs.lance", 32)
+    train_tiny_space(root / "space", root / "pairs.lance")
     build_index(load_space(root / "space"), root / "pairs.lance")
     return root
 
 
 @pytest.fixture
 def space(world, tmp_path) -> Path:
-    """A copy of the trained space, and its recipe beside it."""
-    copy = Path(shutil.copytree(world / "space", tmp_path / "space"))
-    write_recipe(tmp_path / "r.yaml", copy, world / "pairs.lance")
-    return copy
+    """A copy of the trained space."""
+    return Path(shutil.copytree(world / "space", tmp_path / "space"))
+
+
+@pytest.fixture
+def recipe(world, space) -> list[str]:
+    """The recipe that trained the space, and the override that makes it train the copy."""
+    return [str(world / "space-recipe.yaml"), f"space={space}"]
 
 
 def cli(capsys, *args) -> tuple[int, list[str]]:
@@ -163,31 +135,28 @@ def sound(seconds: float, rate: int = 16000, silent: bool = False) -> bytes:
         ("betas", "[0.9,1.5]", "two numbers in"),
     ],
 )
-def test_stage_settings_out_of_range_are_refused_naming_the_key(space, key, value, rule):
+def test_stage_settings_out_of_range_are_refused_naming_the_key(recipe, key, value, rule):
     with pytest.raises(ConfigError, match=rf"stages\.anchor\.{key} must be {rule}"):
-        load_recipe(space.parent / "r.yaml", [f"stages.anchor.{key}={value}"])
+        load_recipe(recipe[0], [*recipe[1:], f"stages.anchor.{key}={value}"])
 
 
-def test_a_zero_epoch_stage_fails_and_keeps_the_trained_weights(space, capsys):
+def test_a_zero_epoch_stage_fails_and_keeps_the_trained_weights(space, recipe, capsys):
     before = {p.name: p.read_bytes() for p in space.glob("*.safetensors")}
-    code, lines = cli(capsys, "train", space.parent / "r.yaml", "stages.anchor.epochs=0")
+    code, lines = cli(capsys, "train", *recipe, "stages.anchor.epochs=0")
     assert code == 1 and lines == [
-        f"geobind: error: {space.parent / 'r.yaml'}: stages.anchor.epochs must be >= 1, got 0"
+        f"geobind: error: {recipe[0]}: stages.anchor.epochs must be >= 1, got 0"
     ]
     assert {p.name: p.read_bytes() for p in space.glob("*.safetensors")} == before
 
 
-def test_only_an_import_stage_with_weights_may_have_zero_steps(space, tmp_path):
+def test_only_an_import_stage_with_weights_may_have_zero_steps(space, recipe, tmp_path):
     with pytest.raises(ConfigError, match=r"max_steps is 0 .*student.weights is 'space:ground'"):
-        load_recipe(space.parent / "r.yaml", ["stages.anchor.max_steps=0"])
+        load_recipe(recipe[0], [*recipe[1:], "stages.anchor.max_steps=0"])
     text = Space(space).weights_path("text")
     with pytest.raises(ConfigError, match=r"max_steps is 0 .*teacher.weights is not given"):
-        load_recipe(
-            space.parent / "r.yaml",
-            ["stages.clip.max_steps=0", f"stages.clip.student.weights={text}"],
-        )
-    recipe = load_recipe(
-        space.parent / "r.yaml",
+        load_recipe(recipe[0], ["stages.clip.max_steps=0", f"stages.clip.student.weights={text}"])
+    imported = load_recipe(
+        recipe[0],
         [
             "stages.clip.max_steps=0",
             f"stages.clip.student.weights={text}",
@@ -195,8 +164,8 @@ def test_only_an_import_stage_with_weights_may_have_zero_steps(space, tmp_path):
             f"space={tmp_path / 'imported'}",
         ],
     )
-    recipe.stages["anchor"].enabled = False
-    train(recipe, say=str)  # the documented way published towers enter a space
+    imported.stages["anchor"].enabled = False
+    train(imported, say=str)  # the documented way published towers enter a space
     assert Space(tmp_path / "imported").weights_path("text").read_bytes() == text.read_bytes()
 
 
@@ -483,8 +452,8 @@ def test_searches_from_another_process_survive_rebuilds(world, space, tmp_path):
         ("stages.anchor.checkpoint_every=0", "stages.anchor.checkpoint_every must be >= 1"),
     ],
 )
-def test_bad_stage_settings_are_one_error_line(space, capsys, override, words):
-    code, lines = cli(capsys, "train", space.parent / "r.yaml", override)
+def test_bad_stage_settings_are_one_error_line(recipe, capsys, override, words):
+    code, lines = cli(capsys, "train", *recipe, override)
     assert code == 1 and len(lines) == 1 and words in lines[0]
 
 
@@ -595,8 +564,11 @@ def test_lance_writes_on_a_full_disk_say_so_and_leave_nothing(world, space, tmp_
 
 
 def test_a_failure_after_a_stored_stage_exits_3_naming_what_was_stored(world, tmp_path, capsys):
-    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "new", world / "pairs.lance")
-    code, lines = cli(capsys, "train", recipe, f"stages.anchor.data={tmp_path / 'gone.lance'}")
+    code, lines = cli(
+        capsys,
+        *("train", world / "space-recipe.yaml", f"space={tmp_path / 'new'}"),
+        f"stages.anchor.data={tmp_path / 'gone.lance'}",
+    )
     assert code == 3 and len(lines) == 1
     assert "not a Lance pair dataset" in lines[0] and "before it: clip" in lines[0]
     assert Space(tmp_path / "new").has("text") and not Space(tmp_path / "new").has("satellite")
@@ -652,8 +624,10 @@ def test_a_non_utf8_caption_rejects_only_its_row(tmp_path, capsys):
 
 
 # -- (7) each run of a stage starts its log afresh; a resumed run repeats no step ---------------
-def test_a_retrained_then_resumed_stage_logs_each_step_once(space, monkeypatch):
-    recipe = load_recipe(space.parent / "r.yaml", ["stages.anchor.lr=2e-3"])  # another run
+def test_a_retrained_then_resumed_stage_logs_each_step_once(space, recipe, monkeypatch):
+    # another run of the anchor stage: 3 epochs of 2 steps, a checkpoint every 2
+    again = ["stages.anchor.epochs=3", "stages.anchor.checkpoint_every=2"]
+    retrain = load_recipe(recipe[0], [*recipe[1:], *again])
     step = StageRun.train_step
     calls = []
 
@@ -665,9 +639,9 @@ def test_a_retrained_then_resumed_stage_logs_each_step_once(space, monkeypatch):
 
     monkeypatch.setattr(StageRun, "train_step", dying)
     with pytest.raises(KeyboardInterrupt):
-        train(recipe, say=str)
+        train(retrain, say=str)
     monkeypatch.setattr(StageRun, "train_step", step)
-    train(recipe, say=str)
+    train(retrain, say=str)
     records = log_records((space / "logs" / "anchor.jsonl").read_text())
     steps = [r["step"] for r in records if not r.get("final")]
     assert steps == list(range(1, 7)) and [r["step"] for r in records if r.get("final")] == [6]
