@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from geobind.data.pairs import open_pairs
+from geobind.encoders.weights import atomic_write
 from geobind.errors import GeobindError
 from geobind.eval.embed import embed_columns
 from geobind.eval.retrieval import CONVENTIONS, KS, last_hit_rank, parse_ks, retrieval_table
@@ -89,8 +90,8 @@ def run_eval(
     result["seconds"] = time.perf_counter() - start
     folder = Path(out) if out else space.path / "eval" / Path(str(dataset_uri).rstrip("/")).stem
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "eval.json").write_text(json.dumps(result, indent=2))
-    (folder / "eval.md").write_text(markdown_report(result))
+    atomic_write(folder / "eval.json", json.dumps(result, indent=2).encode())
+    atomic_write(folder / "eval.md", markdown_report(result).encode())
     say(format_report(result) + f"\n\nwritten: {folder / 'eval.json'}, {folder / 'eval.md'}")
     return result
 
