@@ -188,6 +188,38 @@ def test_run_eval_writes_json_and_markdown(built, tmp_path):
     assert "chance" in said[0] and "Recall per class" in said[0]
 
 
+def test_run_eval_sets_each_trained_pair_beside_its_floor_and_the_ceiling(built, tmp_path):
+    space, data = built
+    said: list[str] = []
+    result = run_eval(space, str(data), ks="1,5", out=tmp_path / "out", say=said.append)
+    floors = {(r["query"], r["gallery"]): r for r in result["floor"]["retrieval"]}
+    # the stages trained ground+text and satellite+ground: those four directions have floors
+    assert set(floors) == {
+        ("ground", "text"),
+        ("text", "ground"),
+        ("satellite", "ground"),
+        ("ground", "satellite"),
+    }
+    assert all(r["gallery_size"] == 24 and r["fitted_on"] == str(data) for r in floors.values())
+    assert result["ceiling"]["label_column"] == "landcover"
+    assert result["ceiling"]["R@1"] == 1.0  # every place has its own random fractions
+    text = said[0]
+    assert "Learned against the floor and the ceiling (R@5)" in text
+    line = next(x for x in text.splitlines() if x.startswith("satellite -> ground") and "x" in x)
+    learned, floor = result_r5(result["retrieval"]), floors["satellite", "ground"]["R@5"]
+    if floor:
+        assert f"{learned / floor:.1f}x" in line
+    assert "text -> satellite" in text.split("Learned against")[1]  # emergent: shown, no floor
+    saved = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert saved["floor"] == result["floor"] and saved["ceiling"] == result["ceiling"]
+    quiet = run_eval(space, str(data), ks="1,5", out=tmp_path / "q", say=said.append, floor=False)
+    assert quiet["floor"]["retrieval"] == [] and "not asked for" in said[-1]
+
+
+def result_r5(table: list[dict]) -> float:
+    return next(r["R@5"] for r in table if (r["query"], r["gallery"]) == ("satellite", "ground"))
+
+
 # -- (c) zero-shot ---------------------------------------------------------------------------
 class PromptSpace:
     """A stand-in space whose text encoder maps a prompt to the one-hot of its word's class."""

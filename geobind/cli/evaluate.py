@@ -43,6 +43,13 @@ def add_eval(sub: Subcommands) -> None:
         metavar="N",
         help="evaluate the first N rows only (default: all)",
     )
+    ev.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floor: simple features + linear CCA fitted on each trained pair's "
+        "training data, shown beside the learned numbers (it reads those datasets)",
+    )
     ev.set_defaults(run=cmd_eval)
 
 
@@ -51,7 +58,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from geobind.eval.evaluate import run_eval  # torch
 
     run_eval(
-        args.space, args.data, ks=args.ks, convention=args.convention, out=args.out, rows=args.rows
+        args.space,
+        args.data,
+        ks=args.ks,
+        convention=args.convention,
+        out=args.out,
+        rows=args.rows,
+        floor=args.floor,
     )
     return 0
 

@@ -14,13 +14,22 @@ import torch
 from geobind.data.pairs import open_pairs
 from geobind.encoders.weights import atomic_write
 from geobind.errors import GeobindError
-from geobind.eval.embed import embed_columns
+from geobind.eval.embed import embed_columns, row_indices
+from geobind.eval.floor import floor_table, label_ceiling
 from geobind.eval.retrieval import CONVENTIONS, KS, last_hit_rank, parse_ks, retrieval_table
-from geobind.eval.tables import format_table, markdown_table, percent
+from geobind.eval.tables import format_comparison, format_table, markdown_table, percent
 from geobind.eval.zeroshot import format_zeroshot, markdown_zeroshot, zeroshot_landcover
 from geobind.space import Space, load_space
 
-__all__ = ["evaluate_space", "format_report", "markdown_report", "run_eval"]
+__all__ = [
+    "baselines",
+    "evaluate_space",
+    "format_baselines",
+    "format_report",
+    "headline_k",
+    "markdown_report",
+    "run_eval",
+]
 
 
 def evaluate_space(
@@ -73,11 +82,14 @@ def run_eval(
     out: str | Path | None = None,
     rows: int | None = None,
     say: Callable[[str], None] = lambda line: print(line, flush=True),
+    floor: bool = True,
 ) -> dict:
-    """Retrieval (every ordered pair) and zero-shot land cover of a space on a dataset.
+    """Retrieval (every ordered pair) and zero-shot land cover of a space on a dataset, each
+    trained pair beside its floor and the label ceiling.
 
-    Prints both tables through ``say`` and writes ``OUT/eval.json`` and ``OUT/eval.md``
-    (default ``OUT``: ``SPACE/eval/<dataset stem>``). ``rows`` limits it to the first N rows.
+    Prints the tables through ``say`` and writes ``OUT/eval.json`` and ``OUT/eval.md``
+    (default ``OUT``: ``SPACE/eval/<dataset stem>``). ``rows`` limits it to the first N rows;
+    ``floor=False`` skips fitting the floors (see :mod:`geobind.eval.floor`).
     """
     start = time.perf_counter()
     ks = parse_ks(ks)
@@ -87,6 +99,7 @@ def run_eval(
     embeddings = embed_columns(space, dataset_uri, rows)
     result = evaluate_space(space, dataset_uri, ks, convention, rows, embeddings=embeddings)
     result["zeroshot"] = zeroshot_landcover(space, dataset_uri, rows=rows, embeddings=embeddings)
+    result.update(baselines(space, dataset_uri, rows, ks, convention, floor))
     result["seconds"] = time.perf_counter() - start
     folder = Path(out) if out else space.path / "eval" / Path(str(dataset_uri).rstrip("/")).stem
     folder.mkdir(parents=True, exist_ok=True)
@@ -94,6 +107,56 @@ def run_eval(
     atomic_write(folder / "eval.md", markdown_report(result).encode())
     say(format_report(result) + f"\n\nwritten: {folder / 'eval.json'}, {folder / 'eval.md'}")
     return result
+
+
+def baselines(
+    space: Space,
+    dataset_uri: str,
+    rows: int | Sequence[int] | None,
+    ks: Sequence[int],
+    convention: str = "standard",
+    floor: bool = True,
+) -> dict[str, Any]:
+    """``floor`` (each trained pair through simple features and CCA) and ``ceiling`` (the
+    label oracle) on the same rows as the learned table."""
+    indices = row_indices(open_pairs(dataset_uri), rows)
+    floors = (
+        floor_table(space, dataset_uri, indices, ks, convention)
+        if floor
+        else {"retrieval": [], "skipped": {"all pairs": "not asked for (--no-floor)"}}
+    )
+    return {"floor": floors, "ceiling": label_ceiling(dataset_uri, indices, ks)}
+
+
+def headline_k(ks: Sequence[int]) -> int:
+    """The cut-off the comparison with the floor is read at: 10 if computed, else the
+    largest."""
+    return 10 if 10 in ks else max(ks)
+
+
+def format_baselines(result: dict[str, Any], pairs: Sequence[tuple[str, str]] | None = None) -> str:
+    """The learned table beside its floor and ceiling, with what each of them is."""
+    floor, ceiling = result.get("floor"), result.get("ceiling", {})
+    if not floor or not result["retrieval"]:
+        return ""
+    k = headline_k(result["ks"])
+    lines = [
+        f"Learned against the floor and the ceiling (R@{k}):",
+        format_comparison(result["retrieval"], floor["retrieval"], ceiling, k, pairs),
+    ]
+    fitted = sorted({(r["fitted_on"], r["fit_rows"]) for r in floor["retrieval"]})
+    lines += [
+        f"floor: simple features + linear CCA, fitted on {n} training pairs of {data}"
+        for data, n in fitted
+    ]
+    lines += [f"floor of {pair}: none ({why})" for pair, why in floor["skipped"].items()]
+    lines.append(
+        f"ceiling: places matched by their true {ceiling['label_column']!r} fractions"
+        if "label_column" in ceiling
+        else f"ceiling: none ({ceiling.get('skipped', 'not computed')})"
+    )
+    lines.append("-: a pair no stage trained together has no floor; it emerges through the anchor")
+    return "\n".join(lines)
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -113,6 +176,9 @@ def format_report(result: dict[str, Any]) -> str:
             + ", ".join(f"{m} (pip install {d})" for m, d in result["unavailable"].items())
         )
     lines += [f"not evaluated, stale: {reason}" for reason in result.get("stale", {}).values()]
+    comparison = format_baselines(result)
+    if comparison:
+        lines += ["", comparison]
     if "zeroshot" in result:
         lines += ["", format_zeroshot(result["zeroshot"])]
     return "\n".join(lines)
@@ -153,6 +219,9 @@ def markdown_report(result: dict[str, Any]) -> str:
         markdown_table(head, body),
     ]
     text += [f"\nNot evaluated, stale: {reason}" for reason in result.get("stale", {}).values()]
+    comparison = format_baselines(result)
+    if comparison:
+        text += ["", "## Against the floor and the ceiling", "", "```", comparison, "```"]
     if "zeroshot" in result:
         text += ["", markdown_zeroshot(result["zeroshot"])]
     return "\n".join(text) + "\n"

@@ -196,3 +196,39 @@ def floor_table(
                 {"query": q, "gallery": g, "fitted_on": data, "fit_rows": floor.rows, **metrics}
             )
     return {"retrieval": out, "skipped": skipped}
+
+
+#: The label column whose per-class fractions define the oracle ceiling.
+LABEL_COLUMN = "landcover"
+#: Above this many rows the oracle's all-pairs distances are not computed.
+CEILING_ROWS = 5000
+
+
+def label_ceiling(dataset_uri: str, rows: Sequence[int], ks: Sequence[int]) -> dict[str, Any]:
+    """What an oracle that knows each place's label fractions (the world's land covers)
+    reaches: places matched by the L1 distance of their fractions, ties broken at random.
+
+    The ceiling of any retrieval whose only shared signal is the labels. Returns ``R@k`` for
+    each k, or ``{"skipped": why}`` when the dataset has no usable label column.
+    """
+    import numpy as np
+
+    from geobind.world.oracle import oracle_recall_at_k
+
+    ds = open_pairs(dataset_uri)
+    if LABEL_COLUMN not in ds.schema.names:
+        return {"skipped": f"the dataset has no {LABEL_COLUMN!r} column"}
+    if len(rows) > CEILING_ROWS:
+        return {"skipped": f"{len(rows)} rows: the oracle stops at {CEILING_ROWS}"}
+    values = ds.take(list(rows), columns=[LABEL_COLUMN]).column(LABEL_COLUMN).to_pylist()
+    if any(v is None for v in values):
+        return {"skipped": f"some rows have no {LABEL_COLUMN!r}"}
+    fractions = np.asarray(values, dtype=np.float64)
+    return {
+        "label_column": LABEL_COLUMN,
+        **{
+            f"R@{k}": oracle_recall_at_k(fractions, k, gallery=len(rows))
+            for k in ks
+            if k <= len(rows)
+        },
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_table", "markdown_table", "percent"]
+__all__ = ["format_comparison", "format_table", "markdown_table", "percent"]
 
 
 def format_table(
@@ -68,3 +68,40 @@ def markdown_table(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
 def percent(value: float | None, missing: str = "-") -> str:
     """A share as a percentage with one decimal, or ``missing`` where there is none."""
     return missing if value is None else f"{100 * value:.1f}%"
+
+
+def format_comparison(
+    table: list[dict[str, Any]],
+    floor: list[dict[str, Any]],
+    ceiling: dict[str, Any],
+    k: int = 10,
+    pairs: Sequence[tuple[str, str]] | None = None,
+) -> str:
+    """The learned R@k of each pair beside its floor (simple features + CCA fitted on the
+    stage's training pairs), their ratio, and the ceiling (a label oracle).
+
+    Pairs no stage trained have no floor ('-'): they emerge through the anchor.
+    """
+    floors = {(r["query"], r["gallery"]): r for r in floor}
+    by_pair = {(r["query"], r["gallery"]): r for r in table}
+    rows = table if pairs is None else [by_pair[p] for p in pairs if p in by_pair]
+    key = f"R@{k}"
+    head = (
+        f"{'query -> gallery':24s}{'R@1':>8s}{key:>8s}{'median':>8s}"
+        f"{'floor':>8s}{'x floor':>9s}{'ceiling':>9s}"
+    )
+    lines = [head, "-" * len(head)]
+    top = ceiling.get(key)
+    for r in rows:
+        base = floors.get((r["query"], r["gallery"]), {}).get(key)
+        ratio = f"{r[key] / base:8.1f}x" if base else f"{'-':>9s}"
+        lines.append(
+            f"{r['query'] + ' -> ' + r['gallery']:24s}"
+            + _percent(r.get("R@1"), 8)
+            + _percent(r.get(key), 8)
+            + f"{r['median_rank']:8.0f}"
+            + _percent(base, 8)
+            + ratio
+            + _percent(top, 9)
+        )
+    return "\n".join(lines)
