@@ -12,7 +12,7 @@ from geobind.data import open_pairs, read_values, world_source
 from geobind.data.pairs import label_classes
 from geobind.data.raster import raster_beside
 from geobind.data.reader import PairDataset, pair_loader
-from geobind.data.synthetic import DATASETS, WorldOptions, dataset_of, make_world
+from geobind.data.synthetic import DATASETS, TRAINING, WorldOptions, datasets_of, make_world
 from geobind.world import COVER_WORDS, LAND_COVERS, WorldConfig
 
 PLACES = 60
@@ -25,14 +25,19 @@ def world(tmp_path_factory):
     return out
 
 
-def test_places_are_dealt_to_disjoint_datasets_that_span_the_map():
-    counts = {name: sum(dataset_of(i) == name for i in range(1000)) for name in DATASETS}
-    assert counts == {"captions": 300, "ground": 300, "audio": 300, "heldout": 100}
+@pytest.mark.parametrize("overlap", [True, False])
+def test_every_tenth_place_is_held_out_and_the_rest_train(overlap):
+    counts = {name: sum(name in datasets_of(i, overlap) for i in range(1000)) for name in DATASETS}
+    train = 900 if overlap else 300  # shared by the three training sets, or dealt out
+    assert counts == {"captions": train, "ground": train, "audio": train, "heldout": 100}
+    for i in range(1000):
+        sets = datasets_of(i, overlap)
+        assert ("heldout" in sets) == (i % 10 == 9) and ("heldout" not in sets or len(sets) == 1)
 
 
 def test_world_datasets_have_their_modalities_labels_and_splits(world):
     ids = {}
-    for name, (_, modalities) in DATASETS.items():
+    for name, modalities in DATASETS.items():
         ds = open_pairs(world / f"{name}.lance")
         assert set(modalities) | {"id", "lat", "lon", "split", "landcover"} == set(ds.schema.names)
         table = ds.to_table(columns=["id", "split", "landcover"]).to_pylist()
@@ -40,12 +45,41 @@ def test_world_datasets_have_their_modalities_labels_and_splits(world):
         assert all(abs(sum(r["landcover"]) - 1) < 1e-4 for r in table)
         if name == "heldout":
             assert {r["split"] for r in table} == {"test"}
-    assert sum(len(v) for v in ids.values()) == PLACES
-    assert len(set.union(*ids.values())) == PLACES  # no place in two datasets
+    assert ids["captions"] == ids["ground"] == ids["audio"]  # the training sets share places
+    assert len(ids["captions"]) + len(ids["heldout"]) == PLACES
+    assert not ids["heldout"] & ids["captions"]  # no held-out place is trained on
+    for name in TRAINING:  # a place's split is the same in every training set
+        splits = open_pairs(world / f"{name}.lance").to_table(columns=["id", "split"]).to_pylist()
+        assert {(r["id"], r["split"]) for r in splits} == {
+            (r["id"], r["split"])
+            for r in open_pairs(world / "captions.lance").to_table(columns=["id", "split"]).to_pylist()
+        }
     heldout = open_pairs(world / "heldout.lance")
     tile, sound, caption = (read_values(heldout, c, [0])[0] for c in ("satellite", "audio", "text"))
     geobind.get_registry().modality("audio").check(sound)
     assert Image.open(__import__("io").BytesIO(tile)).size == (64, 64) and caption
+
+
+def test_disjoint_training_sets_share_no_place(tmp_path):
+    make_world(WorldOptions(out=str(tmp_path), places=40, workers=1, overlap=False),
+               progress=False)
+    ids = {n: set(open_pairs(tmp_path / f"{n}.lance").to_table(columns=["id"]).column("id")
+                  .to_pylist()) for n in DATASETS}
+    assert sum(len(v) for v in ids.values()) == 40 and len(set.union(*ids.values())) == 40
+
+
+def test_a_second_run_adds_what_is_missing_and_gives_the_bytes_of_one_run(world, tmp_path):
+    make_world(WorldOptions(out=str(tmp_path), places=PLACES // 2, workers=1), progress=False)
+    reports = make_world(WorldOptions(out=str(tmp_path), places=PLACES, workers=1),
+                         progress=False)
+    assert reports["ground"].already_present == len(
+        [i for i in range(PLACES // 2) if i % 10 != 9])
+    for name in DATASETS:
+        a, b = open_pairs(world / f"{name}.lance"), open_pairs(tmp_path / f"{name}.lance")
+        ids = a.to_table(columns=["id"]).column("id").to_pylist()
+        assert ids == b.to_table(columns=["id"]).column("id").to_pylist()
+        assert read_values(a, "satellite" if name != "captions" else "text", range(len(ids))) \
+            == read_values(b, "satellite" if name != "captions" else "text", range(len(ids)))
 
 
 def test_same_seed_gives_identical_bytes(world, tmp_path):

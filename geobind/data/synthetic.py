@@ -1,10 +1,14 @@
 """The synthetic world as Lance pair datasets: the embedded default data set.
 
-Places are dealt to disjoint sets, as real data comes (nobody has every modality at every
-place): ground photos with captions (the demo's CLIP pre-training), satellite tiles with ground
-photos (the anchor stage), satellite tiles with sounds (the audio stage), and a held-out set
-carrying every modality at the same places, for the retrieval that emerges between modalities
-never trained together. Every row keeps the true land-cover fractions as ``landcover``.
+Three training sets, one per stage: ground photos with captions (the demo's CLIP
+pre-training), satellite tiles with ground photos (the anchor stage), satellite tiles with
+sounds (the audio stage); and a held-out set carrying every modality at the same places, for
+the retrieval that emerges between modalities never trained together. Held-out places are in
+no training set. By default the training sets share their places (each stage then learns from
+every training place, three times the pairs of disjoint sets; a stage still reads only its
+own two columns, so no stage ever sees, say, sounds beside captions); ``overlap=False`` deals
+them out disjointly instead, as separately collected datasets come. Every row keeps the true
+land-cover fractions as ``landcover``.
 """
 
 from __future__ import annotations
@@ -12,24 +16,27 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from geobind.config import opt
-from geobind.data.importing import Candidate, import_pairs
+from geobind.data.importing import Candidate, ImportReport, import_pairs
 from geobind.errors import ConfigError
 from geobind.plugins import get_registry
 
-__all__ = ["DATASETS", "WorldOptions", "make_world"]
+__all__ = ["DATASETS", "WorldOptions", "datasets_of", "make_world"]
 
-#: dataset name -> (share of places, modality columns)
-DATASETS: dict[str, tuple[float, tuple[str, ...]]] = {
-    "captions": (0.3, ("ground", "text")),
-    "ground": (0.3, ("satellite", "ground")),
-    "audio": (0.3, ("satellite", "audio")),
-    "heldout": (0.1, ("satellite", "ground", "audio", "text")),
+#: dataset name -> its modality columns
+DATASETS: dict[str, tuple[str, ...]] = {
+    "captions": ("ground", "text"),
+    "ground": ("satellite", "ground"),
+    "audio": ("satellite", "audio"),
+    "heldout": ("satellite", "ground", "audio", "text"),
 }
+TRAINING = ("captions", "ground", "audio")
 _MODALITY_COLUMN = {"satellite": "satellite", "ground": "ground", "audio": "audio",
                     "text": "caption"}
+#: places generated, and written to their datasets, at a time (bounds memory: ~130 KB each)
+CHUNK = 500
 
 
 @dataclass
@@ -37,23 +44,24 @@ class WorldOptions:
     """Generate the synthetic world into ``out`` as four pair datasets."""
 
     out: str = opt("", "folder to write the Lance datasets into")
-    places: int = opt(10000, "number of places, dealt to the four datasets")
+    places: int = opt(10000, "number of places: every tenth is held out, the rest train")
     seed: int = opt(0, "the world's seed: the same seed gives identical bytes")
     workers: int = opt(2, "processes generating places")
     tile_size: int = opt(64, "satellite tile side, pixels")
     ground_size: int = opt(64, "ground view side, pixels")
     sample_rate: int = opt(16000, "audio sample rate, Hz")
     clip_seconds: float = opt(5.0, "audio clip length, seconds")
+    overlap: bool = opt(True, "the three training sets share their places (else: disjoint)")
 
 
-def dataset_of(index: int) -> str:
-    """Which dataset place ``index`` belongs to: an interleaving, so each set spans the map."""
+def datasets_of(index: int, overlap: bool = True) -> tuple[str, ...]:
+    """The datasets place ``index`` belongs to: every tenth place is held out; the others are
+    in every training set, or (``overlap=False``) dealt to one of them in turn, so that each
+    set spans the map."""
     slot = index % 10
-    edges, total = [], 0.0
-    for name, (share, _) in DATASETS.items():
-        total += share * 10
-        edges.append((round(total), name))
-    return next(name for edge, name in edges if slot < edge)
+    if slot == 9:
+        return ("heldout",)
+    return TRAINING if overlap else (TRAINING[slot // 3],)
 
 
 def _world_config(options: WorldOptions) -> Any:
@@ -74,11 +82,12 @@ def _init_worker(config: Any) -> None:
     _WORLD = World(config)
 
 
-def _make_places(job: tuple[list[int], tuple[str, ...]]) -> list[dict[str, Any]]:
-    indices, modalities = job
-    wanted = [_MODALITY_COLUMN[m] for m in modalities if m != "satellite"]
+def _make_places(job: tuple[list[int], bool]) -> list[dict[str, Any]]:
+    indices, overlap = job
     out = []
     for i in indices:
+        columns = {m for name in datasets_of(i, overlap) for m in DATASETS[name]}
+        wanted = [_MODALITY_COLUMN[m] for m in columns if m != "satellite"]
         p = _WORLD.place(i, modalities=wanted)
         out.append({"index": i, "id": p.id, "lat": p.lat, "lon": p.lon,
                     "satellite": p.satellite, "ground": p.ground, "audio": p.audio,
@@ -86,25 +95,28 @@ def _make_places(job: tuple[list[int], tuple[str, ...]]) -> list[dict[str, Any]]
     return out
 
 
-def _generate(pool: Any, indices: list[int], modalities: tuple[str, ...]
-              ) -> Iterator[dict[str, Any]]:
+def _generate(pool: Any, indices: list[int], overlap: bool) -> list[dict[str, Any]]:
     """Places ``indices`` in order, by the pool's workers (or here when there is no pool)."""
-    chunks = [(indices[s:s + 25], modalities) for s in range(0, len(indices), 25)]
-    for batch in (pool.imap(_make_places, chunks) if pool else map(_make_places, chunks)):
-        yield from batch
+    jobs = [(indices[s:s + 25], overlap) for s in range(0, len(indices), 25)]
+    return [p for batch in (pool.imap(_make_places, jobs) if pool else map(_make_places, jobs))
+            for p in batch]
 
 
-def _candidates(places: Iterator[dict[str, Any]], name: str, bar: Any) -> Iterator[Any]:
-    for place in places:
-        bar.update(1)
-        yield Candidate(id=place["id"], lat=place["lat"], lon=place["lon"],
-                        values={m: place[_MODALITY_COLUMN[m]] for m in DATASETS[name][1]},
-                        split="test" if name == "heldout" else None,
-                        extra={"landcover": place["fractions"]})
+def _candidates(places: list[dict[str, Any]], name: str) -> list[Candidate]:
+    return [Candidate(id=place["id"], lat=place["lat"], lon=place["lon"],
+                      values={m: place[_MODALITY_COLUMN[m]] for m in DATASETS[name]},
+                      split="test" if name == "heldout" else None,
+                      extra={"landcover": place["fractions"]})
+            for place in places]
 
 
 def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
-    """Generate the world and write ``OUT/{captions,ground,audio,heldout}.lance``."""
+    """Generate the world and write ``OUT/{captions,ground,audio,heldout}.lance``.
+
+    Places are generated once each, ``CHUNK`` at a time, and appended to every dataset they
+    belong to. An interrupted run leaves whole chunks behind; running it again adds only the
+    places still missing (imports skip ids already present).
+    """
     import multiprocessing
 
     import pyarrow as pa
@@ -117,31 +129,44 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     registry, config = get_registry(), _world_config(options)
-    label_type = pa.list_(pa.float32(), len(LAND_COVERS))
+    extra = {"landcover": pa.list_(pa.float32(), len(LAND_COVERS))}
     pool = None
     if options.workers > 1:  # spawn: Lance and torch are not fork-safe
         pool = multiprocessing.get_context("spawn").Pool(
             options.workers, initializer=_init_worker, initargs=(config,))
     else:
         _init_worker(config)
-    reports = {}
+    reports = {name: ImportReport(dataset=str(out / f"{name}.lance")) for name in DATASETS}
     bar = tqdm(total=options.places, desc="world", unit=" places", disable=not progress,
                mininterval=1.0)
     try:
-        for name, (_, modalities) in DATASETS.items():
-            indices = [i for i in range(options.places) if dataset_of(i) == name]
-            reports[name] = import_pairs(
-                out / f"{name}.lance", _candidates(_generate(pool, indices, modalities), name, bar),
-                {m: registry.modality(m) for m in modalities}, extra={"landcover": label_type},
-                check=False)  # generated here, and decoded by the world's own tests
+        for start in range(0, options.places, CHUNK):
+            indices = list(range(start, min(start + CHUNK, options.places)))
+            places = _generate(pool, indices, options.overlap)
+            for name, columns in DATASETS.items():
+                mine = [p for p in places if name in datasets_of(p["index"], options.overlap)]
+                if mine:
+                    _add(reports[name], import_pairs(
+                        out / f"{name}.lance", _candidates(mine, name),
+                        {m: registry.modality(m) for m in columns}, extra=extra,
+                        check=False))  # generated here, and decoded by the world's own tests
+            bar.update(len(indices))
     finally:
         bar.close()
         if pool:
             pool.terminate()
     (out / "world.json").write_text(json.dumps(
         {**asdict(options), "out": str(out), "land_covers": list(LAND_COVERS),
-         "datasets": {n: r.imported for n, r in reports.items()}}, indent=2))
+         "datasets": {n: r.imported + r.already_present for n, r in reports.items()}},
+        indent=2))
     return reports
+
+
+def _add(total: ImportReport, part: ImportReport) -> None:
+    """Fold one chunk's import report into the dataset's."""
+    total.imported += part.imported
+    total.already_present += part.already_present
+    total.version = part.version
 
 
 def world_summary(reports: dict[str, Any]) -> str:
