@@ -8,17 +8,33 @@ never trained together (audio<->text, audio<->ground).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from geobind.data.world_source import WorldOptions, make_world
-from geobind.eval.tables import format_table
-from geobind.space import load_space
+from geobind.encoders.weights import atomic_write
+from geobind.errors import GeobindError
+from geobind.eval.breakdown import BREAKDOWN_PAIRS, format_breakdown, retrieval_by_class
+from geobind.eval.embed import embed_columns
+from geobind.eval.evaluate import baselines, format_baselines
+from geobind.eval.report import write_report
+from geobind.eval.retrieval import ranks, recall_metrics, retrieval_table
+from geobind.eval.zeroshot import zeroshot_landcover
+from geobind.space import last_run, load_space, log_records
+from geobind.train import train
 
-__all__ = ["DEMO_PAIRS", "default_recipe", "run_demo"]
+__all__ = ["CLIP_PAIRS", "DEMO_PAIRS", "default_recipe", "run_demo"]
+
+#: The CLIP stage's own pair (the paper's first check: CLIP retrieval after pre-training).
+CLIP_PAIRS = [("ground", "text"), ("text", "ground")]
 
 #: The pairs the demo reports, both ways: trained ones, then those that only emerge.
 DEMO_PAIRS = [
@@ -64,11 +80,14 @@ def run_demo(
     overrides: list[str] | None = None,
     say: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> dict:
-    """Run the demo into ``out``; returns the retrieval table (also written as JSON/Markdown)."""
-    from geobind.eval.embed import embed_columns  # torch, from here on
-    from geobind.eval.report import write_report
-    from geobind.eval.retrieval import retrieval_table
-    from geobind.train import load_recipe, train
+    """Run the demo into ``out``; returns its results (also written as JSON and Markdown).
+
+    Stages train one at a time; after each, the held-out places are embedded again, the new
+    pair's recall printed, and every pair of earlier stages checked to be unchanged (their
+    encoders are frozen, so their embeddings must be identical to the bit). The final table
+    sets each trained pair beside its floor and the label ceiling.
+    """
+    from geobind.train import load_recipe
 
     out = Path(out)
     start = time.perf_counter()
@@ -77,28 +96,135 @@ def run_demo(
         recipe or default_recipe(),
         [f"space={out / 'space'}", f"data_dir={world}", *(overrides or [])],
     )
-    train(plan, say=say)
+    heldout = str(world / "heldout.lance")
+    stages, embeddings = train_stages(plan, heldout, say)
     space = load_space(plan.space)
     text = space.entry("text")
     say(
         f"text: aligned through CLIP (stage {text.stage}, with "
-        f"{(text.aligned_to or {}).get('modality')}); "
-        f"no stage of its own"
+        f"{(text.aligned_to or {}).get('modality')}); no stage of its own"
     )
-    heldout = str(world / "heldout.lance")
-    embeddings = embed_columns(space, heldout)
-    table = retrieval_table(embeddings)
-    printed = format_table(table, ks=(1, 10), pairs=DEMO_PAIRS)
-    say(
-        f"\nRetrieval on {int(table[0]['gallery_size'])} held-out places (each query's own "
-        f"place is the one right answer):\n{printed}\n"
+    results = evaluate_demo(space, heldout, embeddings, say)
+    results["stages"] = stages
+    report = write_report(
+        space.path, out / "report.html", data=heldout, embeddings=embeddings, results=results
     )
-    (out / "results.md").write_text("```\n" + printed + "\n```\n")
-    report = write_report(space.path, out / "report.html", data=heldout, embeddings=embeddings)
     elapsed = time.perf_counter() - start
-    (out / "results.json").write_text(json.dumps({"table": table, "seconds": elapsed}, indent=2))
+    results.update(seconds=elapsed, report=str(report))
+    atomic_write(out / "results.json", json.dumps(results, indent=2).encode())
+    atomic_write(out / "results.md", ("```\n" + results["printed"] + "\n```\n").encode())
     say(
         f"report: {report.resolve()}\n(open it in a browser; `geobind search {space.path} "
         f'--text "waves on a sandy beach"` queries the space)\ndemo finished in {elapsed:.0f} s'
     )
-    return {"table": table, "seconds": elapsed, "report": str(report)}
+    return results
+
+
+def train_stages(
+    plan: Any, heldout: str, say: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """Train the recipe's stages one at a time; after each, what it cost and what it
+    gives on the held-out places. Returns the stage records and the final embeddings."""
+    records: list[dict[str, Any]] = []
+    before: dict[str, torch.Tensor] = {}
+    for name, stage in plan.stages.items():
+        began = time.perf_counter()
+        trained = bool(train(dataclasses.replace(plan, stages={name: stage}), say=say))
+        seconds = time.perf_counter() - began
+        space = load_space(plan.space)
+        embeddings = embed_columns(space, heldout)
+        record = stage_record(space, name, stage, seconds if trained else None, embeddings)
+        record["unchanged"] = [m for m in before if torch.equal(before[m], embeddings[m])]
+        changed = [m for m in before if m not in record["unchanged"]]
+        if changed:  # a frozen encoder moved: the method's promise is broken
+            raise GeobindError(
+                f"stage {name!r} changed the embeddings of {', '.join(changed)}, "
+                f"which it should have left frozen"
+            )
+        say(stage_line(record))
+        records.append(record)
+        before = embeddings
+    return records, before
+
+
+def stage_record(
+    space: Any, name: str, stage: Any, seconds: float | None, embeddings: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """What one stage cost (time, memory, parameters) and the held-out recall of its pair;
+    ``seconds`` is None for a stage an earlier run trained."""
+    student, teacher = stage.student.modality, stage.teacher.modality
+    log = last_run(log_records(_read(space.path / "logs" / f"{name}.jsonl")))
+    rate = next((r["samples_per_s"] for r in reversed(log) if "samples_per_s" in r), None)
+    recall = {}
+    for q, g in ((student, teacher), (teacher, student)):
+        if q in embeddings and g in embeddings:
+            recall[f"{q} -> {g}"] = recall_metrics(ranks(embeddings[q], embeddings[g]), (10,))
+    encoder = space.encoder(student)
+    return {
+        "stage": name,
+        "student": student,
+        "teacher": teacher,
+        "seconds": seconds,
+        "steps": log[-1]["step"] if log else 0,
+        "samples_per_s": rate,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "parameters": sum(p.numel() for p in encoder.parameters()),
+        "heldout": {pair: m["R@10"] for pair, m in recall.items()},
+    }
+
+
+def stage_line(record: dict[str, Any]) -> str:
+    """One line about a trained stage."""
+    rate = f", {record['samples_per_s']:.0f} samples/s" if record["samples_per_s"] else ""
+    pairs = ", ".join(f"{p} {100 * r:.1f}%" for p, r in record["heldout"].items())
+    same = f"; unchanged: {', '.join(record['unchanged'])}" if record["unchanged"] else ""
+    return (
+        f"stage {record['stage']}: {record['steps']} steps in {record['seconds']:.0f} s{rate}, "
+        f"{record['parameters'] / 1e6:.2f} M parameters, peak memory "
+        f"{record['peak_memory_mb']:.0f} MB; held-out R@10 {pairs}{same}"
+    )
+
+
+def evaluate_demo(
+    space: Any, heldout: str, embeddings: dict[str, torch.Tensor], say: Callable[[str], None]
+) -> dict[str, Any]:
+    """The demo's final tables: every pair beside its floor and ceiling, zero-shot land
+    cover, retrieval by dominant land cover."""
+    ks = (1, 10)
+    places = len(next(iter(embeddings.values())))
+    result: dict[str, Any] = {
+        "retrieval": retrieval_table(embeddings, ks),
+        "ks": list(ks),
+        "places": places,
+    }
+    result.update(baselines(space, heldout, None, ks))
+    zeroshot = zeroshot_landcover(space, heldout, embeddings=embeddings)
+    breakdown = retrieval_by_class(embeddings, heldout, range(places), BREAKDOWN_PAIRS, k=10)
+    title = (
+        f"Retrieval on {places} held-out places (each query's own place is the one right "
+        f"answer; chance R@1 {100 / places:.1f}%, R@10 {1000 / places:.1f}%):"
+    )
+    comparison = format_baselines(result, DEMO_PAIRS + CLIP_PAIRS)
+    printed = "\n\n".join(
+        [title + "\n" + comparison, zeroshot_line(zeroshot), format_breakdown(breakdown)]
+    )
+    say("\n" + printed + "\n")
+    return {**result, "zeroshot": zeroshot, "breakdown": breakdown, "printed": printed}
+
+
+def zeroshot_line(result: dict[str, Any]) -> str:
+    """Zero-shot accuracy per modality on one line, with chance and the majority class."""
+    if result.get("skipped"):
+        return f"Zero-shot land cover: skipped ({result['skipped']})"
+    mods = result["modalities"]
+    first = next(iter(mods.values()))
+    scores = ", ".join(f"{m} {100 * s['accuracy']:.1f}%" for m, s in mods.items())
+    return (
+        f"Zero-shot land cover from text prompts ({len(result['classes'])} classes): {scores} "
+        f"(chance {100 * first['chance']:.1f}%, always {first['majority_class']!r} "
+        f"{100 * first['majority']:.1f}%)"
+    )
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""

@@ -74,8 +74,17 @@ def test_report_loads_without_console_errors_and_shows_every_part(space_and_data
         top=4,
     )
     page = out.read_text()
-    for heading in ("Encoders", "Training", "Retrieval on", "Zero-shot", "Example queries"):
+    for heading in (
+        "Encoders",
+        "Training",
+        "Retrieval on",
+        "Where it works",
+        "Zero-shot",
+        "Example queries",
+    ):
         assert heading in page
+    # 6 held-out places: the comparison is read at R@5, the largest cut-off in the gallery
+    assert "<th>floor R@5</th><th>x floor</th><th>ceiling R@5</th>" in page
     assert 'aria-label="clip: loss"' in page and 'aria-label="anchor: loss"' in page
     assert page.count("<img") == 4  # top tiles and a map for each of the two queries
 
@@ -85,7 +94,7 @@ def test_report_loads_without_console_errors_and_shows_every_part(space_and_data
     attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', body))
     assert attrs["ready"] == "yes"
     assert attrs["images"] == attrs["images-loaded"] == "4"
-    assert int(attrs["tables"]) == 3  # encoders, retrieval, zero-shot
+    assert int(attrs["tables"]) == 4  # encoders, retrieval, by land cover, zero-shot
 
 
 def test_report_without_data_still_shows_encoders_and_curves(space_and_data, tmp_path):

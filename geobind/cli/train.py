@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from geobind.cli.common import Subcommands
-from geobind.demo import run_demo
 
 __all__ = ["add_demo", "add_train"]
 
@@ -51,6 +50,8 @@ def add_demo(sub: Subcommands) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: world, three stages, retrieval table."""
+    from geobind.demo import run_demo  # torch
+
     run_demo(
         args.out, places=args.places, seed=args.seed, recipe=args.recipe, overrides=args.overrides
     )
