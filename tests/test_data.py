@@ -12,7 +12,7 @@ from geobind.data import open_pairs, read_values, world_source
 from geobind.data.pairs import label_classes
 from geobind.data.raster import raster_beside
 from geobind.data.reader import PairDataset, pair_loader
-from geobind.data.synthetic import DATASETS, TRAINING, WorldOptions, datasets_of, make_world
+from geobind.data.synthetic import DATASETS, WorldOptions, datasets_of, make_world
 from geobind.world import COVER_WORDS, LAND_COVERS, WorldConfig
 
 PLACES = 60
@@ -48,12 +48,12 @@ def test_world_datasets_have_their_modalities_labels_and_splits(world):
     assert ids["captions"] == ids["ground"] == ids["audio"]  # the training sets share places
     assert len(ids["captions"]) + len(ids["heldout"]) == PLACES
     assert not ids["heldout"] & ids["captions"]  # no held-out place is trained on
-    for name in TRAINING:  # a place's split is the same in every training set
-        splits = open_pairs(world / f"{name}.lance").to_table(columns=["id", "split"]).to_pylist()
-        assert {(r["id"], r["split"]) for r in splits} == {
-            (r["id"], r["split"])
-            for r in open_pairs(world / "captions.lance").to_table(columns=["id", "split"]).to_pylist()
-        }
+
+    def splits(name: str) -> set[tuple[str, str]]:
+        table = open_pairs(world / f"{name}.lance").to_table(columns=["id", "split"])
+        return {(r["id"], r["split"]) for r in table.to_pylist()}
+
+    assert splits("ground") == splits("audio") == splits("captions")  # a place's split is one
     heldout = open_pairs(world / "heldout.lance")
     tile, sound, caption = (read_values(heldout, c, [0])[0] for c in ("satellite", "audio", "text"))
     geobind.get_registry().modality("audio").check(sound)
@@ -61,25 +61,27 @@ def test_world_datasets_have_their_modalities_labels_and_splits(world):
 
 
 def test_disjoint_training_sets_share_no_place(tmp_path):
-    make_world(WorldOptions(out=str(tmp_path), places=40, workers=1, overlap=False),
-               progress=False)
-    ids = {n: set(open_pairs(tmp_path / f"{n}.lance").to_table(columns=["id"]).column("id")
-                  .to_pylist()) for n in DATASETS}
+    make_world(WorldOptions(out=str(tmp_path), places=40, workers=1, overlap=False), progress=False)
+    ids = {
+        n: set(
+            open_pairs(tmp_path / f"{n}.lance").to_table(columns=["id"]).column("id").to_pylist()
+        )
+        for n in DATASETS
+    }
     assert sum(len(v) for v in ids.values()) == 40 and len(set.union(*ids.values())) == 40
 
 
 def test_a_second_run_adds_what_is_missing_and_gives_the_bytes_of_one_run(world, tmp_path):
     make_world(WorldOptions(out=str(tmp_path), places=PLACES // 2, workers=1), progress=False)
-    reports = make_world(WorldOptions(out=str(tmp_path), places=PLACES, workers=1),
-                         progress=False)
-    assert reports["ground"].already_present == len(
-        [i for i in range(PLACES // 2) if i % 10 != 9])
+    reports = make_world(WorldOptions(out=str(tmp_path), places=PLACES, workers=1), progress=False)
+    assert reports["ground"].already_present == len([i for i in range(PLACES // 2) if i % 10 != 9])
     for name in DATASETS:
         a, b = open_pairs(world / f"{name}.lance"), open_pairs(tmp_path / f"{name}.lance")
         ids = a.to_table(columns=["id"]).column("id").to_pylist()
         assert ids == b.to_table(columns=["id"]).column("id").to_pylist()
-        assert read_values(a, "satellite" if name != "captions" else "text", range(len(ids))) \
-            == read_values(b, "satellite" if name != "captions" else "text", range(len(ids)))
+        assert read_values(
+            a, "satellite" if name != "captions" else "text", range(len(ids))
+        ) == read_values(b, "satellite" if name != "captions" else "text", range(len(ids)))
 
 
 def test_same_seed_gives_identical_bytes(world, tmp_path):

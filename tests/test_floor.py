@@ -6,8 +6,8 @@ import io
 from types import SimpleNamespace
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image
 
 from geobind.data.pairs import write_pairs
@@ -181,30 +181,38 @@ def test_recall_by_class_counts_each_query_under_its_dominant_class():
     rank = torch.tensor([1, 20, 3, 50, 2])
     labels = torch.tensor([0, 0, 2, 2, 2])
     out = recall_by_class(rank, labels, ["water", "sand", "forest"], k=10)
-    assert out == {"water": {"places": 2, "R@10": 0.5},
-                   "forest": {"places": 3, "R@10": pytest.approx(2 / 3)}}
-    text = format_breakdown({"classes": ["water", "sand", "forest"], "k": 10,
-                             "pairs": {"a -> b": out}})
+    assert out == {
+        "water": {"places": 2, "R@10": 0.5},
+        "forest": {"places": 3, "R@10": pytest.approx(2 / 3)},
+    }
+    text = format_breakdown(
+        {"classes": ["water", "sand", "forest"], "k": 10, "pairs": {"a -> b": out}}
+    )
     assert "water" in text and "sand" not in text.split("\n", 3)[3] and "66.7%" in text
 
 
 def test_retrieval_by_class_reads_the_dataset_labels(tmp_path):
-    from geobind.data.pairs import label_field, pair_schema, to_record_batch
-    from geobind.eval.breakdown import retrieval_by_class
-
     import lance
     import pyarrow as pa
+
+    from geobind.data.pairs import label_field, pair_schema, to_record_batch
+    from geobind.eval.breakdown import retrieval_by_class
 
     n = 6
     fractions = [[1.0, 0.0], [0.0, 1.0]] * 3
     storages = {"satellite": "binary"}
     schema = pair_schema(storages).append(label_field("landcover", ["water", "sand"]))
-    rows = [dict(r, landcover=f) for r, f in zip(pair_rows({"satellite": [png_bytes(i) for i in
-                                                                           range(n)]}), fractions)]
-    lance.write_dataset(pa.Table.from_batches([to_record_batch(rows, schema, storages)]),
-                        str(tmp_path / "d.lance"))
+    rows = [
+        dict(r, landcover=f)
+        for r, f in zip(pair_rows({"satellite": [png_bytes(i) for i in range(n)]}), fractions)
+    ]
+    lance.write_dataset(
+        pa.Table.from_batches([to_record_batch(rows, schema, storages)]), str(tmp_path / "d.lance")
+    )
     z = torch.eye(n)
-    result = retrieval_by_class({"a": z, "b": z}, str(tmp_path / "d.lance"), list(range(n)),
-                                [("a", "b"), ("a", "c")], k=1)
-    assert result["pairs"] == {"a -> b": {"water": {"places": 3, "R@1": 1.0},
-                                          "sand": {"places": 3, "R@1": 1.0}}}
+    result = retrieval_by_class(
+        {"a": z, "b": z}, str(tmp_path / "d.lance"), list(range(n)), [("a", "b"), ("a", "c")], k=1
+    )
+    assert result["pairs"] == {
+        "a -> b": {"water": {"places": 3, "R@1": 1.0}, "sand": {"places": 3, "R@1": 1.0}}
+    }
