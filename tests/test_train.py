@@ -180,6 +180,33 @@ def test_negatives_are_batch_or_a_bank_of_a_frozen_teacher(tmp_path, data_dir):
     assert load_space(tmp_path / "space").entry("satellite").recipe["negatives"] == "bank"
 
 
+def test_an_included_stage_can_change_some_settings(tmp_path, data_dir):
+    write_recipe(tmp_path / "base.yaml", tmp_path / "space", data_dir)
+    (tmp_path / "anchor.yaml").write_text(
+        "stages:\n  anchor:\n"
+        + "\n".join(
+            "    " + line
+            for line in (tmp_path / "base.yaml").read_text().split("  anchor:\n")[1].splitlines()
+        )
+        + "\n"
+    )
+    (tmp_path / "long.yaml").write_text(
+        f"space: {tmp_path / 'long'}\ndata_dir: {data_dir}\nstages:\n"
+        "  anchor: {include: anchor.yaml, epochs: 7, student: {config: {layers: 2}}}\n"
+    )
+    plain, long = load_recipe(tmp_path / "base.yaml"), load_recipe(tmp_path / "long.yaml")
+    stage = long.stages["anchor"]
+    assert stage.epochs == 7 and plain.stages["anchor"].epochs == 1
+    assert stage.student.config["layers"] == 2  # merged into the included config...
+    assert stage.student.config["width"] == plain.stages["anchor"].student.config["width"]
+    assert stage.lr == plain.stages["anchor"].lr  # ...and everything else kept
+    (tmp_path / "bad.yaml").write_text(
+        f"space: {tmp_path / 'bad'}\nstages:\n  anchor: {{include: anchor.yaml, epoch: 7}}\n"
+    )
+    with pytest.raises(ConfigError, match="epoch"):
+        load_recipe(tmp_path / "bad.yaml")
+
+
 def test_stage_files_are_included_and_overrides_apply(tmp_path, data_dir):
     whole = write_recipe(tmp_path / "stages.yaml", tmp_path / "space", data_dir)
     (tmp_path / "sequence.yaml").write_text(

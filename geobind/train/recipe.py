@@ -9,7 +9,7 @@ recipes and the whole-sequence recipe share one definition of each stage::
     stages:
       clip: clip.yaml        # relative to this file
       anchor: anchor.yaml
-      audio: audio.yaml
+      audio: {include: audio.yaml, epochs: 20}   # that stage, with settings changed
 
 Command-line overrides are dot-lists (``stages.anchor.lr=1e-4``). An unknown key is an error
 naming it and the valid keys; the order of stages is the recipe's, never the plugins'.
@@ -142,7 +142,14 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _stage(value: Any, recipe: Path) -> Any:
-    """A stage written inline, or the single stage of another recipe file."""
+    """A stage written inline, the single stage of another recipe file, or that stage with
+    some settings changed (``{include: FILE, KEY: VALUE, ...}``)."""
+    from omegaconf import OmegaConf
+
+    if isinstance(value, dict) and "include" in value:
+        changes = {k: v for k, v in value.items() if k != "include"}
+        base = _stage(str(value["include"]), recipe)
+        return OmegaConf.to_container(OmegaConf.merge(base, changes))
     if not isinstance(value, str):
         return value
     other = _read_yaml(recipe.parent / value)
