@@ -198,3 +198,19 @@ def test_dihedral_augmentation_draws_the_eight_symmetries_of_the_tile():
     assert drawn == symmetries  # every one of them, and nothing else
     with pytest.raises(geobind.ConfigError, match="augment 'spin' is not one of"):
         geobind.build_encoder("satellite", {"augment": "spin"})
+
+
+def test_a_tower_reads_panoramas_that_are_not_square():
+    from geobind.world import World, WorldConfig
+
+    panorama = World(WorldConfig(seed=0, places=2, mosaic_width=512)).place(0).ground
+    encoder = geobind.build_encoder(
+        "ground", {"image_size": 32, "image_width": 128, "patch_size": 16, "augment": "none"}
+    )
+    pixels = encoder.preprocess(train=True)(panorama)
+    assert pixels.shape == (3, 32, 128)
+    assert torch.equal(pixels, encoder.preprocess(train=False)(panorama))  # augment: none
+    assert encoder(pixels[None]).shape == (1, encoder.embed_dim)
+    # 2 x 8 patches, as many as a 64 x 64 tile's 4 x 4: the anchor can start from this tower
+    tile = geobind.build_encoder("satellite", {"image_size": 64, "patch_size": 16})
+    tile.net.load_state_dict(encoder.net.state_dict())

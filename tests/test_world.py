@@ -187,12 +187,21 @@ def test_tiles_are_crops_of_the_mosaic(world: World, places: list):
 # ---- media formats -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["flac", "wav"])
-def test_media_decode_to_configured_sizes(fmt: str):
-    cfg = small(audio_format=fmt, tile_size=48, ground_size=40, sample_rate=8000, clip_seconds=1.5)
+@pytest.mark.parametrize(
+    "fmt, view, shape", [("flac", "panorama", (20, 80, 3)), ("wav", "photo", (40, 40, 3))]
+)
+def test_media_decode_to_configured_sizes(fmt: str, view: str, shape: tuple):
+    cfg = small(
+        audio_format=fmt,
+        tile_size=48,
+        ground_size=40,
+        sample_rate=8000,
+        clip_seconds=1.5,
+        ground_view=view,
+    )
     p = World(cfg).place(1)
     assert _png(p.satellite).shape == (48, 48, 3)
-    assert _png(p.ground).shape == (40, 40, 3)
+    assert _png(p.ground).shape == shape
     y, sr = sf.read(io.BytesIO(p.audio), dtype="float32")
     info = sf.info(io.BytesIO(p.audio))
     assert info.format == fmt.upper() and info.channels == 1 and sr == 8000
@@ -231,6 +240,43 @@ def test_ground_view_shows_the_local_covers(world: World, places: list):
     assert own < 0.8 * other
     # and the pictures differ with the place
     assert len({p.ground for p in places}) == len(places)
+
+
+def test_a_panorama_has_north_in_its_middle_and_wraps_around(world: World):
+    from geobind.world.terrain import FOREST, URBAN, WATER
+
+    labels = world.terrain.labels
+    h, w = labels.shape
+    # a place in the open with water close to its north and none close to its south
+    for y in range(40, h - 40, 3):
+        for x in range(40, w - 40, 3):
+            here = labels[y - 3 : y + 4, x - 3 : x + 4]
+            north, south = (
+                labels[y - 12 : y - 4, x - 2 : x + 3],
+                labels[y + 4 : y + 20, x - 8 : x + 9],
+            )
+            if (
+                not np.isin(here, (WATER, FOREST, URBAN)).any()
+                and (north == WATER).all()
+                and not (south == WATER).any()
+            ):
+                break
+        else:
+            continue
+        break
+    else:
+        pytest.skip("no north-facing shore in this small world")
+    view = world._ground.covers(x + 0.5, y + 0.5)
+    rows, cols = view.shape
+    assert (rows, cols) == (world.config.ground_size // 2, 2 * world.config.ground_size)
+    ground = view[rows // 2 : rows // 2 + rows // 8]  # just below the horizon: further away
+    middle, edges = (
+        ground[:, cols * 3 // 8 : cols * 5 // 8],
+        np.c_[ground[:, : cols // 8], ground[:, -cols // 8 :]],
+    )
+    assert (middle == WATER).mean() > 0.5 > 0.2 > (edges == WATER).mean()  # north: the middle
+    # the first and last columns both face south: a panorama has no seam
+    assert (view[:, 0] == view[:, -1]).mean() > 0.9
 
 
 def _find(world: World, want, n: int = 400) -> list:

@@ -33,8 +33,12 @@ DATASETS: dict[str, tuple[str, ...]] = {
     "heldout": ("satellite", "ground", "audio", "text"),
 }
 TRAINING = ("captions", "ground", "audio")
-_MODALITY_COLUMN = {"satellite": "satellite", "ground": "ground", "audio": "audio",
-                    "text": "caption"}
+_MODALITY_COLUMN = {
+    "satellite": "satellite",
+    "ground": "ground",
+    "audio": "audio",
+    "text": "caption",
+}
 #: places generated, and written to their datasets, at a time (bounds memory: ~130 KB each)
 CHUNK = 500
 
@@ -52,6 +56,7 @@ class WorldOptions:
     sample_rate: int = opt(16000, "audio sample rate, Hz")
     clip_seconds: float = opt(5.0, "audio clip length, seconds")
     overlap: bool = opt(True, "the three training sets share their places (else: disjoint)")
+    ground_view: str = opt("panorama", "ground pictures: 'panorama' (360 degrees) or 'photo'")
 
 
 def datasets_of(index: int, overlap: bool = True) -> tuple[str, ...]:
@@ -67,9 +72,15 @@ def datasets_of(index: int, overlap: bool = True) -> tuple[str, ...]:
 def _world_config(options: WorldOptions) -> Any:
     from geobind.world import WorldConfig
 
-    return WorldConfig(seed=options.seed, places=options.places, tile_size=options.tile_size,
-                       ground_size=options.ground_size, sample_rate=options.sample_rate,
-                       clip_seconds=options.clip_seconds)
+    return WorldConfig(
+        seed=options.seed,
+        places=options.places,
+        tile_size=options.tile_size,
+        ground_size=options.ground_size,
+        sample_rate=options.sample_rate,
+        clip_seconds=options.clip_seconds,
+        ground_view=options.ground_view,
+    )
 
 
 _WORLD: Any = None
@@ -89,25 +100,44 @@ def _make_places(job: tuple[list[int], bool]) -> list[dict[str, Any]]:
         columns = {m for name in datasets_of(i, overlap) for m in DATASETS[name]}
         wanted = [_MODALITY_COLUMN[m] for m in columns if m != "satellite"]
         p = _WORLD.place(i, modalities=wanted)
-        out.append({"index": i, "id": p.id, "lat": p.lat, "lon": p.lon,
-                    "satellite": p.satellite, "ground": p.ground, "audio": p.audio,
-                    "caption": p.caption, "fractions": p.fractions.tolist()})
+        out.append(
+            {
+                "index": i,
+                "id": p.id,
+                "lat": p.lat,
+                "lon": p.lon,
+                "satellite": p.satellite,
+                "ground": p.ground,
+                "audio": p.audio,
+                "caption": p.caption,
+                "fractions": p.fractions.tolist(),
+            }
+        )
     return out
 
 
 def _generate(pool: Any, indices: list[int], overlap: bool) -> list[dict[str, Any]]:
     """Places ``indices`` in order, by the pool's workers (or here when there is no pool)."""
-    jobs = [(indices[s:s + 25], overlap) for s in range(0, len(indices), 25)]
-    return [p for batch in (pool.imap(_make_places, jobs) if pool else map(_make_places, jobs))
-            for p in batch]
+    jobs = [(indices[s : s + 25], overlap) for s in range(0, len(indices), 25)]
+    return [
+        p
+        for batch in (pool.imap(_make_places, jobs) if pool else map(_make_places, jobs))
+        for p in batch
+    ]
 
 
 def _candidates(places: list[dict[str, Any]], name: str) -> list[Candidate]:
-    return [Candidate(id=place["id"], lat=place["lat"], lon=place["lon"],
-                      values={m: place[_MODALITY_COLUMN[m]] for m in DATASETS[name]},
-                      split="test" if name == "heldout" else None,
-                      extra={"landcover": place["fractions"]})
-            for place in places]
+    return [
+        Candidate(
+            id=place["id"],
+            lat=place["lat"],
+            lon=place["lon"],
+            values={m: place[_MODALITY_COLUMN[m]] for m in DATASETS[name]},
+            split="test" if name == "heldout" else None,
+            extra={"landcover": place["fractions"]},
+        )
+        for place in places
+    ]
 
 
 def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
@@ -133,12 +163,14 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     pool = None
     if options.workers > 1:  # spawn: Lance and torch are not fork-safe
         pool = multiprocessing.get_context("spawn").Pool(
-            options.workers, initializer=_init_worker, initargs=(config,))
+            options.workers, initializer=_init_worker, initargs=(config,)
+        )
     else:
         _init_worker(config)
     reports = {name: ImportReport(dataset=str(out / f"{name}.lance")) for name in DATASETS}
-    bar = tqdm(total=options.places, desc="world", unit=" places", disable=not progress,
-               mininterval=1.0)
+    bar = tqdm(
+        total=options.places, desc="world", unit=" places", disable=not progress, mininterval=1.0
+    )
     try:
         for start in range(0, options.places, CHUNK):
             indices = list(range(start, min(start + CHUNK, options.places)))
@@ -146,19 +178,32 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
             for name, columns in DATASETS.items():
                 mine = [p for p in places if name in datasets_of(p["index"], options.overlap)]
                 if mine:
-                    _add(reports[name], import_pairs(
-                        out / f"{name}.lance", _candidates(mine, name),
-                        {m: registry.modality(m) for m in columns}, extra=extra,
-                        check=False))  # generated here, and decoded by the world's own tests
+                    _add(
+                        reports[name],
+                        import_pairs(
+                            out / f"{name}.lance",
+                            _candidates(mine, name),
+                            {m: registry.modality(m) for m in columns},
+                            extra=extra,
+                            check=False,
+                        ),
+                    )  # generated here, and decoded by the world's own tests
             bar.update(len(indices))
     finally:
         bar.close()
         if pool:
             pool.terminate()
-    (out / "world.json").write_text(json.dumps(
-        {**asdict(options), "out": str(out), "land_covers": list(LAND_COVERS),
-         "datasets": {n: r.imported + r.already_present for n, r in reports.items()}},
-        indent=2))
+    (out / "world.json").write_text(
+        json.dumps(
+            {
+                **asdict(options),
+                "out": str(out),
+                "land_covers": list(LAND_COVERS),
+                "datasets": {n: r.imported + r.already_present for n, r in reports.items()},
+            },
+            indent=2,
+        )
+    )
     return reports
 
 

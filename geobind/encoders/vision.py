@@ -15,6 +15,7 @@ Weights load from a local file in any of these layouts (see :func:`vision_state`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,8 @@ class VisionConfig:
 
     embed_dim: int | None = None
     image_size: int | None = None
+    #: width of a non-square input (e.g. a 32 x 128 panorama); ``None``: square, ``image_size``
+    image_width: int | None = None
     patch_size: int | None = None
     width: int | None = None
     layers: int | None = None
@@ -136,7 +139,7 @@ def build_vision_tower(
     config: VisionConfig, weights: Path | None = None, prefer: str | None = None
 ) -> nn.Module:
     """The tower, optionally initialised from a local checkpoint (see the module doc)."""
-    tower = build_tower(config, "vision")
+    tower = build_tower(_sized(config), "vision")
     if weights is not None:
         source = f"vision weights {weights}"
         raw = read_clip_checkpoint(weights, config, source)
@@ -179,9 +182,20 @@ class ImagePreprocess:
         return {**self.__dict__, "_transform": None}
 
 
+def _sized(config: VisionConfig) -> Any:
+    """The config as open_clip reads it: ``image_size`` an ``(height, width)`` pair when the
+    input is not square."""
+    if config.image_width is None:
+        return config
+    size: Any = (config.image_size, config.image_width)  # open_clip takes (height, width)
+    return dataclasses.replace(config, image_size=size)
+
+
 def vision_preprocess(config: VisionConfig, train: bool) -> ImagePreprocess:
     """The preprocessing a :class:`VisionConfig` tower expects."""
-    size = cast(int, config.image_size)  # resolved by __post_init__
+    size: Any = cast(int, config.image_size)  # resolved by __post_init__
+    if config.image_width is not None:
+        size = (size, config.image_width)
     return ImagePreprocess(
         size, train, config.image_mean, config.image_std, config.augment, config.max_pixels
     )

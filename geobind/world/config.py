@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from geobind.errors import ConfigError
 
-__all__ = ["LAND_COVERS", "WorldConfig"]
+__all__ = ["GROUND_VIEWS", "LAND_COVERS", "WorldConfig"]
+
+#: The kinds of ground picture a world can take at each place.
+GROUND_VIEWS = ("panorama", "photo")
 
 #: The land covers of the world, in label order (index ``i`` of a fraction vector is
 #: ``LAND_COVERS[i]``).
@@ -44,6 +47,11 @@ class WorldConfig:
     :param mosaic_width: width of the whole-map mosaic, pixels.
     :param mosaic_height: its height; ``None`` keeps the box's ground aspect ratio.
     :param png_compress_level: zlib level of the PNGs (0-9); any level decodes the same.
+    :param ground_view: ``"panorama"``: a north-aligned 360-degree street-level panorama
+        (``ground_size / 2`` by ``2 * ground_size`` pixels, north in the middle), as CVUSA
+        pairs panoramas with aerial tiles (Workman et al., ICCV 2015); ``"photo"``: one
+        perspective photo (``ground_size`` square, 80 degrees wide) facing a random way, as
+        geotagged photo collections such as YFCC/Flickr come.
     """
 
     seed: int = 0
@@ -61,6 +69,7 @@ class WorldConfig:
     mosaic_width: int = 3072
     mosaic_height: int | None = None
     png_compress_level: int = 3
+    ground_view: str = "panorama"
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ConfigError:
@@ -84,6 +93,8 @@ class WorldConfig:
             raise bad("clip_seconds", "must be between 0.25 and 60 s")
         if self.audio_format not in ("flac", "wav"):
             raise bad("audio_format", "must be 'flac' or 'wav'")
+        if self.ground_view not in GROUND_VIEWS:
+            raise bad("ground_view", f"must be one of {', '.join(GROUND_VIEWS)}")
         if not 0 <= self.png_compress_level <= 9:
             raise bad("png_compress_level", "must be 0..9")
         width, height = self.mosaic_shape[1], self.mosaic_shape[0]

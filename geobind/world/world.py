@@ -33,7 +33,8 @@ class Place:
 
     :param id: stable identifier (``w{seed}-{index:06d}``, or from lat/lon for ad-hoc places).
     :param satellite: PNG bytes, ``tile_size`` square, a crop of the world's mosaic.
-    :param ground: PNG bytes, ``ground_size`` square, a view from the ground.
+    :param ground: PNG bytes, the picture from the ground: a panorama ``ground_size / 2`` by
+        ``2 * ground_size`` pixels, or a photo ``ground_size`` square (``ground_view``).
     :param audio: FLAC or WAV bytes (16-bit mono, ``sample_rate``, ``clip_seconds``).
     :param caption: one English sentence.
     :param fractions: float32 ``[len(LAND_COVERS)]``, the true land-cover fractions of the tile.
@@ -80,7 +81,11 @@ class World:
         self.rgb = render_mosaic(self.terrain, cfg.seed)
         self.height_px, self.width_px = self.terrain.labels.shape
         self._ground = GroundRenderer(
-            self.terrain, cfg.ground_size, cfg.ground_supersample, cfg.seed
+            self.terrain,
+            cfg.ground_size,
+            cfg.ground_supersample,
+            cfg.seed,
+            panorama=cfg.ground_view == "panorama",
         )
         self._sound: SoundBank | None = None
         self._locations: list[tuple[float, float]] = []
