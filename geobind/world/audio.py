@@ -21,8 +21,22 @@ WAVE_BAND_HZ = (150.0, 1200.0)
 
 _BIRDS = {"dawn": 1.7, "morning": 1.2, "midday": 0.6, "afternoon": 0.75, "dusk": 0.9, "night": 0.06}
 _INSECTS = {"dawn": 0.3, "morning": 0.7, "midday": 1.3, "afternoon": 1.2, "dusk": 0.6, "night": 0.0}
-_CRICKETS = {"dawn": 0.2, "morning": 0.0, "midday": 0.0, "afternoon": 0.0, "dusk": 0.7, "night": 1.3}
-_TRAFFIC = {"dawn": 0.5, "morning": 1.1, "midday": 1.0, "afternoon": 1.05, "dusk": 0.9, "night": 0.35}
+_CRICKETS = {
+    "dawn": 0.2,
+    "morning": 0.0,
+    "midday": 0.0,
+    "afternoon": 0.0,
+    "dusk": 0.7,
+    "night": 1.3,
+}
+_TRAFFIC = {
+    "dawn": 0.5,
+    "morning": 1.1,
+    "midday": 1.0,
+    "afternoon": 1.05,
+    "dusk": 0.9,
+    "night": 0.35,
+}
 
 
 def _shaped_noise(rng: np.random.Generator, n: int, sr: int, response) -> np.ndarray:
@@ -66,7 +80,9 @@ def _bird_call(rng: np.random.Generator, sr: int, kind: int) -> np.ndarray:
             dur, f_a, f_b = rng.uniform(0.06, 0.12), f0 * 0.7, f0
         m = max(8, int(dur * sr))
         s = np.linspace(0.0, 1.0, m)
-        parts.append(_tone(sr, f_a + (f_b - f_a) * s, np.sin(np.pi * s) ** 2, ((1, 1.0), (2, 0.18))))
+        parts.append(
+            _tone(sr, f_a + (f_b - f_a) * s, np.sin(np.pi * s) ** 2, ((1, 1.0), (2, 0.18)))
+        )
         gap = {0: 0.25, 1: 0.025, 2: 0.06, 3: 0.09}[kind] * rng.uniform(0.8, 1.3)
         parts.append(np.zeros(int(gap * sr), _F))
     return np.concatenate(parts)
@@ -83,7 +99,9 @@ def _car_pass(rng: np.random.Generator, sr: int, tyre: np.ndarray) -> np.ndarray
     return (engine + 0.8 * env * tyre).astype(_F)
 
 
-def _horn(rng: np.random.Generator, sr: int, lo: float, hi: float, dur: tuple, ramp: float) -> np.ndarray:
+def _horn(
+    rng: np.random.Generator, sr: int, lo: float, hi: float, dur: tuple, ramp: float
+) -> np.ndarray:
     m = int(rng.uniform(*dur) * sr)
     env = np.minimum(1.0, np.minimum(np.arange(m), np.arange(m)[::-1]) / (ramp * sr))
     return _tone(sr, float(rng.uniform(lo, hi)), env, ((1, 1.0), (2, 0.5), (3, 0.3), (4, 0.15)))
@@ -112,13 +130,16 @@ class SoundBank:
             "hiss": _shaped_noise(rng, length, sr, band(900, 7000, 1.5)),
             "cicada": _shaped_noise(rng, length, sr, band(4300, 6800, 3.0)),
             "babble": _shaped_noise(rng, length, sr, tilt(band(350, 3200, 2.0), -0.3)),
-            "pink": _shaped_noise(rng, length, sr, lambda f: band(30, 7000, 1.0)(f) * (f / 100.0) ** -0.5),
+            "pink": _shaped_noise(
+                rng, length, sr, lambda f: band(30, 7000, 1.0)(f) * (f / 100.0) ** -0.5
+            ),
             "white": rng.standard_normal(length).astype(_F),
         }
         tl = np.arange(length) / sr
         # buzzing cicadas (amplitude-modulated high noise) and pulsing crickets, a few rates each
         self.cicadas = [
-            (self.loops["cicada"] * (0.6 + 0.4 * np.sin(2 * np.pi * rate * tl))).astype(_F) for rate in (38.0, 55.0, 83.0)
+            (self.loops["cicada"] * (0.6 + 0.4 * np.sin(2 * np.pi * rate * tl))).astype(_F)
+            for rate in (38.0, 55.0, 83.0)
         ]
         self.crickets = []
         for pulse, chirp, fc in ((28.0, 1.7, 4100.0), (34.0, 2.4, 4500.0), (40.0, 2.9, 3900.0)):
@@ -130,12 +151,17 @@ class SoundBank:
         self.birds = [[_bird_call(rng, sr, kind) for _ in range(12)] for kind in range(4)]
         tyre = self.loops["tyre"]
         car_len = int(4.0 * sr)
-        self.cars = [_car_pass(rng, sr, tyre[k * car_len : (k + 1) * car_len]) for k in range(length // car_len)][:24]
+        self.cars = [
+            _car_pass(rng, sr, tyre[k * car_len : (k + 1) * car_len])
+            for k in range(length // car_len)
+        ][:24]
         self.horns = [_horn(rng, sr, 330, 480, (0.2, 0.7), 0.02) for _ in range(6)]
         self.foghorns = [_horn(rng, sr, 110, 170, (1.2, 2.2), 0.15) for _ in range(4)]
 
     # ---- helpers ---------------------------------------------------------------------
-    def _cut(self, name: str, rng: np.random.Generator, loop: np.ndarray | None = None) -> np.ndarray:
+    def _cut(
+        self, name: str, rng: np.random.Generator, loop: np.ndarray | None = None
+    ) -> np.ndarray:
         start = int(rng.integers(0, self.length - self.n))
         return (self.loops[name] if loop is None else loop)[start : start + self.n]
 
@@ -161,14 +187,25 @@ class SoundBank:
         a, b = max(0, start), min(self.n, start + len(clip))
         y[a:b] += gain * clip[a - start : b - start]
 
-    def _events(self, y: np.ndarray, bank: list, count: int, rng: np.random.Generator, lo: float, hi: float, margin: int = 0) -> None:
+    def _events(
+        self,
+        y: np.ndarray,
+        bank: list,
+        count: int,
+        rng: np.random.Generator,
+        lo: float,
+        hi: float,
+        margin: int = 0,
+    ) -> None:
         for _ in range(count):
             clip = bank[int(rng.integers(0, len(bank)))]
             start = int(rng.integers(-margin - len(clip) // 2, self.n - len(clip) // 2 + margin))
             self._add(y, start, clip, float(rng.uniform(lo, hi)))
 
     # ---- the mix ---------------------------------------------------------------------
-    def render(self, fractions: np.ndarray, sea_share: float, cond: Conditions, rng: np.random.Generator) -> np.ndarray:
+    def render(
+        self, fractions: np.ndarray, sea_share: float, cond: Conditions, rng: np.random.Generator
+    ) -> np.ndarray:
         """One clip (float32 in [-1, 1]) for land-cover ``fractions`` under ``cond``."""
         water, sand, grass, farm, forest, urban, road, rock = (float(x) for x in fractions[:8])
         tod, weather = cond.time_of_day, cond.weather
@@ -186,7 +223,12 @@ class SoundBank:
             phase = float(rng.uniform(0, 2 * np.pi))
             swell = (0.5 + 0.5 * np.sin(2 * np.pi * t / period + phase)).astype(_F) ** 3
             env = 0.22 + 0.78 * swell
-            y += min(g, 1.3) * loud() * env * (self._cut("surf", rng) + 0.35 * swell * self._cut("spray", rng))
+            y += (
+                min(g, 1.3)
+                * loud()
+                * env
+                * (self._cut("surf", rng) + 0.35 * swell * self._cut("spray", rng))
+            )
         # wind, stronger in the open and on mountains, gusty
         g = 0.1 + 0.5 * rock + 0.22 * sand + 0.14 * grass + 0.12 * water + 0.06 * farm
         g *= {"clear": 1.0, "cloudy": 1.2, "overcast": 1.3, "rain": 1.4, "fog": 0.5}[weather]
@@ -197,8 +239,16 @@ class SoundBank:
         busy = _TRAFFIC[tod]
         g = min(1.4, 1.1 * urban + 3.5 * road) * busy
         if g > 0.01:
-            y += g * loud() * self._onset(rng) * self._slow(rng, 1.0, 0.25) * self._cut("rumble", rng)
-            cars = min(int(rng.poisson((10.0 * road + 2.5 * urban) * busy * n / sr / 5.0 * 2.0)), 12)
+            y += (
+                g
+                * loud()
+                * self._onset(rng)
+                * self._slow(rng, 1.0, 0.25)
+                * self._cut("rumble", rng)
+            )
+            cars = min(
+                int(rng.poisson((10.0 * road + 2.5 * urban) * busy * n / sr / 5.0 * 2.0)), 12
+            )
             self._events(y, self.cars, cars, rng, 0.3 * g, 0.9 * g, margin=sr // 2)
         if urban > 0.05:
             g = 0.3 * urban * (0.3 if tod == "night" else 1.0)
@@ -217,9 +267,23 @@ class SoundBank:
         g = (0.9 * farm + 0.7 * grass + 0.2 * forest) * (0.3 if weather == "rain" else 1.0)
         if g * _INSECTS[tod] > 0.02 and sr >= 12000:
             buzz = self._cut("", rng, self.cicadas[int(rng.integers(0, 3))])
-            y += 0.35 * g * _INSECTS[tod] * loud() * self._onset(rng) * self._slow(rng, 1.5, 0.4) * buzz
+            y += (
+                0.35
+                * g
+                * _INSECTS[tod]
+                * loud()
+                * self._onset(rng)
+                * self._slow(rng, 1.5, 0.4)
+                * buzz
+            )
         if g * _CRICKETS[tod] > 0.02:
-            y += 0.18 * g * _CRICKETS[tod] * loud() * self._cut("", rng, self.crickets[int(rng.integers(0, 3))])
+            y += (
+                0.18
+                * g
+                * _CRICKETS[tod]
+                * loud()
+                * self._cut("", rng, self.crickets[int(rng.integers(0, 3))])
+            )
         # weather
         if weather == "rain":
             g = float(rng.uniform(0.35, 0.8))

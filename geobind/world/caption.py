@@ -24,17 +24,60 @@ COVER_WORDS: dict[str, tuple[str, ...]] = {
 _SALIENCE = np.array([1.0, 1.6, 0.9, 1.0, 1.0, 1.3, 2.5, 1.2])
 
 _MAIN = {
-    "sea": ("the sea", "open water", "calm water", "the ocean", "a wide bay", "the open sea", "blue water"),
+    "sea": (
+        "the sea",
+        "open water",
+        "calm water",
+        "the ocean",
+        "a wide bay",
+        "the open sea",
+        "blue water",
+    ),
     "lake": ("a lake", "a calm lake", "a small lake", "still lake water"),
     "sand": ("a sandy beach", "a beach", "a stretch of sand", "sand dunes", "a wide sandy beach"),
-    "grassland": ("a grassy meadow", "open grassland", "a green meadow", "rolling grassland", "a pasture", "tall grass"),
-    "farmland": ("farm fields", "farmland", "a patchwork of fields", "cropland", "fields of crops", "cultivated fields"),
-    "forest": ("a dense forest", "woodland", "a forest", "tall trees", "thick woods", "a stand of trees"),
-    "city": ("city buildings", "a town", "a built-up neighbourhood", "houses and buildings", "apartment blocks", "a city"),
+    "grassland": (
+        "a grassy meadow",
+        "open grassland",
+        "a green meadow",
+        "rolling grassland",
+        "a pasture",
+        "tall grass",
+    ),
+    "farmland": (
+        "farm fields",
+        "farmland",
+        "a patchwork of fields",
+        "cropland",
+        "fields of crops",
+        "cultivated fields",
+    ),
+    "forest": (
+        "a dense forest",
+        "woodland",
+        "a forest",
+        "tall trees",
+        "thick woods",
+        "a stand of trees",
+    ),
+    "city": (
+        "city buildings",
+        "a town",
+        "a built-up neighbourhood",
+        "houses and buildings",
+        "apartment blocks",
+        "a city",
+    ),
     "village": ("a village", "a few houses", "scattered houses", "a small town"),
     "road": ("a road", "a highway", "a paved road", "a country road", "a long straight road"),
     "street": ("a street", "a busy street", "a city street"),
-    "rock": ("rocky mountains", "bare rock", "a rocky hillside", "mountain cliffs", "a rocky ridge", "rugged mountains"),
+    "rock": (
+        "rocky mountains",
+        "bare rock",
+        "a rocky hillside",
+        "mountain cliffs",
+        "a rocky ridge",
+        "rugged mountains",
+    ),
 }
 _MINOR = {
     "sea": ("the sea", "the water", "the ocean"),
@@ -51,7 +94,16 @@ _MINOR = {
 }
 _LINK = ("next to", "by", "near", "beside", "along", "with", "and", "bordering", "close to")
 _LINK3 = (", with {} nearby", " and {}", ", {} in the distance", " and some {}")
-_PREFIX = ("", "", "", "a photo of ", "a view of ", "a picture of ", "a scene of ", "a landscape with ")
+_PREFIX = (
+    "",
+    "",
+    "",
+    "a photo of ",
+    "a view of ",
+    "a picture of ",
+    "a scene of ",
+    "a landscape with ",
+)
 _TIME = {
     "dawn": ("at dawn", "at sunrise", "in the early morning"),
     "morning": ("in the morning", "on a morning"),
@@ -60,7 +112,14 @@ _TIME = {
     "dusk": ("at dusk", "at sunset", "in the evening"),
     "night": ("at night", "after dark", "in the dark"),
 }
-_TIME_NOUN = {"dawn": "early morning", "morning": "morning", "midday": "day", "afternoon": "afternoon", "dusk": "evening", "night": "night"}
+_TIME_NOUN = {
+    "dawn": "early morning",
+    "morning": "morning",
+    "midday": "day",
+    "afternoon": "afternoon",
+    "dusk": "evening",
+    "night": "night",
+}
 _WEATHER = {
     "clear": ("under a clear sky", "on a clear day"),
     "cloudy": ("under a partly cloudy sky", "on a cloudy day", "under scattered clouds"),
@@ -68,10 +127,18 @@ _WEATHER = {
     "rain": ("in the rain", "on a rainy day", "in pouring rain"),
     "fog": ("in thick fog", "on a foggy day", "in the mist"),
 }
-_WEATHER_ADJ = {"clear": ("clear", "sunny"), "cloudy": ("cloudy",), "overcast": ("grey", "overcast"), "rain": ("rainy", "wet"), "fog": ("foggy", "misty")}
+_WEATHER_ADJ = {
+    "clear": ("clear", "sunny"),
+    "cloudy": ("cloudy",),
+    "overcast": ("grey", "overcast"),
+    "rain": ("rainy", "wet"),
+    "fog": ("foggy", "misty"),
+}
 
 
-def caption_covers(fractions: np.ndarray, view: np.ndarray | None = None, rng: np.random.Generator | None = None) -> list[int]:
+def caption_covers(
+    fractions: np.ndarray, view: np.ndarray | None = None, rng: np.random.Generator | None = None
+) -> list[int]:
     """Indices of the one to three land covers a caption names, most prominent first.
 
     Prominence mixes the tile's fractions with what the ground view shows, weighted by how
@@ -107,7 +174,11 @@ def _key(i: int, frac: np.ndarray, sea_share: float) -> str:
 
 
 def write_caption(
-    fractions: np.ndarray, view: np.ndarray | None, cond: Conditions, sea_share: float, rng: np.random.Generator
+    fractions: np.ndarray,
+    view: np.ndarray | None,
+    cond: Conditions,
+    sea_share: float,
+    rng: np.random.Generator,
 ) -> str:
     """A sentence like 'a sandy beach by calm water on a foggy evening'."""
     frac = np.asarray(fractions, np.float64)

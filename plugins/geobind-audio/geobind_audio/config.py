@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import Any
 
 __all__ = ["AudioConfig", "check_geometry", "paper_config"]
 
@@ -45,8 +45,8 @@ class AudioConfig:
     #: Width of the first Swin stage; it doubles at each stage.
     swin_dim: int = 32
     #: Blocks per Swin stage, and attention heads per stage.
-    depths: List[int] = field(default_factory=lambda: [1, 1, 1, 1])
-    num_heads: List[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    depths: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
+    num_heads: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     #: Swin attention window (tokens per side).
     swin_window: int = 8
     mlp_ratio: float = 4.0
@@ -66,11 +66,26 @@ class AudioConfig:
 
 def paper_config(**overrides) -> AudioConfig:
     """laion_clap's HTSAT-tiny as GeoBind uses it: 48 kHz, 10 s, 64 mels, 512-d output."""
-    settings = dict(embed_dim=512, sample_rate=48000, clip_seconds=10.0, n_mels=64,
-                    window=1024, hop=480, fmin=50.0, fmax=14000.0, spec_size=256,
-                    patch_size=4, patch_stride=4, swin_dim=96, depths=[2, 2, 6, 2],
-                    num_heads=[4, 8, 16, 32], swin_window=8, class_num=527,
-                    time_drop_width=64, freq_drop_width=8)
+    settings: dict[str, Any] = dict(
+        embed_dim=512,
+        sample_rate=48000,
+        clip_seconds=10.0,
+        n_mels=64,
+        window=1024,
+        hop=480,
+        fmin=50.0,
+        fmax=14000.0,
+        spec_size=256,
+        patch_size=4,
+        patch_stride=4,
+        swin_dim=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[4, 8, 16, 32],
+        swin_window=8,
+        class_num=527,
+        time_drop_width=64,
+        freq_drop_width=8,
+    )
     settings.update(overrides)
     return AudioConfig(**settings)
 
@@ -79,24 +94,32 @@ def check_geometry(config: AudioConfig) -> list[str]:
     """What is wrong with a config's shapes (empty when HTS-AT can be built and run on it)."""
     problems = []
     if len(config.depths) != len(config.num_heads) or not config.depths:
-        problems.append(f"depths {list(config.depths)} and num_heads "
-                        f"{list(config.num_heads)} must be non-empty and of equal length")
+        problems.append(
+            f"depths {list(config.depths)} and num_heads "
+            f"{list(config.num_heads)} must be non-empty and of equal length"
+        )
     ratio = config.spec_size // config.n_mels if config.n_mels > 0 else 0
     if ratio < 1 or ratio * config.n_mels != config.spec_size:
-        problems.append(f"spec_size {config.spec_size} must be a multiple of n_mels "
-                        f"{config.n_mels}")
+        problems.append(
+            f"spec_size {config.spec_size} must be a multiple of n_mels {config.n_mels}"
+        )
         return problems
     frames = config.clip_samples // config.hop + 1 if config.hop > 0 else 0
     if not 0 < frames <= config.spec_size * ratio:
-        problems.append(f"a {config.clip_seconds} s clip gives {frames} frames at hop "
-                        f"{config.hop}; at most spec_size * freq_ratio = "
-                        f"{config.spec_size * ratio} fit")
+        problems.append(
+            f"a {config.clip_seconds} s clip gives {frames} frames at hop "
+            f"{config.hop}; at most spec_size * freq_ratio = "
+            f"{config.spec_size * ratio} fit"
+        )
     if config.window > config.clip_samples:
-        problems.append(f"window {config.window} is longer than a clip "
-                        f"({config.clip_samples} samples)")
+        problems.append(
+            f"window {config.window} is longer than a clip ({config.clip_samples} samples)"
+        )
     if not 0 < config.fmin < config.fmax <= config.sample_rate / 2:
-        problems.append(f"need 0 < fmin < fmax <= sample_rate / 2, got fmin {config.fmin}, "
-                        f"fmax {config.fmax}, sample_rate {config.sample_rate}")
+        problems.append(
+            f"need 0 < fmin < fmax <= sample_rate / 2, got fmin {config.fmin}, "
+            f"fmax {config.fmax}, sample_rate {config.sample_rate}"
+        )
     problems += _grid_problems(config, ratio)
     return problems
 
@@ -104,15 +127,18 @@ def check_geometry(config: AudioConfig) -> list[str]:
 def _grid_problems(config: AudioConfig, ratio: int) -> list[str]:
     grid = config.spec_size // config.patch_stride if config.patch_stride > 0 else 0
     if grid * config.patch_stride != config.spec_size:
-        return [f"spec_size {config.spec_size} must be a multiple of patch_stride "
-                f"{config.patch_stride}"]
+        return [
+            f"spec_size {config.spec_size} must be a multiple of patch_stride {config.patch_stride}"
+        ]
     for stage, heads in enumerate(config.num_heads):
         side, width = grid >> stage, config.swin_dim << stage
         if side < 1 or side << stage != grid:
             return [f"stage {stage}: grid {grid} cannot be halved {stage} times"]
         if side > config.swin_window and side % config.swin_window:
-            return [f"stage {stage}: grid side {side} is not a multiple of swin_window "
-                    f"{config.swin_window}"]
+            return [
+                f"stage {stage}: grid side {side} is not a multiple of swin_window "
+                f"{config.swin_window}"
+            ]
         if heads < 1 or width % heads:
             return [f"stage {stage}: width {width} is not divisible by {heads} heads"]
     last = grid >> (len(config.num_heads) - 1)
