@@ -9,7 +9,19 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "laion_clap", "open_clip", "lance", "pyarrow", "numpy", "scipy", "PIL")
+HEAVY = (
+    "torch",
+    "laion_clap",
+    "open_clip",
+    "lance",
+    "pyarrow",
+    "numpy",
+    "scipy",
+    "PIL",
+    "rasterio",
+    "pyproj",
+    "shapely",
+)
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:

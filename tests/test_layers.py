@@ -45,6 +45,9 @@ HEAVY = {
     "omegaconf",
     "tqdm",
     "transformers",
+    "rasterio",
+    "pyproj",
+    "shapely",
 }
 
 
