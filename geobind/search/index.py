@@ -483,10 +483,14 @@ def _as_queries(queries: Any, dim: int) -> torch.Tensor:
 def find_index(
     space: Space, index: str | Path | None = None, data: str | Path | None = None
 ) -> Path:
-    """The index table to search: ``index`` itself, the one built from ``data``, or the only
-    index in the space; an error says which exist when the choice is unclear."""
+    """The index table to search: ``index`` itself (a path, or a name in ``SPACE/index/``),
+    the one built from ``data``, or the only index in the space; an error says which exist
+    when the choice is unclear."""
     if index is not None:
         path = Path(index)
+        named = space.path / INDEX_DIR / f"{path.name.removesuffix('.lance')}.lance"
+        if not path.is_dir() and path.parent == Path(".") and named.is_dir():
+            path = named  # a name, such as the 'mosaic' of SPACE/index/mosaic.lance
     elif data is not None:
         path = index_path(space, data)
     else:
