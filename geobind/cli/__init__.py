@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from geobind import __version__
-from geobind.cli import data, evaluate, plugins, search, train
+from geobind.cli import data, evaluate, geo, plugins, search, train
 from geobind.data.pairs import lance_reason
 from geobind.errors import GeobindError, done_before
 from geobind.plugins import PluginError, PluginWarning
@@ -44,6 +44,7 @@ COMMANDS = (
     search.add_index,
     search.add_search,
     search.add_map,
+    geo.add_export,
     evaluate.add_eval,
 )
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Literal
 
 from geobind.cli.common import Subcommands
+from geobind.cli.geo import add_raster_options, build_from_rasters, map_raster, write_hits_geojson
+from geobind.data.raster import Raster, read_raster
 from geobind.errors import InputError
 from geobind.plugins import get_registry
 from geobind.search.index import DEFAULT_MIN_ROWS_FOR_ANN, build_index, open_index, search
@@ -57,9 +60,20 @@ def add_index(sub: Subcommands) -> None:
     """``geobind index build SPACE --data DATASET``."""
     index = sub.add_parser("index", help="nearest-neighbour indexes of a space's tiles")
     index_sub = index.add_subparsers(dest="index_command", metavar="COMMAND", required=True)
-    build = index_sub.add_parser("build", help="embed a dataset's tiles into SPACE/index/")
+    build = index_sub.add_parser(
+        "build", help="embed a dataset's tiles, or rasters cut into tiles, into SPACE/index/"
+    )
     build.add_argument("space", help="a trained space")
-    build.add_argument("--data", required=True, help="a Lance dataset with satellite tiles")
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="a Lance dataset with satellite tiles")
+    source.add_argument(
+        "--raster",
+        nargs="+",
+        metavar="TIF",
+        help="GeoTIFF/COG files or folders of them, cut into tiles (under torchrun, each "
+        "process embeds a share)",
+    )
+    add_raster_options(build)
     build.add_argument(
         "--min-rows-for-ann",
         type=int,
@@ -77,6 +91,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         raise InputError("--batch-size must be at least 1 and --min-rows-for-ann at least 0")
     space = load_space(args.space)
     minimum = DEFAULT_MIN_ROWS_FOR_ANN if args.min_rows_for_ann is None else args.min_rows_for_ann
+    if args.raster:
+        return build_from_rasters(space, args, minimum)
     path = build_index(
         space,
         args.data,
@@ -96,10 +112,15 @@ def add_search(sub: Subcommands) -> None:
     search_.add_argument("space", help="a trained space")
     _add_query_args(search_)
     which = search_.add_mutually_exclusive_group()
-    which.add_argument("--index", metavar="PATH", help="an index table (SPACE/index/*.lance)")
+    which.add_argument(
+        "--index", metavar="NAME", help="an index: its name in SPACE/index/, or a table's path"
+    )
     which.add_argument("--data", metavar="DATASET", help="search the index built from DATASET")
     search_.add_argument("--top", type=int, default=10, help="how many tiles (default: 10)")
     search_.add_argument("--grid", metavar="PNG", help="draw the tiles found, with scores")
+    search_.add_argument(
+        "--geojson", metavar="FILE", help="write the hits as GeoJSON points with rank and score"
+    )
     search_.set_defaults(run=cmd_search)
 
 
@@ -126,6 +147,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             column=index.meta.get("column", "satellite"),
         )
         print(f"grid written to {args.grid}", file=sys.stderr)
+    if args.geojson:
+        write_hits_geojson(index, hits, args.geojson, modality, value)
     return 0
 
 
@@ -133,10 +156,24 @@ def add_map(sub: Subcommands) -> None:
     """``geobind map SPACE --data DATASET (--text T | ...) --out PNG``."""
     mp = sub.add_parser("map", help="a query's similarity to every tile, beside the mosaic")
     mp.add_argument("space", help="a trained space")
-    mp.add_argument("--data", required=True, help="a Lance dataset with satellite tiles")
+    where = mp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", help="a Lance dataset with satellite tiles")
+    where.add_argument(
+        "--raster",
+        metavar="TIF",
+        help="a GeoTIFF indexed with 'index build --raster': also writes the map as a "
+        "GeoTIFF aligned with it, beside the PNG",
+    )
     _add_query_args(mp)
     mp.add_argument("--out", required=True, metavar="PNG", help="where to write the map")
     mp.add_argument("--top", type=int, default=10, help="circle this many best tiles")
+    mp.add_argument("--index", metavar="NAME", help="with --raster: the index holding it")
+    mp.add_argument(
+        "--background",
+        metavar="RASTER",
+        help="with --data: the picture beside the map (a GeoTIFF such as the world's "
+        "mosaic.tif, or a mosaic.json); default: the raster beside the dataset",
+    )
     mp.set_defaults(run=cmd_map)
 
 
@@ -146,7 +183,14 @@ def cmd_map(args: argparse.Namespace) -> int:
 
     modality, value = _query(args)
     space = load_space(args.space)
-    drawn = similarity_map(space, args.data, modality, value, args.out, mark=args.top)
+    if args.raster:
+        return map_raster(space, args, modality, value)
+    background: Raster | Literal["beside"] = (
+        read_raster(args.background) if args.background else "beside"
+    )
+    drawn = similarity_map(
+        space, args.data, modality, value, args.out, mark=args.top, background=background
+    )
     best = drawn.top[0] if drawn.top else {"id": "-", "score": float("nan")}
     print(
         f"map written to {drawn.path}: cosine {drawn.score_min:.4f} to {drawn.score_max:.4f}, "

@@ -3,7 +3,9 @@
 Maps draw a query's similarity beside such an image (a satellite mosaic). It is stored as an
 image file and a small JSON file naming the image and its box; ``geobind world make`` writes the
 synthetic world's map this way (``OUT/mosaic.png``, ``OUT/mosaic.json``), and any importer may
-write one beside its datasets with :func:`write_raster`.
+write one beside its datasets with :func:`write_raster`. A GeoTIFF serves as well (the world's
+``OUT/mosaic.tif``, or any georeferenced raster): :func:`read_raster` takes its box from its
+georeferencing, and it is drawn warped to latitude/longitude when it is in another CRS.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = ["RASTER_FILE", "Raster", "raster_beside", "read_raster", "write_raste
 
 #: The raster a dataset folder may hold, found by :func:`raster_beside`.
 RASTER_FILE = "mosaic.json"
+#: A picture with these suffixes is read as a GeoTIFF.
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class Raster:
         """The image, decoded as RGB."""
         from PIL import Image
 
+        if self.image.suffix.lower() in GEOTIFF_SUFFIXES:
+            from geobind.data.geotiff import latlon_preview  # rasterio
+
+            return Image.fromarray(latlon_preview(self.image)[0])
         try:
             with Image.open(self.image) as image:
                 return image.convert("RGB")
@@ -68,8 +76,14 @@ def write_raster(
 
 
 def read_raster(path: str | Path) -> Raster:
-    """The raster a JSON file describes (its image path is relative to the file)."""
+    """The raster a JSON file describes (its image path is relative to the file), or a
+    GeoTIFF with its latitude/longitude box."""
     path = Path(path)
+    if path.suffix.lower() in GEOTIFF_SUFFIXES:
+        from geobind.data.geotiff import latlon_bounds  # rasterio
+
+        lat_min, lat_max, lon_min, lon_max = latlon_bounds(path)
+        return Raster(path, lat_min, lat_max, lon_min, lon_max)
     try:
         meta = json.loads(path.read_text())
         return Raster(

@@ -4,7 +4,10 @@
 from :mod:`geobind.data.synthetic`; this adds what the rest of the library reads without
 knowing the world: each dataset's ``landcover`` column names the land covers and the words
 the captions use for them (zero-shot classification builds its prompts from those), and the
-whole map is written beside the datasets as a raster (maps draw it).
+whole map is written beside the datasets as a raster (maps draw it): ``mosaic.png`` with its
+box in ``mosaic.json``, and the same pixels as a georeferenced Cloud-Optimised GeoTIFF,
+``mosaic.tif`` (EPSG:4326, the world's lat/lon box over the mosaic's pixel grid), which
+``geobind index build --raster`` cuts into tiles like any user's imagery.
 """
 
 from __future__ import annotations
@@ -17,15 +20,19 @@ from geobind.data.raster import RASTER_FILE, write_raster
 from geobind.data.synthetic import WorldOptions, _world_config
 from geobind.data.synthetic import make_world as make_datasets
 
-__all__ = ["LABEL_COLUMN", "WorldOptions", "make_world"]
+__all__ = ["GEOTIFF_FILE", "LABEL_COLUMN", "WorldOptions", "make_world"]
 
 #: The label column of every world dataset: the true land-cover fractions of the tile.
 LABEL_COLUMN = "landcover"
+#: The world's mosaic as a georeferenced COG, beside the datasets.
+GEOTIFF_FILE = "mosaic.tif"
 
 
 def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     """Generate the world into ``options.out``: ``{captions,ground,audio,heldout}.lance``,
-    their class names, and ``mosaic.png`` / ``mosaic.json``. Returns the import reports."""
+    their class names, ``mosaic.png`` / ``mosaic.json`` and ``mosaic.tif``. Returns the
+    import reports."""
+    from geobind.data.geotiff import write_cog  # rasterio
     from geobind.world import COVER_WORDS, LAND_COVERS, World  # numpy, scipy
 
     reports = make_datasets(options, progress=progress)
@@ -40,5 +47,8 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
         c.lat_max,
         c.lon_min,
         c.lon_max,
+    )
+    write_cog(
+        Path(options.out) / GEOTIFF_FILE, world.rgb, (c.lon_min, c.lat_min, c.lon_max, c.lat_max)
     )
     return reports
