@@ -33,6 +33,7 @@ __all__ = [
     "TileBatch",
     "TilePlan",
     "plan_tiles",
+    "png_bytes",
     "raster_files",
     "read_tile_batches",
     "window_offsets",
@@ -221,12 +222,17 @@ class Tile:
         return f"{self.raster.key}-{self.row:06d}-{self.col:06d}"
 
     def png(self) -> bytes:
-        """The pixels as PNG bytes (lossless: decoding gives the same pixels)."""
-        from PIL import Image
+        """The pixels as PNG bytes (what the anchor's preprocessing decodes)."""
+        return png_bytes(self.pixels)
 
-        buffer = io.BytesIO()
-        Image.fromarray(self.pixels).save(buffer, format="PNG", compress_level=1)
-        return buffer.getvalue()
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """RGB pixels ``[h, w, 3]`` uint8 as PNG (lossless: decoding gives the same pixels)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 @dataclass

@@ -135,7 +135,7 @@ def _vectors(column: Any, dim: int) -> np.ndarray:
 def _write_geotiff(path: Path, grid: np.ndarray, record: dict, cell: int) -> Path:
     from affine import Affine
 
-    transform = Affine(*record["transform"]) * Affine.scale(cell)
+    transform = Affine(*record["transform"]) @ Affine.scale(cell)
     return write_grid(path, grid.astype(np.float32), transform, record["crs_wkt"])
 
 
