@@ -41,7 +41,13 @@ from geobind.data.fragments import (
     write_fragments,
 )
 from geobind.data.geotiff import raster_env
-from geobind.data.tiling import DEFAULT_MAX_NODATA, TileBatch, plan_tiles, read_tile_batches
+from geobind.data.tiling import (
+    DEFAULT_MAX_NODATA,
+    TileBatch,
+    TilePlan,
+    plan_tiles,
+    read_tile_batches,
+)
 from geobind.errors import InputError
 from geobind.search.index import (
     DEFAULT_MIN_ROWS_FOR_ANN,
@@ -153,36 +159,21 @@ def build_raster_index(
     :param rank: this process's rank under torchrun (collective when ``world_size > 1``).
     """
     started = time.perf_counter()
-    anchor = space.anchor
-    encoder = space.encoder(anchor)
+    encoder = space.encoder(space.anchor)
     size = int(tile_size) if tile_size else anchor_input_size(encoder)
     plan = plan_tiles(rasters, size, stride, bands, stretch, max_nodata)
     out = space.path / INDEX_DIR / f"{name or default_name(rasters)}.lance"
-    out.parent.mkdir(parents=True, exist_ok=True)
     schema = raster_index_schema(encoder.embed_dim)
-    staging = out.parent / f".{out.name}.shards-{uuid.uuid4().hex[:8]}"
-    if rank == 0:  # an empty table to write fragments into (and no warning that it is made)
-        _lance().write_dataset(schema.empty_table(), str(staging), schema=schema)
-    staging = Path(same_on_every_rank(str(staging), world_size))
-    start, stop = plan.share(rank, world_size)
-    skipped: dict[str, int] = {}
-    tiles = read_tile_batches(plan, start, stop, batch_size, skipped)
-    records = _records(encoder, tiles, schema, batch_size, progress and rank == 0, stop - start)
+    staging = _staging(out, schema, rank, world_size)
     try:
-        with raster_env():
-            fragments = gather_fragments(write_fragments(staging, records, schema), world_size)
-        skipped = _sum_counts(all_ranks(skipped, world_size))
+        share = plan.share(rank, world_size)
+        progress = progress and rank == 0
+        fragments, skipped = _embed_share(plan, share, encoder, staging, batch_size, progress)
+        fragments = gather_fragments(fragments, world_size)
         meta = {
-            "format": FORMAT,
-            "kind": KIND,
-            "column": encoder.modality.column,
-            "anchor": anchor,
-            "anchor_sha256": space.entry(anchor).sha256,
-            "rows": sum(f.physical_rows for f in fragments),
-            "dim": encoder.embed_dim,
-            "min_rows_for_ann": min_rows_for_ann,
+            **_index_meta(space, encoder, fragments, min_rows_for_ann),
             **plan.describe(),
-            "skipped": skipped,
+            "skipped": _sum_counts(all_ranks(skipped, world_size)),
             "processes": world_size,
         }
         if meta["rows"] == 0:
@@ -198,7 +189,48 @@ def build_raster_index(
         if rank == 0:
             _remove(staging)
     barrier(world_size)  # the others return once the index is in place
-    return RasterIndexReport(out, meta["rows"], len(plan), skipped, list(plan.notes), meta)
+    return RasterIndexReport(out, meta["rows"], len(plan), meta["skipped"], plan.notes, meta)
+
+
+def _staging(out: Path, schema: pa.Schema, rank: int, world_size: int) -> Path:
+    """The table every rank writes its fragments into, made (empty) by rank 0."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.shards-{uuid.uuid4().hex[:8]}"
+    if rank == 0:  # made now, Lance writes fragments into it without warning that it is new
+        _lance().write_dataset(schema.empty_table(), str(staging), schema=schema)
+    return Path(same_on_every_rank(str(staging), world_size))
+
+
+def _embed_share(
+    plan: TilePlan,
+    share: tuple[int, int],
+    encoder: Any,
+    staging: Path,
+    batch_size: int,
+    progress: bool,
+) -> tuple[list, dict[str, int]]:
+    """Embed windows ``share`` of the plan into fragments of ``staging``: their metadata,
+    and the tiles skipped per raster."""
+    skipped: dict[str, int] = {}
+    tiles = read_tile_batches(plan, *share, batch_size, skipped)
+    schema = raster_index_schema(encoder.embed_dim)
+    records = _records(encoder, tiles, schema, batch_size, progress, share[1] - share[0])
+    with raster_env():
+        fragments = write_fragments(staging, records, schema)
+    return fragments, skipped
+
+
+def _index_meta(space: Space, encoder: Any, fragments: list, min_rows_for_ann: int) -> dict:
+    return {
+        "format": FORMAT,
+        "kind": KIND,
+        "column": encoder.modality.column,
+        "anchor": space.anchor,
+        "anchor_sha256": space.entry(space.anchor).sha256,
+        "rows": sum(f.physical_rows for f in fragments),
+        "dim": encoder.embed_dim,
+        "min_rows_for_ann": min_rows_for_ann,
+    }
 
 
 def _sum_counts(counts: list[dict[str, int]]) -> dict[str, int]:
