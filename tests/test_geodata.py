@@ -132,11 +132,17 @@ def test_a_shore_tile_query_puts_its_geojson_point_on_that_shore(world, tmp_path
     query = tmp_path / "shore.png"
     Image.fromarray(pixels).save(query)
     out = tmp_path / "hits.geojson"
+    grid = tmp_path / "grid.png"
     code, printed, err = run_cli(
         capsys, "search", space.path, "--index", "mosaic", "--image", query, "--top", 5,
-        "--geojson", out,
+        "--geojson", out, "--grid", grid,
     )  # fmt: skip
     assert code == 0, err
+    # the grid's first cell is the query's tile, cut again from the raster
+    from geobind.search.maps import TITLE_H
+
+    first_cell = np.asarray(Image.open(grid).convert("RGB"))[TITLE_H : TITLE_H + 124, 2:126]
+    assert np.abs(first_cell.mean((0, 1)) - pixels.mean((0, 1))).max() < 3
     hits = json.loads(out.read_text())
     assert hits["type"] == "FeatureCollection" and len(hits["features"]) == 5
     ranks = [f["properties"]["rank"] for f in hits["features"]]

@@ -19,6 +19,7 @@ __all__ = [
     "add_raster_options",
     "build_from_rasters",
     "map_raster",
+    "raster_hit_tiles",
     "write_hits_geojson",
 ]
 
@@ -117,6 +118,15 @@ def write_hits_geojson(
 
     write_geojson(index, hits, out, {"modality": modality, "label": query_label(modality, value)})
     print(f"{len(hits)} hits written to {out}", file=sys.stderr)
+
+
+def raster_hit_tiles(index: SearchIndex, hits: list[dict]) -> list[bytes] | None:
+    """The hits' tiles cut from their rasters, for an index of rasters (else ``None``)."""
+    if index.meta.get("kind") != "raster":
+        return None
+    from geobind.search.raster_index import hit_tiles  # rasterio
+
+    return hit_tiles(index, hits)
 
 
 def map_raster(space: Space, args: argparse.Namespace, modality: str, value: Any) -> int:

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Literal
 
 from geobind.cli.common import Subcommands
-from geobind.cli.geo import add_raster_options, build_from_rasters, map_raster, write_hits_geojson
+from geobind.cli.geo import (
+    add_raster_options,
+    build_from_rasters,
+    map_raster,
+    raster_hit_tiles,
+    write_hits_geojson,
+)
 from geobind.data.raster import Raster, read_raster
 from geobind.errors import InputError
 from geobind.plugins import get_registry
@@ -145,6 +151,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             args.grid,
             title=f"{query_label(modality, value)}  (top {len(hits)})",
             column=index.meta.get("column", "satellite"),
+            images=raster_hit_tiles(index, hits),
         )
         print(f"grid written to {args.grid}", file=sys.stderr)
     if args.geojson:

@@ -369,18 +369,7 @@ def _rows_of(ds: Any, ids: Sequence[str]) -> dict[str, int]:
     return {v: i for i, v in enumerate(column) if v in wanted}
 
 
-def render_hits(
-    hits: Sequence[dict],
-    dataset_uri: str | Path,
-    out: str | Path,
-    title: str = "",
-    column: str = "satellite",
-    columns: int = 5,
-    cell: int = 128,
-) -> Path:
-    """Draw the hits' tiles (read from the dataset by id) in a grid, with rank, id and score."""
-    from PIL import Image, ImageDraw
-
+def _hit_tiles(hits: Sequence[dict], dataset_uri: str | Path, column: str) -> list:
     ds = open_pairs(dataset_uri)
     where = _rows_of(ds, [h["id"] for h in hits])
     missing = [h["id"] for h in hits if h["id"] not in where]
@@ -389,7 +378,25 @@ def render_hits(
             f"dataset {dataset_uri} has no rows with ids {missing[:5]}: was it "
             f"changed since the index was built?"
         )
-    images = read_values(ds, column, [where[h["id"]] for h in hits]) if hits else []
+    return read_values(ds, column, [where[h["id"]] for h in hits]) if hits else []
+
+
+def render_hits(
+    hits: Sequence[dict],
+    dataset_uri: str | Path,
+    out: str | Path,
+    title: str = "",
+    column: str = "satellite",
+    columns: int = 5,
+    cell: int = 128,
+    images: Sequence[bytes] | None = None,
+) -> Path:
+    """Draw the hits' tiles (read from the dataset by id, or ``images``: encoded tiles in the
+    hits' order) in a grid, with rank, id and score."""
+    from PIL import Image, ImageDraw
+
+    if images is None:
+        images = _hit_tiles(hits, dataset_uri, column)
     rows = max(1, math.ceil(len(hits) / columns))
     label = 30
     grid = Image.new("RGB", (columns * cell, TITLE_H + rows * (cell + label)), "white")

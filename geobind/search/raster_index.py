@@ -40,12 +40,13 @@ from geobind.data.fragments import (
     same_on_every_rank,
     write_fragments,
 )
-from geobind.data.geotiff import raster_env
+from geobind.data.geotiff import BandScaling, GeoRaster, raster_env
 from geobind.data.tiling import (
     DEFAULT_MAX_NODATA,
     TileBatch,
     TilePlan,
     plan_tiles,
+    png_bytes,
     read_tile_batches,
 )
 from geobind.errors import InputError
@@ -68,6 +69,7 @@ __all__ = [
     "BBOX_TYPE",
     "RasterIndexReport",
     "build_raster_index",
+    "hit_tiles",
     "is_raster_index",
     "raster_index_schema",
     "raster_rows",
@@ -300,6 +302,21 @@ def _record_batch(batch: TileBatch, vectors: np.ndarray, schema: pa.Schema) -> p
         ],
         schema=schema,
     )
+
+
+def hit_tiles(index: SearchIndex, hits: Sequence[dict]) -> list[bytes]:
+    """The hits' tiles as PNG, cut again from their rasters with the recorded scaling."""
+    rows = raster_rows(index, [h["id"] for h in hits], ["source", "col", "row"])
+    records = {r["key"]: r for r in index.meta["rasters"]}
+    size, out = int(index.meta["tile_size"]), []
+    with raster_env():
+        for hit in hits:
+            row = rows[hit["id"]]
+            record = records[row["source"]]
+            scaling = BandScaling.from_dict(record["scaling"])
+            with GeoRaster(record["path"], scaling=scaling) as raster:
+                out.append(png_bytes(raster.read_rgb(row["col"], row["row"], size)[0]))
+    return out
 
 
 def raster_rows(index: SearchIndex, ids: Sequence[str], columns: Sequence[str]) -> dict[str, dict]:
