@@ -81,12 +81,10 @@ def build_from_rasters(space: Space, args: argparse.Namespace, minimum: int) -> 
     """``geobind index build SPACE --raster ...``: rasters cut into tiles, one index."""
     import sys
 
-    from geobind.search.raster_index import build_raster_index  # numpy, rasterio
+    from geobind.data.tiling import DEFAULT_MAX_NODATA  # numpy, rasterio
+    from geobind.search.raster_index import build_raster_index
 
     rank, world_size = _ranks()
-    options: dict[str, Any] = {}
-    if args.max_nodata is not None:
-        options["max_nodata"] = args.max_nodata
     report = build_raster_index(
         space,
         args.raster,
@@ -99,8 +97,8 @@ def build_from_rasters(space: Space, args: argparse.Namespace, minimum: int) -> 
         min_rows_for_ann=minimum,
         rank=rank,
         world_size=world_size,
+        max_nodata=DEFAULT_MAX_NODATA if args.max_nodata is None else args.max_nodata,
         progress=sys.stderr.isatty(),
-        **options,
     )
     if rank == 0:
         print(report.summary())
