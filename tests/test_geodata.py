@@ -207,6 +207,34 @@ def test_export_is_geoparquet_that_geopandas_and_duckdb_read(world, tmp_path, ca
     assert all(shapely.from_wkb(bytes(wkb)).equals(by_id[i]) for i, wkb in rows)
 
 
+def test_an_index_of_a_dataset_exports_points_and_geojson_without_footprints(
+    world, tmp_path, capsys
+):
+    import geopandas
+
+    from geobind.search.index import build_index
+
+    space, data = world["space"], world["root"] / "world" / "heldout.lance"
+    build_index(space, data)
+    out, hits = tmp_path / "heldout.parquet", tmp_path / "hits.geojson"
+    assert run_cli(capsys, "export", space.path, "--index", "heldout", "--to", out)[0] == 0
+    gdf = geopandas.read_parquet(out)
+    assert set(gdf.geom_type) == {"Point"} and len(gdf) == open_pairs(data).count_rows()
+    assert np.allclose(gdf.geometry.x, gdf["lon"]) and np.allclose(gdf.geometry.y, gdf["lat"])
+    assert set(gdf["source"]) == {str(data.resolve())}
+    code, _, err = run_cli(
+        capsys, "search", space.path, "--data", data, "--text", "a road", "--top", 3,
+        "--geojson", hits,
+    )  # fmt: skip
+    assert code == 0, err
+    features = json.loads(hits.read_text())["features"]
+    assert [f["properties"]["rank"] for f in features] == [1, 2, 3]
+    assert all("bbox" not in f and f["geometry"]["type"] == "Point" for f in features)
+    by_id = dict(zip(gdf["id"], zip(gdf["lon"], gdf["lat"])))
+    for f in features:
+        assert np.allclose(f["geometry"]["coordinates"], by_id[f["id"]])
+
+
 def test_a_map_over_a_raster_is_a_geotiff_aligned_with_it(world, tmp_path, capsys):
     space = world["space"]
     out = tmp_path / "beach.png"
@@ -363,6 +391,11 @@ def test_bad_rasters_are_one_line_errors(small_space, tmp_path, capsys):
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert "truncated or corrupt" in error(cut)
     assert "raster not found" in error(tmp_path / "nowhere.tif")
+    code, _, err = run_cli(
+        capsys, "map", small_space.path, "--raster", whole, "--text", "x", "--out",
+        tmp_path / "m.png",
+    )  # fmt: skip
+    assert code == 1 and "no index of" in err and "run 'geobind index build" in err
 
 
 def test_tiles_over_the_nodata_share_are_skipped_and_counted(small_space, tmp_path):
