@@ -101,8 +101,6 @@ class TilePlan:
     size: int
     stride: int
     max_nodata: float
-    bands: tuple[int, ...] | None = None
-    stretch: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -152,14 +150,7 @@ def plan_tiles(
         raise InputError(f"tile size and stride must be >= 1 pixel, got {size} and {stride}")
     if not 0.0 <= max_nodata <= 1.0:
         raise InputError(f"max nodata share must be within 0..1, got {max_nodata}")
-    plan = TilePlan(
-        [],
-        size,
-        stride,
-        max_nodata,
-        tuple(bands) if bands else None,
-        (float(stretch[0]), float(stretch[1])) if stretch else None,
-    )
+    plan = TilePlan([], size, stride, max_nodata)
     keys: set[str] = set()
     with raster_env():
         for path in raster_files(paths):
@@ -282,8 +273,8 @@ def read_tile_batches(
     Read under :func:`~geobind.data.geotiff.raster_env` to keep GDAL's block cache small."""
     reader = _Reader(plan)
     pending: list[Tile] = []
-    # no rasterio.Env here: a consumer may pull batches from another thread (Lance's writer
-    # does), and an Env belongs to the thread that entered it
+    # no rasterio.Env here: an Env belongs to the thread that entered it, and a generator may
+    # be resumed from another; callers hold raster_env() around the loop
     try:
         for n, col, row in plan.windows(start, stop):
             if pending and (n != reader.number or len(pending) == batch_size):
