@@ -95,8 +95,10 @@ def main() -> None:
         export = json.loads(result.stdout.strip().splitlines()[-1])
         size_mb = out.stat().st_size / 2**20
         print(f"{export['rows']} rows, dim {args.dim}: GeoParquet {size_mb:.0f} MB")
-        print(f"  {'export (geobind export)':44s} {export['seconds']:7.2f} s, "
-              f"peak {export['peak_mb']:.0f} MB ({export['base_mb']:.0f} MB before it began)")  # fmt: skip
+        print(
+            f"  {'export (geobind export)':44s} {export['seconds']:7.2f} s, peak "
+            f"{export['peak_mb']:.0f} MB ({export['base_mb']:.0f} MB before it began)"
+        )
         read_back(out, args.rows)
 
 
