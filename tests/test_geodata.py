@@ -310,6 +310,10 @@ def test_sixteen_bit_bands_are_chosen_and_stretched_as_recorded(small_space, tmp
     assert code == 1
     assert err.startswith("geobind: error: ") and err.count("\n") == 1
     assert "a uint16 raster of 12 bands needs a band choice: give --bands" in err
+    code, _, err = run_cli(
+        capsys, "index", "build", small_space.path, "--raster", path, "--bands", "4,3,13"
+    )
+    assert code == 1 and "bands 4,3,13: give three band numbers" in err and "1..12" in err
     code, printed, err = run_cli(
         capsys, "index", "build", small_space.path, "--raster", path, "--bands", "4,3,2"
     )
