@@ -28,6 +28,7 @@ from geobind.data.geotiff import open_raster
 from geobind.data.pairs import open_pairs, read_values
 from geobind.data.tiling import plan_tiles, png_bytes, read_tile_batches, window_offsets
 from geobind.encoders.media import decode_image
+from geobind.encoders.weights import is_temporary
 from geobind.search.index import open_index
 from geobind.search.raster_index import build_raster_index
 from geobind.world import LAND_COVERS, World, WorldConfig
@@ -300,6 +301,9 @@ def test_a_folder_and_a_list_of_rasters_make_one_index(small_space, tmp_path):
     assert sources.count("scene") == 2 * 3 and sources.count("other") == 4 and index.rows == 14
     keys = {r["key"]: r["path"] for r in index.meta["rasters"]}
     assert keys["scene-2"] == str((tmp_path / "b" / "scene.tif").resolve())
+    # a rebuild is a new version of the same table
+    again = open_index(small_space, build_raster_index(small_space, [tmp_path / "a"], "all").path)
+    assert again.rows == 10 and again.ds.version > index.ds.version
 
 
 def test_sixteen_bit_bands_are_chosen_and_stretched_as_recorded(small_space, tmp_path, capsys):
@@ -344,7 +348,7 @@ def test_two_processes_write_the_rows_and_vectors_of_one(small_space, tmp_path):
     columns = ["id", "lat", "lon", "source", "col", "row", "footprint", "bbox"]
     assert two.table(columns) == one.table(columns) and one.rows == 5 * 7
     torch.testing.assert_close(two.vectors(), one.vectors(), rtol=0, atol=1e-5)
-    assert not list((small_space.path / "index").glob(".*shards*"))
+    assert not [p for p in (small_space.path / "index").iterdir() if is_temporary(p)]
 
 
 def test_fragments_written_apart_are_committed_once_in_order(tmp_path):
@@ -443,3 +447,26 @@ def test_a_projected_raster_across_the_antimeridian_splits_its_footprints(small_
     assert (gdf.geom_type == "MultiPolygon").sum() == 2
     geo = json.loads(pq.read_schema(out).metadata[b"geo"])["columns"]["geometry"]
     assert geo["geometry_types"] == ["MultiPolygon", "Polygon"] and "bbox" not in geo
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--raster", "/nowhere/scene.tif"], "raster not found: /nowhere/scene.tif"),
+        (["--raster", "{tif}", "--tile-size", "0"], "--tile-size must be at least 1 pixel"),
+        (["--raster", "{tif}", "--max-nodata", "1.5"], "--max-nodata must be within 0..1"),
+    ],
+)
+def test_raster_arguments_are_checked_before_any_model_loads(
+    tmp_path, capsys, monkeypatch, args, words
+):
+    import geobind.cli.search as commands
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(commands, "load_space", no_model)
+    tif = write_tif(tmp_path / "scene.tif", rgb(64, 64))
+    args = [a.format(tif=tif) for a in args]
+    code, _, err = run_cli(capsys, "index", "build", tmp_path / "space", *args)
+    assert code == 1 and err.startswith(f"geobind: error: {words}") and err.count("\n") == 1

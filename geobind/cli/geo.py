@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from geobind.cli.common import Subcommands
+from geobind.errors import InputError
 from geobind.search.index import SearchIndex, open_index
 from geobind.space import Space, load_space
 
@@ -18,6 +19,7 @@ __all__ = [
     "add_export",
     "add_raster_options",
     "build_from_rasters",
+    "check_raster_args",
     "map_raster",
     "raster_hit_tiles",
     "write_hits_geojson",
@@ -65,6 +67,22 @@ def add_raster_options(parser: argparse.ArgumentParser) -> None:
         help="skip tiles with a larger share of no-data pixels (default: 0.25)",
     )
     group.add_argument("--name", help="the index's name (default: the first raster's)")
+
+
+def check_raster_args(args: argparse.Namespace) -> None:
+    """What can be checked before a model loads: the rasters are there, sizes are positive."""
+    from pathlib import Path
+
+    rasters = args.raster if isinstance(args.raster, list) else [args.raster]
+    for given in rasters:
+        if not Path(given).exists():
+            raise InputError(f"raster not found: {given}")
+    for flag in ("tile_size", "stride"):
+        if getattr(args, flag, None) is not None and getattr(args, flag) < 1:
+            raise InputError(f"--{flag.replace('_', '-')} must be at least 1 pixel")
+    share = getattr(args, "max_nodata", None)
+    if share is not None and not 0.0 <= share <= 1.0:
+        raise InputError(f"--max-nodata must be within 0..1, got {share}")
 
 
 def _ranks() -> tuple[int, int]:

@@ -11,6 +11,7 @@ from geobind.cli.common import Subcommands
 from geobind.cli.geo import (
     add_raster_options,
     build_from_rasters,
+    check_raster_args,
     map_raster,
     raster_hit_tiles,
     write_hits_geojson,
@@ -95,6 +96,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     """Embed a dataset's satellite tiles with the space's anchor into SPACE/index/."""
     if args.batch_size < 1 or (args.min_rows_for_ann or 0) < 0:
         raise InputError("--batch-size must be at least 1 and --min-rows-for-ann at least 0")
+    if args.raster:
+        check_raster_args(args)
     space = load_space(args.space)
     minimum = DEFAULT_MIN_ROWS_FOR_ANN if args.min_rows_for_ann is None else args.min_rows_for_ann
     if args.raster:
@@ -189,6 +192,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     from geobind.search.maps import similarity_map  # numpy
 
     modality, value = _query(args)
+    if args.raster:
+        check_raster_args(args)
     space = load_space(args.space)
     if args.raster:
         return map_raster(space, args, modality, value)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
+from geobind.encoders.weights import temporary_name
 from geobind.errors import InputError
 
 __all__ = [
@@ -384,7 +384,7 @@ def latlon_preview(
 def _replacing(path: Path) -> Iterator[Path]:
     """A temporary name beside ``path``, renamed onto it when the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    tmp = temporary_name(path)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
-from geobind.encoders.weights import atomic_write
+from geobind.encoders.weights import atomic_write, temporary_name
 from geobind.search.index import SearchIndex
 from geobind.search.raster_index import BBOX_TYPE, is_raster_index, raster_rows
 
@@ -117,7 +116,7 @@ def export_geoparquet(
     types, bbox = _extent(index)
     schema = _schema(index.dim, geoparquet_metadata(types, bbox), index)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temporary_name(out)
     rows = 0
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:

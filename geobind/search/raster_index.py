@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,14 +48,15 @@ from geobind.data.tiling import (
     png_bytes,
     read_tile_batches,
 )
+from geobind.encoders.weights import temporary_name
 from geobind.errors import InputError
 from geobind.search.index import (
     DEFAULT_MIN_ROWS_FOR_ANN,
     FORMAT,
     INDEX_DIR,
     SearchIndex,
+    _commit_table,
     _lance,
-    _replace_table,
     _write_json,
     add_vector_index,
     index_schema,
@@ -197,7 +197,7 @@ def build_raster_index(
 def _staging(out: Path, schema: pa.Schema, rank: int, world_size: int) -> Path:
     """The table every rank writes its fragments into, made (empty) by rank 0."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.shards-{uuid.uuid4().hex[:8]}"
+    staging = temporary_name(out)
     if rank == 0:  # made now, Lance writes fragments into it without warning that it is new
         _lance().write_dataset(schema.empty_table(), str(staging), schema=schema)
     return Path(same_on_every_rank(str(staging), world_size))
@@ -244,17 +244,22 @@ def _sum_counts(counts: list[dict[str, int]]) -> dict[str, int]:
 
 
 def _commit(out: Path, staging: Path, fragments: list, schema: pa.Schema, meta: dict) -> None:
-    """Make the ranks' fragments one table, add its vector index, and swap it into place."""
+    """Make the ranks' fragments the index: a new version of the table at ``out`` (readers of
+    the old one finish their queries), or a new table renamed into place; then its vector
+    index."""
 
-    def write(tmp: Path) -> None:
-        os.replace(staging, tmp)  # fragment files are named relative to their table
-        commit_fragments(tmp, fragments, schema)
+    def write(uri: Path, mode: str) -> Any:
+        data = Path(uri) / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        for part in (staging / "data").iterdir():  # named relative to the table's data/
+            os.replace(part, data / part.name)
+        return commit_fragments(uri, fragments, schema)
 
-    def finish(tmp: Path) -> None:
+    def finish(ds: Any) -> None:
         large = meta["rows"] >= meta["min_rows_for_ann"]
-        meta["vector_index"] = add_vector_index(_lance().dataset(str(tmp))) if large else None
+        meta["vector_index"] = add_vector_index(ds) if large else None
 
-    _replace_table(out, write, finish)
+    _commit_table(out, write, finish)
 
 
 def _remove(path: Path) -> None:
