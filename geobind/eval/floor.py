@@ -28,6 +28,7 @@ from geobind.data.reader import split_rows
 from geobind.encoders.features import Features
 from geobind.eval.retrieval import ranks, recall_metrics
 from geobind.plugins import get_registry
+from geobind.world.oracle import oracle_recall_at_k
 
 if TYPE_CHECKING:
     import numpy as np
@@ -212,8 +213,6 @@ def label_ceiling(dataset_uri: str, rows: Sequence[int], ks: Sequence[int]) -> d
     each k, or ``{"skipped": why}`` when the dataset has no usable label column.
     """
     import numpy as np
-
-    from geobind.world.oracle import oracle_recall_at_k
 
     ds = open_pairs(dataset_uri)
     if LABEL_COLUMN not in ds.schema.names:
