@@ -29,7 +29,7 @@ from geobind.eval.report import write_report
 from geobind.eval.retrieval import ranks, recall_metrics, retrieval_table
 from geobind.eval.zeroshot import zeroshot_landcover
 from geobind.space import last_run, load_space, log_records
-from geobind.train import train
+from geobind.train import load_recipe, train
 
 __all__ = ["CLIP_PAIRS", "DEMO_PAIRS", "default_recipe", "run_demo"]
 
@@ -87,8 +87,6 @@ def run_demo(
     encoders are frozen, so their embeddings must be identical to the bit). The final table
     sets each trained pair beside its floor and the label ceiling.
     """
-    from geobind.train import load_recipe
-
     out = Path(out)
     start = time.perf_counter()
     world = ensure_world(out / "world", places, seed, say)
