@@ -44,6 +44,8 @@ _EXPORTS = {
     "load_into": "geobind.encoders.weights",
     "strip_prefix": "geobind.encoders.weights",
     "save_state_dict": "geobind.encoders.weights",
+    "list_recipes": "geobind.recipes",
+    "train_recipe": "geobind.train.run",
 }
 
 #: Modules that are public API as a whole: the pytest fixtures for plugin authors, and the

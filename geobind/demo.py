@@ -28,6 +28,7 @@ from geobind.eval.evaluate import baselines, format_baselines
 from geobind.eval.report import write_report
 from geobind.eval.retrieval import ranks, recall_metrics, retrieval_table
 from geobind.eval.zeroshot import zeroshot_landcover
+from geobind.recipes import find_recipe
 from geobind.space import last_run, load_space, log_records
 from geobind.train import load_recipe, train
 
@@ -52,8 +53,8 @@ DEMO_PAIRS = [
 
 
 def default_recipe() -> Path:
-    """The demo recipe in this checkout's ``recipes/world/``."""
-    return Path(__file__).resolve().parent.parent / "recipes" / "world" / "demo.yaml"
+    """The demo's recipe, ``world/demo``, as the installed package carries it."""
+    return find_recipe("world/demo")
 
 
 def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) -> Path:

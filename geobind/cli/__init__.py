@@ -40,6 +40,7 @@ COMMANDS = (
     data.add_data,
     evaluate.add_report,
     train.add_train,
+    train.add_recipes,
     train.add_demo,
     search.add_index,
     search.add_search,
@@ -87,10 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``geobind`` command."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "pass_options", False):
+    into = getattr(args, "pass_options", None)  # the argument that takes what is left over
+    if extra and not into:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if extra:  # the source's own options, parsed by the source's parser
-        args.options = [*args.options, *extra]
+    if extra:  # a source's own options, or KEY=VALUE overrides given between flags
+        setattr(args, into, [*getattr(args, into), *extra])
     _plugin_warnings_as_lines()
     try:
         return int(args.run(args))

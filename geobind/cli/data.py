@@ -23,7 +23,7 @@ def add_import(sub: Subcommands) -> None:
     )
     imp.add_argument("source", help="sat2cap, soundingearth, table, or a plugin's importer")
     imp.add_argument("options", nargs=argparse.REMAINDER, help="the source's options")
-    imp.set_defaults(run=cmd_import, pass_options=True)
+    imp.set_defaults(run=cmd_import, pass_options="options")
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -45,7 +45,7 @@ def add_world(sub: Subcommands) -> None:
         add_help=False,
         usage="geobind world make --out DIR [--places N] [--seed S] ... (--help lists them all)",
     )
-    make.set_defaults(run=cmd_world_make, options=[], pass_options=True)
+    make.set_defaults(run=cmd_world_make, options=[], pass_options="options")
 
 
 def cmd_world_make(args: argparse.Namespace) -> int:

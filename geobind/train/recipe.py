@@ -1,8 +1,9 @@
 """Recipes: omegaconf YAML, checked against typed dataclasses.
 
 A recipe file names the space to build and its stages, in order. A stage may be written
-inline or as the path of another recipe file whose single stage it takes, so the per-stage
-recipes and the whole-sequence recipe share one definition of each stage::
+inline or as another recipe (a relative path or a name) whose single stage it takes, so the
+per-stage recipes and the whole-sequence recipe share one definition of each stage (see
+:mod:`geobind.recipes`, which also finds recipes by name)::
 
     space: geobind-demo/space
     data_dir: geobind-demo/world
@@ -17,6 +18,7 @@ naming it and the valid keys; the order of stages is the recipe's, never the plu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from typing import Any, cast
 from geobind.config import config_error
 from geobind.errors import ConfigError
 from geobind.plugins import get_registry
+from geobind.recipes import find_recipe, read_recipe_file
 
 __all__ = ["RANGES", "Recipe", "SideRecipe", "StageRecipe", "load_recipe"]
 
@@ -104,64 +107,70 @@ class Recipe:
     stages: dict[str, StageRecipe] = field(default_factory=dict)
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Read a recipe file, resolve included stage files, apply dot-list overrides, check it."""
+def load_recipe(
+    recipe: str | Path,
+    overrides: Sequence[str] = (),
+    space: str | Path | None = None,
+    data: str | Path | None = None,
+) -> Recipe:
+    """Read a recipe, resolve included stages, apply dot-list overrides, check it.
+
+    :param recipe: a YAML file, or a name that ``geobind recipes`` lists (``world/demo``, or a
+        modality whose plugin ships a recipe, such as ``audio``).
+    :param overrides: dot-list overrides (``stages.anchor.lr=1e-4``); in a recipe of one stage
+        a stage's own keys may leave out ``stages.NAME.`` (``epochs=3``).
+    :param space: the space to train into (the same as the override ``space=...``).
+    :param data: the pair dataset of a one-stage recipe (``stages.NAME.data=...``).
+    """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    path = Path(path)
-    raw = _read_yaml(path)
-    stages = raw.get("stages") or {}
-    if not isinstance(stages, dict):
-        raise ConfigError(f"{path}: 'stages' must be a mapping of stage name to stage")
-    raw["stages"] = {name: _stage(value, path) for name, value in stages.items()}
+    path = find_recipe(recipe)
+    raw = read_recipe_file(path)
+    given = _given(list(raw["stages"]), overrides, space, data, path)
     schema = OmegaConf.structured(Recipe)
     try:
         merged = OmegaConf.merge(schema, raw)
-        if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-        recipe = cast(Recipe, OmegaConf.to_object(merged))
+        if given:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(given))
+        loaded = cast(Recipe, OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         raise config_error(exc, str(path)) from None
-    _check(recipe, path)
-    return recipe
-
-
-def _read_yaml(path: Path) -> dict:
-    from omegaconf import OmegaConf
-
-    if not path.is_file():
-        raise ConfigError(f"recipe not found: {path}")
-    try:
-        loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as exc:  # YAML errors come in several types
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping")
+    _check(loaded, path)
     return loaded
 
 
-def _stage(value: Any, recipe: Path) -> Any:
-    """A stage written inline, the single stage of another recipe file, or that stage with
-    some settings changed (``{include: FILE, KEY: VALUE, ...}``)."""
-    from omegaconf import OmegaConf
+_STAGE_KEYS = {f.name for f in dataclasses.fields(StageRecipe)}
 
-    if isinstance(value, dict) and "include" in value:
-        changes = {k: v for k, v in value.items() if k != "include"}
-        base = _stage(str(value["include"]), recipe)
-        return OmegaConf.to_container(OmegaConf.merge(base, changes))
-    if not isinstance(value, str):
-        return value
-    other = _read_yaml(recipe.parent / value)
-    stages = other.get("stages") or {}
-    if len(stages) != 1:
-        raise ConfigError(f"{recipe}: included {value} must hold exactly one stage")
-    return next(iter(stages.values()))
+
+def _given(
+    stages: list[str],
+    overrides: Sequence[str],
+    space: str | Path | None,
+    data: str | Path | None,
+    path: Path,
+) -> list[str]:
+    """The dot-list to apply: ``space``, ``data`` and the overrides, short keys spelt out."""
+    given = [f"space={space}"] if space is not None else []
+    if data is not None:
+        if len(stages) != 1:
+            raise ConfigError(
+                f"{path}: a dataset given on its own is for a recipe of one stage, and this "
+                f"one has {len(stages)} ({', '.join(stages)}): set stages.NAME.data=... instead"
+            )
+        given.append(f"stages.{stages[0]}.data={data}")
+    for item in overrides:
+        key = item.partition("=")[0].split(".")[0]
+        short = len(stages) == 1 and key in _STAGE_KEYS
+        given.append(f"stages.{stages[0]}.{item}" if short else item)
+    return given
 
 
 def _check(recipe: Recipe, path: Path) -> None:
     if not recipe.space:
-        raise ConfigError(f"{path}: 'space' (the output folder) is required")
+        raise ConfigError(
+            f"{path}: 'space' (the output folder) is required: give --space SPACE (space=SPACE)"
+        )
     if not recipe.stages:
         raise ConfigError(f"{path}: no stages")
     registry = get_registry()
@@ -171,7 +180,7 @@ def _check(recipe: Recipe, path: Path) -> None:
         if not stage.data and stage.max_steps != 0:
             raise ConfigError(
                 f"{where}: 'data' (a Lance pair dataset) is required "
-                f"(only a stage of max_steps: 0 needs none)"
+                f"(only a stage of max_steps: 0 needs none): give --data DATASET"
             )
         for side in ("student", "teacher"):
             modality = getattr(stage, side).modality

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from geobind.errors import record_done
+from geobind.errors import ConfigError, record_done
 from geobind.space import Space
 from geobind.train.distributed import Dist
-from geobind.train.recipe import Recipe
+from geobind.train.recipe import Recipe, load_recipe
 from geobind.train.stage import recipe_hash, train_stage
 
-__all__ = ["train"]
+__all__ = ["train", "train_recipe"]
 
 
 def stage_done(space: Space, name: str, stage: Any) -> bool:
@@ -50,6 +51,32 @@ def train(
         if dist.is_main:
             say(f"stage {name}: {_summary(results[name])}")
     return results
+
+
+def train_recipe(
+    recipe: str | Path | Recipe,
+    overrides: Sequence[str] = (),
+    *,
+    space: str | Path | None = None,
+    data: str | Path | None = None,
+    say: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> dict[str, dict]:
+    """Train a recipe's stages into a space, as ``geobind train`` does; returns each stage's
+    final metrics (stages already in the space are skipped and not listed).
+
+    :param recipe: a YAML file, a name that ``geobind recipes`` lists (``"location"`` runs the
+        geobind-location plugin's own stage), or a :class:`Recipe` already loaded.
+    :param overrides: dot-list overrides; a one-stage recipe takes its stage's keys as they are
+        (``["epochs=3", "batch_size=32"]``).
+    :param space: the space to train into; a modality's stage aligns to this space's anchor.
+    :param data: the pair dataset of a one-stage recipe.
+    :param say: where progress lines go.
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides, space=space, data=data)
+    elif overrides or space is not None or data is not None:
+        raise ConfigError("a loaded Recipe takes no overrides: pass its name or path instead")
+    return train(recipe, say=say)
 
 
 def _summary(metrics: dict) -> str:

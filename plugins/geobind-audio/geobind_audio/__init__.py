@@ -64,6 +64,7 @@ def audio_modality() -> Modality:
         check=check,
         storage="binary",
         column="audio",
+        recipe="geobind_audio:recipe.yaml",
         description="sound clips through laion_clap's HTS-AT (WAV, FLAC, OGG, MP3)",
         features=BandEnergies,
     )
