@@ -27,12 +27,14 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from geobind.data.pairs import read_values
+from geobind.config import make_config
+from geobind.data.pairs import read_inputs
 from geobind.data.reader import PairDataset, pair_loader, split_rows
 from geobind.encoders.encoder import Encoder, build_encoder
 from geobind.encoders.weights import atomic_write, sha256_hex, state_bytes
 from geobind.errors import ConfigError, GeobindError
 from geobind.eval.retrieval import ranks, recall_metrics
+from geobind.plugins import get_registry
 from geobind.space import Space, log_records
 from geobind.train.cache import teacher_embeddings
 from geobind.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -63,9 +65,9 @@ class StageModel(nn.Module):
         bank: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        student_z = self.student(batch[self.student.modality.column])
+        student_z = self.student(batch[self.student.name])
         if self.teacher is not None:
-            teacher_z = self.teacher(batch[self.teacher.modality.column])
+            teacher_z = self.teacher(batch[self.teacher.name])
         if bank is None:
             return self.loss(student_z, teacher_z)
         return self.loss(student_z, teacher_z, bank, targets)
@@ -113,6 +115,53 @@ def _side(side: SideRecipe, space: Space) -> Encoder:
     return build_encoder(side.modality, side.config, weights=weights)
 
 
+def known_width(side: SideRecipe, space: Space) -> int | None:
+    """A side's embedding width when it is known without building it (else None)."""
+    if side.weights == "space":
+        return int(space.entry(side.modality).config["embed_dim"])
+    if side.config.get("embed_dim") is not None:
+        return int(side.config["embed_dim"])
+    if side.config.get("arch"):
+        return None  # the architecture decides, once the encoder is built
+    modality = get_registry().modality(side.modality)
+    default = make_config(modality.config, where=f"modality {side.modality!r} config")
+    return None if default.embed_dim is None else int(default.embed_dim)
+
+
+def width_source(side: SideRecipe, space: Space) -> str:
+    """Where a side's width came from, for width errors."""
+    if side.weights == "space":
+        return f"the space manifest {space.path / 'manifest.json'}"
+    if side.config.get("embed_dim") is not None or side.config.get("arch"):
+        return "the recipe"
+    return f"the default config of {get_registry().owner(side.modality).distribution}"
+
+
+def student_side(stage: StageRecipe, space: Space) -> SideRecipe:
+    """The student to build: one whose config leaves ``embed_dim`` out takes the teacher's."""
+    student = stage.student
+    width = known_width(stage.teacher, space)
+    if width is None or student.weights == "space" or "embed_dim" in student.config:
+        return student
+    return dataclasses.replace(student, config={**student.config, "embed_dim": width})
+
+
+def check_widths(
+    name: str, stage: StageRecipe, space: Space, student: Encoder, teacher: Encoder
+) -> None:
+    """A student as wide as its teacher, or an error naming the plugin, both widths and
+    where each came from (raised before any data is read)."""
+    if student.embed_dim == teacher.embed_dim:
+        return
+    raise ConfigError(
+        f"stage {name!r}: student {student.name!r} (plugin {student.plugin}) has embed_dim "
+        f"{student.embed_dim} (from {width_source(stage.student, space)}), but its teacher "
+        f"{teacher.name!r} is {teacher.embed_dim} wide (from "
+        f"{width_source(stage.teacher, space)}); leave the student's embed_dim out to follow "
+        f"the teacher, or set student.config.embed_dim={teacher.embed_dim}"
+    )
+
+
 def recipe_hash(stage: StageRecipe) -> str:
     """A hash of what defines a stage's result (checkpoints of another recipe are ignored)."""
     blob = json.dumps(dataclasses.asdict(stage), sort_keys=True).encode()
@@ -140,8 +189,9 @@ class StageRun:
         self.name, self.stage, self.space, self.dist = name, stage, space, dist
         self.device = _stage_device(stage.device)
         torch.manual_seed(stage.seed)
-        self.student = _side(stage.student, space)
+        self.student = _side(student_side(stage, space), space)
         self.teacher = _side(stage.teacher, space)
+        check_widths(name, stage, space, self.student, self.teacher)
         if not stage.teacher.train:
             self.teacher.freeze()
         self.teacher_sha = sha256_hex(state_bytes(self.teacher.net))
@@ -185,10 +235,13 @@ class StageRun:
         stage = self.stage
         if stage.max_steps == 0:
             return None, 0, 0
-        prep = {self.student.modality.column: self.student.preprocess(train=True)}
-        if stage.teacher.train:
-            prep[self.teacher.modality.column] = self.teacher.preprocess(train=True)
-        data = PairDataset(stage.data, prep, split="train")
+        sides = [self.student, self.teacher] if stage.teacher.train else [self.student]
+        data = PairDataset(
+            stage.data,
+            {side.name: side.preprocess(train=True) for side in sides},
+            split="train",
+            inputs={side.name: side.modality.inputs for side in sides},
+        )
         steps_per_epoch = len(data) // stage.batch_size
         if steps_per_epoch == 0:
             raise ConfigError(
@@ -344,11 +397,11 @@ class StageRun:
         if len(rows) < 2:
             return {}
         with self.autocast():
-            student = self.student.embed(read_values(ds, self.student.modality.column, rows))
+            student = self.student.embed(read_inputs(ds, self.student.modality.inputs, rows))
             if self.teacher_z is not None:
                 teacher = self.teacher_z[rows]
             else:
-                teacher = self.teacher.embed(read_values(ds, self.teacher.modality.column, rows))
+                teacher = self.teacher.embed(read_inputs(ds, self.teacher.modality.inputs, rows))
         student, teacher = student.float().cpu(), teacher.float().cpu()
         out = {}
         for direction, (q, g) in {"s2t": (student, teacher), "t2s": (teacher, student)}.items():
