@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -38,7 +39,8 @@ from geobind.encoders.weights import (
     sha256_hex,
     state_bytes,
 )
-from geobind.errors import GeobindError, WeightsError
+from geobind.errors import GeobindError, InputError, WeightsError
+from geobind.modality import Modality
 from geobind.plugins import get_registry
 
 __all__ = ["FORMAT", "Entry", "Space", "SpaceError", "last_run", "load_space", "log_records"]
@@ -246,19 +248,20 @@ class Space:
         }
 
     def embed(self, modality: str, inputs: Any, batch_size: int = 64) -> Any:
-        """Unit embeddings ``[n, dim]`` of file paths, bytes, strings or ready tensors."""
+        """Unit embeddings ``[n, dim]`` of a list of inputs: raw values (file bytes, text, a
+        tuple of column values), file paths, text the modality parses, or ready tensors."""
         import torch
 
         encoder = self._encoders.get(modality) or self._encoders.setdefault(
             modality, self.encoder(modality)
         )
-        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        inputs = _as_list(inputs, encoder.modality)
         if not inputs:
             raise SpaceError(f"embed({modality!r}): no inputs")
         if all(isinstance(x, torch.Tensor) for x in inputs):
             with torch.no_grad():
                 return encoder.eval()(torch.stack(inputs).to(encoder.device))
-        return encoder.embed([_raw(x, encoder.modality.storage) for x in inputs], batch_size)
+        return encoder.embed([raw_value(x, encoder.modality) for x in inputs], batch_size)
 
     def stale(self) -> dict[str, str]:
         """Modalities that no longer share the anchor's space -> why.
@@ -311,10 +314,32 @@ class Space:
                 raise SpaceError(f"space {self.path}: {reason}")
 
 
-def _raw(value: Any, storage: str) -> Any:
-    """A raw value for a modality: bytes as they are, a path read from disk, text as text."""
-    if isinstance(value, (bytes, bytearray, memoryview)) or storage == "string":
+def _as_list(inputs: Any, modality: Modality) -> list:
+    """The inputs as a list; one tuple of plain column values counts as one input."""
+    if isinstance(inputs, tuple) and modality.columns and len(inputs) == len(modality.columns):
+        if not any(isinstance(x, (tuple, list, str, bytes)) for x in inputs):
+            return [inputs]
+    return list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+
+
+def raw_value(value: Any, modality: Modality) -> Any:
+    """What a modality's preprocessing takes, from what a caller gives: text the modality
+    parses (:attr:`~geobind.Modality.parse`), a file path (read), or the raw value itself."""
+    if isinstance(value, str) and modality.parse is not None:
+        return modality.parse(value)
+    if modality.columns:
+        if isinstance(value, (tuple, list)):
+            return tuple(value)
+        raise InputError(
+            f"{modality.name}: expected a tuple of {', '.join(modality.columns)}, "
+            f"got {type(value).__name__}"
+        )
+    if isinstance(value, (bytes, bytearray, memoryview)) or modality.storage == "string":
         return value
+    if not isinstance(value, (str, os.PathLike)):
+        raise InputError(
+            f"{modality.name}: expected file bytes or a file path, got {type(value).__name__}"
+        )
     path = Path(value)
     if not path.is_file():
         raise SpaceError(f"input file not found: {path}")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 from collections.abc import Sequence
 from typing import Any
 
+from geobind.errors import InputError
 from geobind.plugins import get_registry
 
-__all__ = ["Subcommands", "options_parser", "run_source"]
+__all__ = ["Subcommands", "options_parser", "parse_query", "run_source"]
 
 #: What ``add_subparsers`` returns: each command module adds its commands to one.
 Subcommands = argparse._SubParsersAction
@@ -50,3 +52,19 @@ def run_source(name: str, argv: Sequence[str], prog: str) -> Any:
     parser = options_parser(prog, source.options, source.description)
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     return source.run(source.options(**given))
+
+
+_QUERY = re.compile(r"^([a-z][a-z0-9_]*)=(.*)$", re.DOTALL)
+
+
+def parse_query(text: str) -> tuple[str, str]:
+    """``MODALITY=VALUE`` as (modality, value), a modality any installed plugin registers;
+    text without such a prefix is a text query."""
+    match = _QUERY.match(text)
+    if not match:
+        return "text", text
+    name, value = match.groups()
+    get_registry().modality(name)  # an unknown name says which are registered
+    if not value.strip():
+        raise InputError(f"--query {name}=: the value is empty")
+    return name, value

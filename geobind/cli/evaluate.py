@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from geobind.cli.common import Subcommands
+from geobind.cli.common import Subcommands, parse_query
 
 __all__ = ["add_eval", "add_report"]
 
@@ -75,7 +75,13 @@ def add_report(sub: Subcommands) -> None:
     rep.add_argument("space", help="a space folder")
     rep.add_argument("--out", required=True, help="the HTML file to write")
     rep.add_argument("--data", help="a pair dataset: adds retrieval, zero-shot, queries, maps")
-    rep.add_argument("--query", action="append", help="an example text query (repeatable)")
+    rep.add_argument(
+        "--query",
+        action="append",
+        metavar="TEXT|MODALITY=VALUE",
+        help="an example query (repeatable): text, or any modality the space holds "
+        "(location=40.5,-74.0, audio=rain.flac)",
+    )
     rep.set_defaults(run=cmd_report)
 
 
@@ -83,6 +89,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the static HTML report of a space."""
     from geobind.eval.report import DEFAULT_QUERIES, write_report  # torch
 
-    out = write_report(args.space, args.out, data=args.data, queries=args.query or DEFAULT_QUERIES)
+    queries = [parse_query(q) for q in args.query] if args.query else DEFAULT_QUERIES
+    out = write_report(args.space, args.out, data=args.data, queries=queries)
     print(f"report written to {out}")
     return 0

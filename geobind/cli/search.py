@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from geobind.cli.common import Subcommands
+from geobind.cli.common import Subcommands, parse_query
 from geobind.cli.geo import (
     add_raster_options,
     build_from_rasters,
@@ -29,8 +29,14 @@ QUERY_FLAGS = (("text", "text"), ("audio", "audio"), ("image", "satellite"), ("g
 
 
 def _add_query_args(parser: argparse.ArgumentParser) -> None:
-    """Exactly one query: --text, --audio, --image (a satellite tile) or --ground (a photo)."""
+    """Exactly one query: --query MODALITY=VALUE (any modality), or a flag for a common one."""
     group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        "--query",
+        metavar="MODALITY=VALUE",
+        help="a query of any modality the space holds: a file path for images and sounds, "
+        "text for text, what the plugin parses otherwise (location=40.5,-74.0)",
+    )
     group.add_argument("--text", help="a sentence, e.g. 'waves on a sandy beach'")
     group.add_argument("--audio", metavar="FILE", help="a sound file (wav, flac, ...)")
     group.add_argument("--image", metavar="FILE", help="a satellite tile image")
@@ -42,12 +48,20 @@ def _query(args: argparse.Namespace) -> tuple[str, str]:
     asked for, a text that is not blank, a query file that is there and not empty."""
     if getattr(args, "top", 1) < 1:
         raise InputError(f"--top must be at least 1, got {args.top}")
-    modality, value = next(
-        (m, getattr(args, f)) for f, m in QUERY_FLAGS if getattr(args, f) is not None
-    )
-    if get_registry().modality(modality).storage == "string":
+    if args.query is not None:
+        modality, value = parse_query(args.query)
+        flag = "--query"
+    else:
+        modality, value = next(
+            (m, getattr(args, f)) for f, m in QUERY_FLAGS if getattr(args, f) is not None
+        )
+        flag = f"--{_flag(modality)}"
+    spec = get_registry().modality(modality)
+    if spec.parse is not None or spec.columns:
+        return modality, value  # the plugin's parse says what is wrong with it
+    if spec.storage == "string":
         if not value.strip():
-            raise InputError(f"--{_flag(modality)}: empty query")
+            raise InputError(f"{flag}: empty query")
         return modality, value
     path = Path(value)
     if not path.is_file():
@@ -116,8 +130,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 
 def add_search(sub: Subcommands) -> None:
-    """``geobind search SPACE (--text T | --audio F | --image F | --ground F)``."""
-    search_ = sub.add_parser("search", help="the tiles nearest a text, sound or image query")
+    """``geobind search SPACE (--query MODALITY=VALUE | --text T | --audio F | ...)``."""
+    search_ = sub.add_parser("search", help="the tiles nearest a query of any modality")
     search_.add_argument("space", help="a trained space")
     _add_query_args(search_)
     which = search_.add_mutually_exclusive_group()
@@ -163,7 +177,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def add_map(sub: Subcommands) -> None:
-    """``geobind map SPACE --data DATASET (--text T | ...) --out PNG``."""
+    """``geobind map SPACE --data DATASET (--query MODALITY=VALUE | --text T | ...) --out PNG``."""
     mp = sub.add_parser("map", help="a query's similarity to every tile, beside the mosaic")
     mp.add_argument("space", help="a trained space")
     where = mp.add_mutually_exclusive_group(required=True)

@@ -38,6 +38,7 @@ __all__ = [
     "name_classes",
     "open_pairs",
     "pair_schema",
+    "read_inputs",
     "read_values",
     "to_record_batch",
     "write_pairs",
@@ -135,6 +136,22 @@ def read_values(ds: lance.LanceDataset, column: str, indices: Iterable[int]) -> 
         # without preserve_order, blobs come back in address order, not the order asked for
         return [data for _, data in ds.read_blobs(column, indices=indices, preserve_order=True)]
     return ds.take(indices, columns=[column]).column(column).to_pylist()
+
+
+def read_inputs(
+    ds: lance.LanceDataset, inputs: str | Sequence[str], indices: Iterable[int]
+) -> list:
+    """A modality's raw values at row ``indices`` (see :attr:`geobind.Modality.inputs`): the
+    values of one column (a name), or tuples of the values of several (a sequence of names)."""
+    if isinstance(inputs, str):
+        return read_values(ds, inputs, indices)
+    missing = [c for c in inputs if c not in ds.schema.names]
+    if missing:
+        raise GeobindError(
+            f"dataset {ds.uri} has no column {missing[0]!r} (it has: {', '.join(ds.schema.names)})"
+        )
+    table = ds.take(list(indices), columns=list(inputs))
+    return list(zip(*(table.column(c).to_pylist() for c in inputs)))
 
 
 # -- label columns ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from geobind.data.pairs import open_pairs, read_values
+from geobind.data.pairs import open_pairs, read_inputs
 
 __all__ = ["PairDataset", "pair_loader", "split_rows"]
 
@@ -26,12 +26,14 @@ def split_rows(ds: Any, split: str | None) -> list[int]:
 
 
 class PairDataset(Dataset):
-    """Rows of a Lance pair dataset as ``{"row": index, column: tensor, ...}``.
+    """Rows of a Lance pair dataset as ``{"row": index, key: tensor, ...}``.
 
     :param uri: the Lance dataset.
-    :param preprocess: column -> function turning one raw value into a tensor (see
+    :param preprocess: key -> function turning one raw value into a tensor (see
         :meth:`geobind.Encoder.preprocess`).
     :param split: keep only this split's rows (``train``, ``val``, ``test``), or all.
+    :param inputs: key -> what its raw values are read from: a column, or a tuple of columns
+        read together (:attr:`geobind.Modality.inputs`); by default the column named ``key``.
     """
 
     def __init__(
@@ -39,9 +41,11 @@ class PairDataset(Dataset):
         uri: str | Path,
         preprocess: Mapping[str, Callable[[Any], Any]],
         split: str | None = None,
+        inputs: Mapping[str, str | tuple[str, ...]] | None = None,
     ) -> None:
         self.uri = str(uri)
         self.preprocess = dict(preprocess)
+        self.inputs = {key: (inputs or {}).get(key, key) for key in self.preprocess}
         self._ds: Any = None
         self.rows = split_rows(self.dataset, split)
 
@@ -64,9 +68,9 @@ class PairDataset(Dataset):
     def __getitems__(self, items: Sequence[int]) -> list[dict[str, Any]]:
         rows = [self.rows[i] for i in items]
         samples: list[dict[str, Any]] = [{"row": r} for r in rows]
-        for column, prep in self.preprocess.items():
-            for sample, value in zip(samples, read_values(self.dataset, column, rows)):
-                sample[column] = prep(value)
+        for key, prep in self.preprocess.items():
+            for sample, value in zip(samples, read_inputs(self.dataset, self.inputs[key], rows)):
+                sample[key] = prep(value)
         return samples
 
 

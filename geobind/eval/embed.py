@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from geobind.data.pairs import open_pairs, read_values
+from geobind.data.pairs import open_pairs, read_inputs
 from geobind.errors import GeobindError
 from geobind.plugins import get_registry
 
@@ -46,11 +46,14 @@ def embed_columns(
         raise GeobindError(f"dataset {dataset_uri} has no rows to evaluate")
     registry, out = get_registry(), {}
     for name in space.modalities:
-        column = registry.modality(name).column
-        if column in ds.schema.names and (only is None or name in only):
+        modality = registry.modality(name)
+        present = all(c in ds.schema.names for c in modality.input_columns)
+        if present and (only is None or name in only):
             out[name] = torch.cat(
                 [
-                    space.embed(name, read_values(ds, column, rows[i : i + read_chunk]), batch_size)
+                    space.embed(
+                        name, read_inputs(ds, modality.inputs, rows[i : i + read_chunk]), batch_size
+                    )
                     for i in range(0, len(rows), read_chunk)
                 ]
             )

@@ -20,7 +20,7 @@ from geobind.eval.embed import embed_columns
 from geobind.eval.evaluate import baselines, evaluate_space, headline_k
 from geobind.eval.zeroshot import zeroshot_landcover
 from geobind.search.index import build_index, search
-from geobind.search.maps import render_hits, similarity_map
+from geobind.search.maps import query_label, render_hits, similarity_map
 from geobind.space import last_run, load_space, log_records
 
 __all__ = ["DEFAULT_QUERIES", "write_report"]
@@ -231,16 +231,18 @@ def write_report(
     space_path: str | Path,
     out: str | Path,
     data: str | Path | None = None,
-    queries: Iterable[str] = DEFAULT_QUERIES,
+    queries: Iterable[str | tuple[str, Any]] = DEFAULT_QUERIES,
     top: int = 8,
     embeddings: dict | None = None,
     results: dict | None = None,
 ) -> Path:
     """Write the report of a space (and, with ``data``, its evaluation, queries and maps).
 
-    ``embeddings`` (from :func:`geobind.eval.embed.embed_columns` on ``data``) saves embedding
-    the dataset again when the caller already has them; ``results`` (the demo's: retrieval,
-    floor, ceiling, zero-shot, breakdown and per-stage costs) saves evaluating it again.
+    ``queries`` are texts, or ``(modality, value)`` pairs of any modality the space holds
+    (``("location", "40.5,-74.0")``, ``("audio", "rain.flac")``). ``embeddings`` (from
+    :func:`geobind.eval.embed.embed_columns` on ``data``) saves embedding the dataset again
+    when the caller already has them; ``results`` (the demo's: retrieval, floor, ceiling,
+    zero-shot, breakdown and per-stage costs) saves evaluating it again.
     """
     space_path, out = Path(space_path), Path(out)
     space = load_space(space_path)
@@ -264,7 +266,7 @@ def write_report(
 def _data_sections(
     space: Any,
     data: str,
-    queries: list[str],
+    queries: list[str | tuple[str, Any]],
     top: int,
     embeddings: dict | None,
     results: dict | None,
@@ -294,15 +296,17 @@ def _data_sections(
     index = build_index(space, data)
     with tempfile.TemporaryDirectory() as tmp:
         for i, query in enumerate(queries):
-            hits = search(space, "text", [query], top=top, index=index)[0]
-            grid = render_hits(hits, data, Path(tmp) / f"hits{i}.png", title=query)
-            drawn = similarity_map(space, data, "text", query, Path(tmp) / f"map{i}.png")
+            modality, value = ("text", query) if isinstance(query, str) else query
+            label = query_label(modality, value)
+            hits = search(space, modality, [value], top=top, index=index)[0]
+            grid = render_hits(hits, data, Path(tmp) / f"hits{i}.png", title=label)
+            drawn = similarity_map(space, data, modality, value, Path(tmp) / f"map{i}.png")
             parts.append(
-                f"<h3>“{html.escape(query)}”</h3>"
-                f"<figure><img alt='top tiles for {html.escape(query)}' "
+                f"<h3>{html.escape(label)}</h3>"
+                f"<figure><img alt='top tiles for {html.escape(label)}' "
                 f"src='{_file_uri(grid)}'><figcaption>the {top} best tiles"
                 f"</figcaption></figure><figure><img alt='map for "
-                f"{html.escape(query)}' src='{_file_uri(drawn.path)}'><figcaption>"
+                f"{html.escape(label)}' src='{_file_uri(drawn.path)}'><figcaption>"
                 f"similarity over the map, beside the satellite mosaic</figcaption>"
                 f"</figure>"
             )

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from geobind.data.pairs import open_pairs, read_values
+from geobind.data.pairs import open_pairs, read_inputs
 from geobind.errors import writing
 
 __all__ = ["cache_dir", "cache_key", "teacher_embeddings"]
@@ -38,7 +38,7 @@ def cache_key(ds: Any, teacher: Any, weights_sha256: str) -> str:
         "dataset": str(Path(ds.uri).resolve()),
         "version": ds.version,
         "modality": teacher.name,
-        "column": teacher.modality.column,
+        "column": teacher.modality.inputs,
         "config": asdict(teacher.config),
         "weights": weights_sha256,
         "preprocess": "eval",
@@ -71,11 +71,11 @@ def teacher_embeddings(
 
 
 def _compute(ds: Any, teacher: Any, progress: Callable[[int, int], None] | None) -> torch.Tensor:
-    column, total = teacher.modality.column, ds.count_rows()
+    inputs, total = teacher.modality.inputs, ds.count_rows()
     parts = []
     for start in range(0, total, CHUNK):
         rows = range(start, min(start + CHUNK, total))
-        parts.append(teacher.embed(read_values(ds, column, rows), batch_size=CHUNK).cpu())
+        parts.append(teacher.embed(read_inputs(ds, inputs, rows), batch_size=CHUNK).cpu())
         if progress:
             progress(min(start + CHUNK, total), total)
     return torch.cat(parts) if parts else torch.empty(0, teacher.embed_dim)
