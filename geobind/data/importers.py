@@ -5,11 +5,13 @@
 - ``soundingearth``: a metadata CSV keyed by sample id with latitude/longitude, a folder of
   satellite JPEGs and a folder of MP3/WAV/FLAC audio named by the same ids.
 - ``table``: a CSV or Parquet table with a column mapping (id, lat, lon, optional split, and
-  ``modality=column`` pairs whose values are file paths, or text for string modalities).
+  ``modality=column`` pairs whose values are file paths, or text and numbers for string
+  modalities); every other column is kept as it is, field metadata included.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 import tarfile
 from collections.abc import Callable, Iterator
@@ -19,7 +21,7 @@ from typing import Any
 
 from geobind.config import opt
 from geobind.data.importing import Candidate, ImportReport, MissingFile, import_pairs
-from geobind.errors import ConfigError, GeobindError
+from geobind.errors import ConfigError, GeobindError, InputError
 from geobind.plugins import get_registry
 
 __all__ = [
@@ -153,6 +155,10 @@ class SoundingEarthOptions:
     lon_column: str = "longitude"
     image_suffixes: list[str] = field(default_factory=lambda: [".jpg", ".jpeg", ".png"])
     audio_suffixes: list[str] = field(default_factory=lambda: [".mp3", ".wav", ".flac", ".ogg"])
+    keep: list[str] = field(
+        default_factory=list,
+        metadata={"help": "a metadata column to keep beside the modalities (repeatable)"},
+    )
     rejects: str | None = opt(None, "JSON-lines file listing rejected rows")
 
 
@@ -172,6 +178,8 @@ def import_soundingearth(options: SoundingEarthOptions) -> ImportReport:
     )
     for name in (options.id_column, options.lat_column, options.lon_column):
         _need_column(table, name, options.metadata)
+    modalities = _modalities("satellite", "audio")
+    kept = _kept(table, options.keep, modalities, options.metadata)
     rows = table.to_pylist()
 
     def candidates() -> Iterator[Candidate]:
@@ -185,12 +193,14 @@ def import_soundingearth(options: SoundingEarthOptions) -> ImportReport:
                     "satellite": _file(_find(images, key, options.image_suffixes)),
                     "audio": _file(_find(audio, key, options.audio_suffixes)),
                 },
+                extra={f.name: row[f.name] for f in kept},
             )
 
     return import_pairs(
         _required(options.out, "out"),
         candidates(),
-        _modalities("satellite", "audio"),
+        modalities,
+        extra={f.name: f for f in kept},
         rejects=options.rejects,
         progress=_progress("soundingearth"),
     )
@@ -199,7 +209,8 @@ def import_soundingearth(options: SoundingEarthOptions) -> ImportReport:
 # -- generic tables ----------------------------------------------------------------------
 @dataclass
 class TableOptions:
-    """Import a CSV or Parquet table; ``columns`` maps modalities to table columns."""
+    """Import a CSV or Parquet table; ``columns`` maps modalities to table columns, and every
+    other column is kept as it is (labels such as ``landcover``, numbers a modality reads)."""
 
     table: str = ""
     out: str = opt("", "the Lance dataset to create or append to")
@@ -211,26 +222,33 @@ class TableOptions:
     lat: str = "lat"
     lon: str = "lon"
     split: str | None = opt(None, "a column of train/val/test; else a stable hash of the id")
+    keep: list[str] = field(
+        default_factory=list,
+        metadata={"help": "keep only these other columns (repeatable; default: every one)"},
+    )
     root: str | None = opt(None, "where relative paths resolve (default: the table's folder)")
     rejects: str | None = opt(None, "JSON-lines file listing rejected rows")
     encoding: str = opt("utf-8", "the text encoding of a CSV table (e.g. latin-1)")
 
 
 def import_table(options: TableOptions) -> ImportReport:
-    """Import rows of a table whose modality columns hold file paths or text."""
+    """Import rows of a table whose modality columns hold file paths, text or numbers."""
     path = Path(_required(options.table, "table"))
     table = _read_table(path, options.encoding)
     mapping = _mapping(options.columns)
     modalities = _modalities(*mapping)
-    for name in [options.id, options.lat, options.lon, *mapping.values()] + (
+    used = [options.id, options.lat, options.lon, *mapping.values()] + (
         [options.split] if options.split else []
-    ):
+    )
+    for name in used:
         _need_column(table, name, options.table)
+    others = options.keep or [c for c in table.column_names if c not in used]
+    kept = _kept(table, others, modalities, options.table)
     root = Path(options.root) if options.root else path.parent
 
-    def value(modality: Any, cell: Any) -> Any:
+    def value(modality: Any, cell: Any, column: str) -> Any:
         if modality.storage == "string":
-            return cell
+            return _plain(cell, column)
         return _file(root / str(cell)) if cell is not None else _file(root / "<empty cell>")
 
     def candidates() -> Iterator[Candidate]:
@@ -240,16 +258,45 @@ def import_table(options: TableOptions) -> ImportReport:
                 lat=row[options.lat],
                 lon=row[options.lon],
                 split=row[options.split] if options.split else None,
-                values={m: value(modalities[m], row[c]) for m, c in mapping.items()},
+                values={m: value(modalities[m], row[c], c) for m, c in mapping.items()},
+                extra={f.name: row[f.name] for f in kept},
             )
 
     return import_pairs(
         _required(options.out, "out"),
         candidates(),
         modalities,
+        extra={f.name: f for f in kept},
         rejects=options.rejects,
         progress=_progress(path.name),
     )
+
+
+def _plain(cell: Any, column: str) -> Any:
+    """A table cell as the text a string modality stores: text, or a number written out."""
+    if isinstance(cell, str):
+        return cell
+    if isinstance(cell, (int, float, decimal.Decimal)) and not isinstance(cell, bool):
+        return str(cell)
+
+    def bad() -> str:  # read when the row is checked, so the row is rejected, not the import
+        what = "an empty cell" if cell is None else f"a {type(cell).__name__}"
+        raise InputError(f"column {column!r}: expected text or a number, got {what}")
+
+    return bad
+
+
+def _kept(table: Any, names: list[str], modalities: dict[str, Any], source: str) -> list[Any]:
+    """The Arrow fields (with their metadata) of table columns kept beside the modalities."""
+    taken = {"id", "lat", "lon", "split", *modalities}
+    for name in names:
+        _need_column(table, name, source)
+        if name in taken:
+            raise ConfigError(
+                f"{source}: column {name!r} would overwrite the dataset's own {name!r}: "
+                f"rename it in the table, or keep only other columns (--keep)"
+            )
+    return [table.schema.field(name) for name in names]
 
 
 def _mapping(pairs: list[str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from geobind.data.pairs import SPLITS, pair_schema, to_record_batch
 from geobind.encoders.weights import temporary_name
-from geobind.errors import GeobindError, InputError, writing
+from geobind.errors import ConfigError, GeobindError, InputError, writing
 from geobind.modality import Storage
 
 __all__ = ["Candidate", "ImportReport", "MissingFile", "assign_split", "import_pairs"]
@@ -110,7 +110,8 @@ def import_pairs(
 
     :param columns: modality column -> :class:`geobind.Modality` (its ``check`` validates
         values, its ``storage`` gives the column type).
-    :param extra: further column -> Arrow type, copied from ``Candidate.extra``.
+    :param extra: further column -> Arrow type or field (a field keeps its metadata, such as a
+        label column's class names), copied from ``Candidate.extra``.
     :param rejects: optional JSON-lines file listing every rejected row with its reason.
     :param progress: called with the number of candidates read so far.
     :param check: validate values with each modality's ``check``; off only for data this
@@ -119,10 +120,17 @@ def import_pairs(
     import pyarrow as pa
 
     uri = str(uri)
+    for modality in columns.values():
+        if getattr(modality, "columns", ()):
+            raise ConfigError(
+                f"modality {modality.name!r} reads the columns {', '.join(modality.columns)} "
+                f"of each row and has no column of its own to import: keep those columns "
+                f"in the dataset instead"
+            )
     storages = {c: m.storage for c, m in columns.items()}
     schema = pair_schema(storages)
     for name, type_ in (extra or {}).items():
-        schema = schema.append(pa.field(name, type_))
+        schema = schema.append(type_ if isinstance(type_, pa.Field) else pa.field(name, type_))
     before = _existing(uri, schema)
     report = ImportReport(dataset=uri, version=before.version if before is not None else None)
     checked = columns if check else {c: _Unchecked(m) for c, m in columns.items()}
