@@ -3,11 +3,16 @@
 Any test run in an environment with geobind installed can use:
 
 - ``register_plugin``: register a plugin object for one test; undone afterwards.
-- ``tiny_anchor``: a small satellite encoder (an :class:`geobind.Encoder`).
-- ``tiny_pair_dataset``: a Lance pair dataset of 12 places with satellite tiles, ground photos
-  and captions.
-- ``pair_dataset_factory``: ``(column, values, storage="binary")`` -> a Lance pair dataset of
-  satellite tiles paired with your modality's raw values.
+- ``tiny_anchor``: a small satellite encoder (an :class:`geobind.Encoder`), 32 wide.
+- ``tiny_pair_dataset``: a Lance pair dataset of 24 places with satellite tiles, ground photos
+  and captions, as a :class:`DatasetPath` (a path that also opens the dataset).
+- ``pair_dataset_factory``: ``(column, values, storage="binary", columns=None)`` -> a
+  :class:`DatasetPath` of satellite tiles paired with your modality's raw values, or with
+  plain columns (``columns={"temperature": [...], "rainfall": [...]}``).
+
+and the helpers :func:`train_tiny_space` (a space trained in seconds, its anchor
+``TINY_VISION["embed_dim"]`` = 32 wide) and :func:`train_tiny_stage` (a modality's own recipe,
+for a few steps, against that space's frozen anchor).
 
 This module imports nothing heavy at load time: it is loaded by every pytest run.
 """
@@ -15,25 +20,29 @@ This module imports nothing heavy at load time: it is loaded by every pytest run
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from geobind.data import write_pairs
+from geobind.data.pairs import open_pairs, pair_schema, to_record_batch
 from geobind.modality import Storage
 from geobind.plugins import get_registry
 
 __all__ = [
     "TINY_TEXT",
     "TINY_VISION",
+    "DatasetPath",
     "pair_rows",
     "png_bytes",
     "train_tiny_space",
+    "train_tiny_stage",
     "write_tiny_pairs",
 ]
 
-#: A vision tower small enough for unit tests.
+#: A vision tower small enough for unit tests; ``train_tiny_space``'s anchor is one (32 wide).
 TINY_VISION = dict(embed_dim=32, image_size=32, patch_size=8, width=64, layers=2, head_width=32)
 #: A text tower of the same width.
 TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
@@ -54,16 +63,55 @@ stages:
 """
 
 
+class DatasetPath(os.PathLike):
+    """A pair dataset's path that also opens it: pass it wherever a dataset path goes
+    (``train_tiny_space``, recipes, ``geobind.train_recipe``), or use it as the dataset
+    (``.count_rows()``, ``.schema``, ... are the Lance dataset's)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"DatasetPath({self.path!r})"
+
+    @property
+    def dataset(self) -> Any:
+        """The Lance dataset, opened afresh (it sees every version written since)."""
+        return open_pairs(self.path)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def train_rows(data: Any) -> int:
+    """How many rows of a pair dataset are in its ``train`` split."""
+    splits = open_pairs(str(data)).to_table(columns=["split"]).column("split").to_pylist()
+    return splits.count("train")
+
+
+def fitting_batch(batch_size: int, *datasets: Any) -> int:
+    """``batch_size``, or less when a dataset has fewer training rows (at least 2)."""
+    return max(2, min([batch_size, *(train_rows(d) for d in datasets if d is not None)]))
+
+
 def train_tiny_space(
     space: Any, clip_data: Any, anchor_data: Any = None, batch_size: int = 8
-) -> Any:
+) -> Path:
     """Train a small space in seconds: CLIP towers on ground+text pairs, then the anchor.
 
     ``clip_data`` needs ``ground`` and ``text`` columns, ``anchor_data`` (default: the same)
-    ``satellite`` and ``ground``. Returns the space's path; a plugin's stage can be added to it.
+    ``satellite`` and ``ground``; paths or :class:`DatasetPath`. The batch shrinks to fit a
+    dataset with fewer training rows. The anchor is ``TINY_VISION["embed_dim"]`` (32) wide.
+    Returns the space's path; a plugin's stage can be added to it (:func:`train_tiny_stage`).
     """
-    from pathlib import Path
-
     from geobind.train import load_recipe, train
 
     space = Path(space)
@@ -75,11 +123,36 @@ def train_tiny_space(
             anchor_data=anchor_data or clip_data,
             text=TINY_TEXT,
             vision=TINY_VISION,
-            batch=batch_size,
+            batch=fitting_batch(batch_size, clip_data, anchor_data),
         )
     )
     train(load_recipe(recipe), say=lambda line: None)
     return space
+
+
+def train_tiny_stage(
+    recipe: str | Path,
+    space: Any,
+    data: Any,
+    steps: int = 3,
+    overrides: Sequence[str] = (),
+    batch_size: int = 8,
+) -> dict[str, dict]:
+    """Run a one-stage recipe (a modality's own, by name: ``"location"``) for a few steps
+    against the frozen anchor of ``space``, with a batch that fits ``data``; returns its metrics.
+
+    ``overrides`` come last, so they can change anything (``["lr=1e-2"]``).
+    """
+    from geobind.train import train_recipe
+
+    tiny = [
+        f"max_steps={steps}",
+        f"batch_size={fitting_batch(batch_size, data)}",
+        "val_every=0",
+        f"checkpoint_every={max(1, steps)}",
+        "warmup_steps=1",
+    ]
+    return train_recipe(recipe, [*tiny, *overrides], space=space, data=data, say=lambda line: None)
 
 
 def png_bytes(seed: int, size: int = 32) -> bytes:
@@ -140,21 +213,39 @@ def tiny_anchor() -> Any:
 
 
 @pytest.fixture
-def pair_dataset_factory(tmp_path: Any) -> Callable[..., Any]:
-    """``(column, values, storage="binary")`` -> a Lance dataset pairing tiles with values."""
+def pair_dataset_factory(tmp_path: Any) -> Callable[..., DatasetPath]:
+    """``(column, values, storage="binary", columns=None)`` -> a :class:`DatasetPath` pairing
+    satellite tiles with your raw values, and with plain ``columns`` (name -> values, stored
+    with the Arrow type pyarrow infers) for a modality that reads several columns."""
+    made: list[str] = []
 
-    def make(column: str, values: Sequence[Any], storage: Storage = "binary") -> Any:
-        tiles = [png_bytes(i) for i in range(len(values))]
-        rows = pair_rows({"satellite": tiles, column: list(values)})
-        uri = tmp_path / f"satellite-{column}.lance"
-        return write_pairs(uri, rows, {"satellite": "binary", column: storage})
+    def make(
+        column: str | None = None,
+        values: Sequence[Any] = (),
+        storage: Storage = "binary",
+        columns: Mapping[str, Sequence[Any]] | None = None,
+    ) -> DatasetPath:
+        plain = dict(columns or {})
+        given = {column: list(values)} if column else {}
+        n = len(next(iter([*given.values(), *plain.values()]), []))
+        if n == 0:
+            raise ValueError("pair_dataset_factory: give values, or columns of values")
+        storages: dict[str, Storage] = {
+            "satellite": "binary",
+            **({column: storage} if column else {}),
+        }
+        rows = pair_rows({"satellite": [png_bytes(i) for i in range(n)], **given, **plain})
+        name = "-".join([*(given or {}), *plain]) or "tiles"
+        uri = tmp_path / f"satellite-{name}-{len(made)}.lance"
+        made.append(str(uri))
+        return write_dataset(uri, rows, storages, plain)
 
     return make
 
 
-def write_tiny_pairs(uri: Any, n: int = 12) -> Any:
+def write_tiny_pairs(uri: Any, n: int = 12) -> DatasetPath:
     """A Lance pair dataset of ``n`` places with satellite tiles, ground photos and captions,
-    over train/val/test (what :func:`train_tiny_space` needs)."""
+    over train/val/test (what :func:`train_tiny_space` needs), as a :class:`DatasetPath`."""
     rows = pair_rows(
         {
             "satellite": [png_bytes(i) for i in range(n)],
@@ -163,10 +254,27 @@ def write_tiny_pairs(uri: Any, n: int = 12) -> Any:
         }
     )
     storages: dict[str, Storage] = {"satellite": "binary", "ground": "binary", "text": "string"}
-    return write_pairs(uri, rows, storages)
+    return write_dataset(Path(uri), rows, storages)
 
 
 @pytest.fixture
-def tiny_pair_dataset(tmp_path: Any) -> Any:
-    """12 places with satellite tiles, ground photos and captions, over train/val/test."""
-    return write_tiny_pairs(tmp_path / "tiny.lance")
+def tiny_pair_dataset(tmp_path: Any) -> DatasetPath:
+    """24 places with satellite tiles, ground photos and captions: 12 train, 6 val, 6 test."""
+    return write_tiny_pairs(tmp_path / "tiny.lance", n=24)
+
+
+def write_dataset(
+    uri: Path,
+    rows: list[dict[str, Any]],
+    storages: Mapping[str, Storage],
+    plain: Mapping[str, Sequence[Any]] | None = None,
+) -> DatasetPath:
+    """Write rows as a Lance pair dataset (modality columns, then plain ones)."""
+    import lance
+    import pyarrow as pa
+
+    schema = pair_schema(storages)
+    for name, values in (plain or {}).items():
+        schema = schema.append(pa.field(name, pa.array(list(values)).type))
+    lance.write_dataset(to_record_batch(rows, schema, storages), str(uri), schema=schema)
+    return DatasetPath(uri)
