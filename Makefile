@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PLUGINS := plugins/geobind-ground plugins/geobind-text plugins/geobind-audio
+PLUGINS := plugins/geobind-ground plugins/geobind-text plugins/geobind-audio plugins/geobind-location
 STAMP  := $(VENV)/.geobind-installed
 export HF_HUB_OFFLINE ?= 1
 
