@@ -254,3 +254,105 @@ def test_splits_are_stable_and_roughly_proportional():
     assert splits == [assign_split(f"id-{i}") for i in range(4000)]
     assert 0.87 < splits.count("train") / 4000 < 0.93
     assert splits.count("val") > 100 and splits.count("test") > 100
+
+
+def test_table_import_keeps_the_columns_it_does_not_map_labels_and_all(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from geobind.data.pairs import label_classes, label_field
+
+    (tmp_path / "tiles").mkdir()
+    for i in range(3):
+        (tmp_path / "tiles" / f"t{i}.png").write_bytes(png_bytes(i))
+    landcover = label_field("landcover", ["water", "forest"], {"water": ["lake"]})
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("tile", pa.string()),
+            ("depth_m", pa.int64()),
+            ("temperature", pa.float64()),
+            landcover,
+        ]
+    )
+    table = pa.table(
+        {
+            "id": ["a", "b", "c"],
+            "lat": [1.0, 2.0, 3.0],
+            "lon": [4.0, 5.0, 6.0],
+            "tile": [f"tiles/t{i}.png" for i in range(3)],
+            "depth_m": [12, 7, None],
+            "temperature": [21.5, 19.0, 3.25],
+            "landcover": [[0.5, 0.5], [1.0, 0.0], [0.0, 1.0]],
+        },
+        schema=schema,
+    )
+    pq.write_table(table, tmp_path / "places.parquet")
+    options = TableOptions(
+        table=str(tmp_path / "places.parquet"),
+        out=str(tmp_path / "kept.lance"),
+        columns=["satellite=tile", "text=depth_m"],  # a string modality from numbers
+    )
+    report = import_table(options)
+    assert report.imported == 2 and report.rejected == 1
+    assert (
+        dict(report.examples)["c"]
+        == "column 'depth_m': expected text or a number, got an empty cell"
+    )
+    ds = open_pairs(tmp_path / "kept.lance")
+    assert ds.schema.names == [
+        "id",
+        "lat",
+        "lon",
+        "split",
+        "satellite",
+        "text",
+        "temperature",
+        "landcover",
+    ]
+    assert read_values(ds, "text", [0, 1]) == ["12", "7"]
+    assert read_values(ds, "temperature", [0, 1]) == [21.5, 19.0]
+    assert label_classes(ds, "landcover") == (["water", "forest"], {"water": ["lake"]})
+    again = import_table(options)  # a re-import keeps the same columns and adds nothing
+    assert again.imported == 0 and again.already_present == 2
+
+    only = import_table(
+        TableOptions(
+            table=str(tmp_path / "places.parquet"),
+            out=str(tmp_path / "only.lance"),
+            columns=["satellite=tile"],
+            keep=["landcover"],
+        )
+    )
+    assert only.imported == 3
+    assert open_pairs(tmp_path / "only.lance").schema.names[-2:] == ["satellite", "landcover"]
+
+
+def test_a_kept_column_may_not_overwrite_a_dataset_column(tmp_path):
+    (tmp_path / "a.png").write_bytes(png_bytes(1))
+    (tmp_path / "t.csv").write_text("id,y,x,lat,tile\na,1,2,3,a.png\n")
+    options = TableOptions(
+        table=str(tmp_path / "t.csv"),
+        out=str(tmp_path / "o"),
+        lat="y",
+        lon="x",
+        columns=["satellite=tile"],
+    )
+    with pytest.raises(geobind.ConfigError, match="column 'lat' would overwrite"):
+        import_table(options)
+
+
+def test_soundingearth_passes_through_the_metadata_columns_asked_for(soundingearth, tmp_path):
+    out = tmp_path / "audio.lance"
+    import_soundingearth(
+        SoundingEarthOptions(
+            metadata=str(soundingearth / "metadata.csv"),
+            images=str(soundingearth / "images"),
+            audio=str(soundingearth / "mp3"),
+            out=str(out),
+            keep=["description"],
+        )
+    )
+    assert read_values(open_pairs(out), "description", [0]) == ["birds and wind"]
