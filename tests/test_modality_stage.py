@@ -263,3 +263,21 @@ def test_fixtures_compose_a_path_like_dataset_and_a_tiny_stage(
     assert (
         metrics["spot"]["steps"] == 2 and load_space(space).entry("spot").config["embed_dim"] == 32
     )
+
+
+def test_a_dataset_without_a_column_the_modality_reads_is_named(spot, capsys):
+    space, data = spot
+    assert main(["train", "audio", "--space", str(space), "--data", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert (
+        f"dataset {data} has no column 'audio', which modality 'audio' (plugin geobind-audio)"
+        in err
+    )
+
+
+def test_too_few_rows_for_a_batch_says_what_batch_would_fit(spot, capsys):
+    space, data = spot
+    assert main(["train", "spot", "--space", str(space), "--data", str(data), "batch_size=64"]) == 1
+    err = capsys.readouterr().err
+    assert "12 training rows" in err and "(set batch_size=12 or less)" in err

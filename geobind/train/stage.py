@@ -242,11 +242,13 @@ class StageRun:
             split="train",
             inputs={side.name: side.modality.inputs for side in sides},
         )
+        self._check_columns(data.dataset.schema.names)
         steps_per_epoch = len(data) // stage.batch_size
         if steps_per_epoch == 0:
             raise ConfigError(
                 f"stage {self.name!r}: {len(data)} training rows in "
-                f"{stage.data} is less than one batch of {stage.batch_size}"
+                f"{stage.data} is less than one batch of {stage.batch_size} "
+                f"(set batch_size={max(1, len(data))} or less)"
             )
         total = stage.epochs * steps_per_epoch
         if stage.max_steps is not None:
@@ -254,6 +256,17 @@ class StageRun:
         if total < 1:  # only an explicit max_steps: 0 stage stores its sides untrained
             raise ConfigError(f"stage {self.name!r}: {total} steps to train; nothing stored")
         return data, steps_per_epoch, total
+
+    def _check_columns(self, names: list[str]) -> None:
+        """Every column either side reads is in the dataset, or an error naming it."""
+        for side in (self.student, self.teacher):
+            missing = [c for c in side.modality.input_columns if c not in names]
+            if missing:
+                raise ConfigError(
+                    f"stage {self.name!r}: dataset {self.stage.data} has no column "
+                    f"{missing[0]!r}, which modality {side.name!r} (plugin {side.plugin}) reads "
+                    f"(it has: {', '.join(names)})"
+                )
 
     def _distributed(self) -> nn.Module:
         """What a training step calls: the model, wrapped in DDP when several ranks train it."""
