@@ -37,13 +37,13 @@ def geobind_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_plugins_json_lists_the_three_plugins_and_their_modalities():
+def test_plugins_json_lists_the_shipped_plugins_and_their_modalities():
     result = geobind_cli("plugins", "--json")
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)
     by_dist = {p["distribution"]: p for p in listing["plugins"]}
     assert by_dist["geobind"]["modalities"] == ["satellite"] and by_dist["geobind"]["builtin"]
-    for name in ("ground", "text", "audio"):
+    for name in ("ground", "text", "audio", "location"):
         plugin = by_dist[f"geobind-{name}"]
         assert plugin["modalities"] == [name]
         assert plugin["hooks"] == ["geobind_register_modalities"]
@@ -58,7 +58,7 @@ def test_plugins_text_listing_and_allow_list():
     assert "geobind-audio" not in result.stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"]])
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"], ["recipes"]])
 def test_cli_imports_nothing_heavy(args):
     code = (
         f"import sys\nfrom geobind.cli import main\ntry:\n    main({args!r})\n"

@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``geobind`` command."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    into = getattr(args, "pass_options", None)  # the argument that takes what is left over
+    into: str = getattr(args, "pass_options", "")  # the argument that takes what is left over
     if extra and not into:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:  # a source's own options, or KEY=VALUE overrides given between flags

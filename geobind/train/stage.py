@@ -124,7 +124,7 @@ def known_width(side: SideRecipe, space: Space) -> int | None:
     if side.config.get("arch"):
         return None  # the architecture decides, once the encoder is built
     modality = get_registry().modality(side.modality)
-    default = make_config(modality.config, where=f"modality {side.modality!r} config")
+    default: Any = make_config(modality.config, where=f"modality {side.modality!r} config")
     return None if default.embed_dim is None else int(default.embed_dim)
 
 

@@ -79,7 +79,7 @@ def check(value: Any) -> None:
     for name, number, bound in (("lat", value[0], 90.0), ("lon", value[1], 180.0)):
         if isinstance(number, bool) or not isinstance(number, numbers.Real):
             raise InputError(f"location: {name} must be a number, got {number!r}")
-        if not math.isfinite(number) or abs(number) > bound:
+        if not math.isfinite(number) or abs(float(number)) > bound:
             raise InputError(
                 f"location: {name} {number!r} is out of range (-{bound:g}..{bound:g} degrees)"
             )

@@ -70,7 +70,8 @@ class LocationEncoder(nn.Module):
         """``[scales, batch, 2 * frequencies]`` cosines and sines, computed in float64."""
         # autocast off: a phase of 2 pi * 4096 * ~3 needs float64 to stay exact to the metre
         with torch.autocast(points.device.type, enabled=False):
-            phase = 2 * math.pi * torch.einsum("bi,sif->sbf", points.double(), self.frequencies.double())
+            turns = torch.einsum("bi,sif->sbf", points.double(), self.frequencies.double())
+            phase = 2 * math.pi * turns
             return torch.cat([phase.cos(), phase.sin()], dim=-1).float()
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:

@@ -31,9 +31,7 @@ def test_registered_with_its_columns_and_recipe():
     assert modality.columns == ("lat", "lon")
     names = {r.name: r for r in geobind.list_recipes()}
     assert names["location"].plugin == "geobind-location" and not names["location"].error
-    assert [(s.student, s.teacher) for s in names["location"].stages] == [
-        ("location", "satellite")
-    ]
+    assert [(s.student, s.teacher) for s in names["location"].stages] == [("location", "satellite")]
 
 
 def test_embeds_lat_lon_pairs_as_unit_vectors(encoder):
@@ -97,7 +95,12 @@ def test_bad_coordinates_are_rejected_saying_why(encoder, value, reason):
 def test_parse_reads_lat_comma_lon_in_degrees():
     assert parse("40.5,-74.0") == (40.5, -74.0)
     assert parse(" -33.9 , 151.2 ") == (-33.9, 151.2)
-    for bad, reason in [("40.5", "LAT,LON"), ("a,b", "LAT,LON"), ("95,0", "out of range"), ("", "LAT,LON")]:
+    for bad, reason in [
+        ("40.5", "LAT,LON"),
+        ("a,b", "LAT,LON"),
+        ("95,0", "out of range"),
+        ("", "LAT,LON"),
+    ]:
         with pytest.raises(geobind.InputError, match=reason):
             parse(bad)
 
