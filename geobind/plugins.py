@@ -54,7 +54,12 @@ BUILTIN = "geobind"
 #: the registry), so the host stays at the bottom of the import graph.
 BUILTIN_MODULES = ("geobind.builtins",)
 #: The distributions that provide geobind's own modalities, for "install X" hints.
-KNOWN_DISTRIBUTIONS = {"ground": "geobind-ground", "text": "geobind-text", "audio": "geobind-audio"}
+KNOWN_DISTRIBUTIONS = {
+    "ground": "geobind-ground",
+    "text": "geobind-text",
+    "audio": "geobind-audio",
+    "location": "geobind-location",
+}
 
 
 class PluginError(GeobindError, RuntimeError):

@@ -209,3 +209,21 @@ def test_a_recipe_that_includes_itself_is_an_error_not_a_hang(tmp_path):
     (tmp_path / "b.yaml").write_text("stages:\n  y: a.yaml\n")
     with pytest.raises(ConfigError, match="includes itself"):
         read_recipe_file(tmp_path / "a.yaml")
+
+
+def test_a_shipped_plugin_that_is_not_installed_is_named(monkeypatch):
+    from geobind import plugins
+
+    monkeypatch.setenv("GEOBIND_LOAD_PLUGINS", "geobind-text")
+    plugins.reset_registry()
+    try:
+        with pytest.raises(plugins.PluginError, match="pip install geobind-location"):
+            find_recipe("location")
+    finally:
+        monkeypatch.delenv("GEOBIND_LOAD_PLUGINS")
+        plugins.reset_registry()
+
+
+def test_an_unknown_stage_key_of_a_one_stage_recipe_lists_the_stage_keys():
+    with pytest.raises(ConfigError, match="'epoch'.*Did you mean: 'epochs'.*valid keys: data"):
+        load_recipe("location", ["epoch=3"], space="s", data="d")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from geobind.errors import ConfigError
-from geobind.plugins import BUILTIN, get_registry
+from geobind.plugins import BUILTIN, KNOWN_DISTRIBUTIONS, get_registry
 
 __all__ = [
     "RecipeInfo",
@@ -118,8 +118,11 @@ def find_recipe(name: str | Path) -> Path:
     shipped = shipped_recipes()
     if text in shipped:
         return shipped[text]
-    if text in get_registry().modalities:
+    registry = get_registry()
+    if text in registry.modalities:
         return modality_recipe(text)
+    if text in KNOWN_DISTRIBUTIONS:
+        registry.modality(text)  # a shipped plugin that is not installed: says what to install
     names = ", ".join([*sorted(_modality_names()), *shipped]) or "none"
     raise ConfigError(f"recipe not found: {text} (not a file, nor a recipe name: {names})")
 

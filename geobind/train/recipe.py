@@ -140,7 +140,7 @@ def load_recipe(
     return loaded
 
 
-_STAGE_KEYS = {f.name for f in dataclasses.fields(StageRecipe)}
+_RECIPE_KEYS = {f.name for f in dataclasses.fields(Recipe)}
 
 
 def _given(
@@ -161,7 +161,7 @@ def _given(
         given.append(f"stages.{stages[0]}.data={data}")
     for item in overrides:
         key = item.partition("=")[0].split(".")[0]
-        short = len(stages) == 1 and key in _STAGE_KEYS
+        short = len(stages) == 1 and key not in _RECIPE_KEYS  # a stage's key, known or not
         given.append(f"stages.{stages[0]}.{item}" if short else item)
     return given
 
