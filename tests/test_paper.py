@@ -27,11 +27,12 @@ from geobind.data.importers import (
 )
 from geobind.data.importing import assign_split
 from geobind.errors import ConfigError
+from geobind.recipes import find_recipe
 from geobind.space import load_space
 from geobind.testing import png_bytes
 from geobind.train import load_recipe, train
 
-PAPER = Path(__file__).parents[1] / "recipes" / "paper"
+PAPER = find_recipe("paper/paper").parent  # the paper set, as the installed package holds it
 STAGES = ("clip", "anchor", "audio")
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")
