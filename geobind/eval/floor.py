@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from geobind.data.pairs import open_pairs, read_values
+from geobind.data.pairs import open_pairs, read_inputs
 from geobind.data.reader import split_rows
 from geobind.encoders.features import Features
 from geobind.eval.retrieval import ranks, recall_metrics
@@ -162,7 +162,7 @@ def fit_space_floor(
         rows = sorted(int(r) for r in rng.choice(rows, fit_rows, replace=False))
     if len(rows) < 10:
         return f"only {len(rows)} training rows in {dataset_uri}"
-    values = (read_values(ds, mods[0].column, rows), read_values(ds, mods[1].column, rows))
+    values = (read_inputs(ds, mods[0].inputs, rows), read_inputs(ds, mods[1].inputs, rows))
     return fit_floor((student, teacher), values, (first, second), dataset_uri)
 
 
@@ -181,16 +181,14 @@ def floor_table(
     ds = open_pairs(dataset_uri)
     registry, out, skipped = get_registry(), [], {}
     for student, teacher, data in trained_pairs(space):
-        columns = [registry.modality(m).column for m in (student, teacher)]
-        if not all(c in ds.schema.names for c in columns):
+        modalities = [registry.modality(m) for m in (student, teacher)]
+        if not all(c in ds.schema.names for m in modalities for c in m.input_columns):
             continue
         floor = fit_space_floor(student, teacher, data)
         if isinstance(floor, str):
             skipped[f"{student} <-> {teacher}"] = floor
             continue
-        z = {
-            m: floor.embed(m, read_values(ds, c, rows)) for m, c in zip((student, teacher), columns)
-        }
+        z = {m.name: floor.embed(m.name, read_inputs(ds, m.inputs, rows)) for m in modalities}
         for q, g in ((student, teacher), (teacher, student)):
             metrics = recall_metrics(ranks(z[q], z[g]), ks, convention)
             out.append(
