@@ -2,8 +2,9 @@
 
 World -> CLIP pre-training (ground photos + captions) -> the anchor stage (satellite tiles
 against the frozen CLIP image tower) -> the audio stage (HTSAT against the frozen anchor) ->
+the location stage (the geobind-location plugin's own recipe, on the audio stage's tiles) ->
 a retrieval table on held-out places that carry every modality, including the pairs that were
-never trained together (audio<->text, audio<->ground).
+never trained together (audio<->text, audio<->ground, location<->text).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from typing import Any
 
 import torch
 
+from geobind.data.pairs import open_pairs
 from geobind.data.world_source import WorldOptions, make_world
 from geobind.encoders.weights import atomic_write
 from geobind.errors import GeobindError
 from geobind.eval.breakdown import BREAKDOWN_PAIRS, format_breakdown, retrieval_by_class
 from geobind.eval.embed import embed_columns
 from geobind.eval.evaluate import baselines, format_baselines
-from geobind.eval.report import write_report
+from geobind.eval.report import DEFAULT_QUERIES, write_report
 from geobind.eval.retrieval import ranks, recall_metrics, retrieval_table
 from geobind.eval.zeroshot import zeroshot_landcover
 from geobind.recipes import find_recipe
@@ -49,12 +51,25 @@ DEMO_PAIRS = [
     ("text", "audio"),
     ("audio", "ground"),
     ("ground", "audio"),
+    ("location", "satellite"),
+    ("satellite", "location"),
+    ("location", "text"),
+    ("text", "location"),
 ]
 
 
 def default_recipe() -> Path:
     """The demo's recipe, ``world/demo``, as the installed package carries it."""
     return find_recipe("world/demo")
+
+
+def example_places(space: Any, dataset: str) -> list[tuple[str, str]]:
+    """A location query for the report, when the space holds location: the first held-out
+    place's coordinates (its own tile should rank near the top)."""
+    if "location" not in space.modalities:
+        return []
+    first = open_pairs(dataset).take([0], columns=["lat", "lon"]).to_pylist()[0]
+    return [("location", f"{first['lat']:.4f},{first['lon']:.4f}")]
 
 
 def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) -> Path:
@@ -106,7 +121,12 @@ def run_demo(
     results = evaluate_demo(space, heldout, embeddings, say)
     results["stages"] = stages
     report = write_report(
-        space.path, out / "report.html", data=heldout, embeddings=embeddings, results=results
+        space.path,
+        out / "report.html",
+        data=heldout,
+        queries=[*DEFAULT_QUERIES, *example_places(space, heldout)],
+        embeddings=embeddings,
+        results=results,
     )
     elapsed = time.perf_counter() - start
     results.update(seconds=elapsed, report=str(report))

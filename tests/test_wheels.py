@@ -126,20 +126,21 @@ def demo(venv) -> Path:
     stages = read_recipe_file(find_recipe("world/demo"))["stages"]
     small = [f"stages.{name}.{setting}" for name in stages for setting in STEPS]
     out = venv.geobind("demo", "--places", str(PLACES), *small, timeout=600)
-    assert "demo finished" in out and "satellite -> audio" in out, out
+    assert "demo finished" in out and "location -> satellite" in out, out
     return venv.cwd / "geobind-demo"
 
 
 def test_a_small_demo_runs_from_the_installed_packages_alone(venv, demo):
     assert (demo / "report.html").stat().st_size > 0
     manifest = json.loads((demo / "space" / "manifest.json").read_text())
-    assert {"satellite", "ground", "text", "audio"} <= set(manifest["modalities"])
+    assert {"satellite", "ground", "text", "audio", "location"} <= set(manifest["modalities"])
+    assert "location: " in (demo / "report.html").read_text()  # its example query
 
 
 def test_a_plugin_stage_trains_by_name_and_answers_queries(venv, demo):
     out = venv.geobind(
         "train", "location", "--space", "geobind-demo/space",
-        "--data", "geobind-demo/world/audio.lance", *STEPS,
+        "--data", "geobind-demo/world/ground.lance", *STEPS,
     )  # fmt: skip
     assert "stage location: steps 2" in out, out
     entry = json.loads((demo / "space" / "manifest.json").read_text())["modalities"]["location"]
