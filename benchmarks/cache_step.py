@@ -28,9 +28,7 @@ def main() -> None:
     parser.add_argument("space")
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    recipe = load_recipe(
-        "world/anchor", [f"space={args.space}", f"data_dir={args.world}"]
-    )
+    recipe = load_recipe("world/anchor", [f"space={args.space}", f"data_dir={args.world}"])
     run = StageRun("anchor", recipe.stages["anchor"], Space(args.space), Dist())
     run.frozen_teacher_embeddings()
     batches = [next(run.batches()) for _ in range(args.steps)]
