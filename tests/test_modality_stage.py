@@ -281,3 +281,14 @@ def test_too_few_rows_for_a_batch_says_what_batch_would_fit(spot, capsys):
     assert main(["train", "spot", "--space", str(space), "--data", str(data), "batch_size=64"]) == 1
     err = capsys.readouterr().err
     assert "12 training rows" in err and "(set batch_size=12 or less)" in err
+
+
+def test_the_floor_of_a_modality_of_columns_reads_them_together(spot):
+    from geobind.eval.floor import Floor, fit_space_floor
+    from geobind.testing import train_tiny_stage
+
+    space, data = spot
+    train_tiny_stage("location", space, data, steps=1)
+    floor = fit_space_floor("location", "satellite", str(data))
+    assert isinstance(floor, Floor), floor
+    assert floor.embed("location", [(40.05, -73.95)]).shape[0] == 1

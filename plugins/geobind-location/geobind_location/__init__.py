@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LocationConfig",
+    "LocationFeatures",
     "build_encoder",
     "build_preprocess",
     "check",
@@ -57,6 +58,34 @@ class LocationConfig:
     layers: int = 2
     #: seed of the random frequencies (they are stored with the weights)
     seed: int = 0
+
+
+class LocationFeatures:
+    """The floor's features of a place (:attr:`geobind.Modality.features`): untrained random
+    Fourier features of its point on the sphere, at the encoder's default scales, so the floor
+    is what one linear map from position alone reaches."""
+
+    def __init__(self, frequencies: int = 32, seed: int = 0) -> None:
+        self.frequencies = int(frequencies)
+        self.seed = int(seed)
+
+    def fit(self, values: Sequence[Any]) -> LocationFeatures:
+        return self
+
+    def transform(self, values: Sequence[Any]) -> Any:
+        """``[len(values), 2 * frequencies * scales]`` cosines and sines."""
+        import numpy as np
+
+        rng = np.random.default_rng(self.seed)
+        scales = LocationConfig().sigmas
+        directions = [rng.standard_normal((3, self.frequencies)) * s for s in scales]
+        for value in values:
+            check(value)
+        radians = np.radians(np.asarray([(v[0], v[1]) for v in values], dtype=np.float64))
+        lat, lon = radians.reshape(-1, 2).T
+        points = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], 1)
+        phase = 2 * np.pi * points @ np.concatenate(directions, axis=1)
+        return np.concatenate([np.cos(phase), np.sin(phase)], axis=1)
 
 
 def parse(text: str) -> tuple[float, float]:
@@ -111,6 +140,7 @@ def location_modality() -> Modality:
         columns=("lat", "lon"),
         parse=parse,
         recipe="geobind_location:recipe.yaml",
+        features=LocationFeatures,
         description="(lat, lon) in degrees through multi-scale random Fourier features",
     )
 

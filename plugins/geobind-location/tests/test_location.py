@@ -142,3 +142,15 @@ def test_its_recipe_trains_against_a_frozen_anchor_and_leaves_the_rest_alone(
     assert {n: e.sha256 for n, e in loaded.entries.items() if n != "location"} == before
     z = loaded.embed("location", ["40.05,-73.95", (40.0, -74.0)])
     assert z.shape == (2, 32) and math.isclose(float(z[0].norm()), 1.0, rel_tol=1e-5)
+
+
+def test_the_floor_features_are_position_alone_and_continuous_on_the_sphere():
+    features = geobind.get_registry().modality("location").features()
+    x = features.fit([(0.0, 0.0)]).transform(
+        [(10.0, 180.0), (10.0, -180.0), (90.0, 5.0), (90.0, -120.0)]
+    )
+    assert x.shape == (4, 2 * 32 * len(LocationConfig().sigmas))
+    assert abs(x[0] - x[1]).max() < 1e-6 and abs(x[2] - x[3]).max() < 1e-6
+    assert features.transform([]).shape[0] == 0
+    with pytest.raises(geobind.InputError, match="out of range"):
+        features.transform([(91.0, 0.0)])
