@@ -69,8 +69,14 @@ def test_the_recipe_sets_are_package_data_found_without_a_source_tree():
     assert all(p.is_relative_to(PACKAGE / "recipes") for p in shipped.values())
     assert not (PACKAGE.parent / "recipes").exists()  # one copy only: nothing to drift
     demo = load_recipe("world/demo", ["space=s", "data_dir=w"])
-    assert list(demo.stages) == ["clip", "anchor", "audio"]
+    assert list(demo.stages) == ["clip", "anchor", "audio", "location"]
     assert demo.stages["audio"].data == "w/audio.lance"
+    # the plugin's own stage, taken by name, on the audio stage's tiles
+    assert demo.stages["location"].data == "w/audio.lance"
+    assert (
+        demo.stages["location"].epochs
+        == load_recipe("location", space="s", data="d").stages["location"].epochs
+    )
 
 
 def test_every_shipped_plugin_recipe_is_listed_with_what_it_trains_against():
@@ -106,7 +112,7 @@ def test_a_modality_recipe_takes_space_data_and_short_overrides():
 
 
 def test_data_on_its_own_is_only_for_a_one_stage_recipe():
-    with pytest.raises(ConfigError, match="has 3 \\(clip, anchor, audio\\)"):
+    with pytest.raises(ConfigError, match="has 4 \\(clip, anchor, audio, location\\)"):
         load_recipe("world/demo", space="s", data="d.lance")
 
 
