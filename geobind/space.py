@@ -43,7 +43,17 @@ from geobind.errors import GeobindError, InputError, WeightsError
 from geobind.modality import Modality
 from geobind.plugins import get_registry
 
-__all__ = ["FORMAT", "Entry", "Space", "SpaceError", "last_run", "load_space", "log_records"]
+__all__ = [
+    "FORMAT",
+    "Entry",
+    "Space",
+    "SpaceError",
+    "input_list",
+    "last_run",
+    "load_space",
+    "log_records",
+    "raw_value",
+]
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -255,7 +265,7 @@ class Space:
         encoder = self._encoders.get(modality) or self._encoders.setdefault(
             modality, self.encoder(modality)
         )
-        inputs = _as_list(inputs, encoder.modality)
+        inputs = input_list(inputs, encoder.modality)
         if not inputs:
             raise SpaceError(f"embed({modality!r}): no inputs")
         if all(isinstance(x, torch.Tensor) for x in inputs):
@@ -314,8 +324,9 @@ class Space:
                 raise SpaceError(f"space {self.path}: {reason}")
 
 
-def _as_list(inputs: Any, modality: Modality) -> list:
-    """The inputs as a list; one tuple of plain column values counts as one input."""
+def input_list(inputs: Any, modality: Modality) -> list:
+    """Inputs as a list: a list or tuple of them, or one input; for a modality of
+    ``columns``, one tuple of plain values (``(40.5, -74.0)``) is one input."""
     if isinstance(inputs, tuple) and modality.columns and len(inputs) == len(modality.columns):
         if not any(isinstance(x, (tuple, list, str, bytes)) for x in inputs):
             return [inputs]

@@ -207,6 +207,8 @@ def test_python_search_and_embed_take_the_modality_as_values_or_text(spot):
     build_index(loaded, data)
     hits = search(loaded, "spot", "40.05,-73.95", top=2)[0]
     assert len(hits) == 2 and {"id", "lat", "lon", "score"} <= set(hits[0])
+    assert search(loaded, "spot", (40.05, -73.95), top=2) == [hits]  # one tuple, one query
+    assert len(search(loaded, "spot", [(40.05, -73.95), (40.1, -73.9)], top=2)) == 2
 
 
 @pytest.mark.parametrize(

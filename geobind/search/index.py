@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from geobind.data.pairs import lance_reason, open_pairs, read_values
 from geobind.encoders.weights import atomic_write, temporary_name
 from geobind.errors import GeobindError, InputError, writing
-from geobind.space import SpaceError
+from geobind.plugins import get_registry
+from geobind.space import SpaceError, input_list
 
 if TYPE_CHECKING:
     import lance
@@ -553,10 +554,10 @@ def _metadata(ds: lance.LanceDataset, path: Path) -> dict:
 # ---- searching --------------------------------------------------------------------------------
 def embed_queries(space: Space, modality: str, values: Any) -> torch.Tensor:
     """Unit embeddings of query values; a bad value is named in the error."""
-    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    space.entry(modality)  # an unknown modality names what the space holds
+    values = input_list(values, get_registry().modality(modality))
     if not values:
         raise InputError(f"search: no {modality} query given")
-    space.entry(modality)  # an unknown modality names what the space holds
     try:
         return space.embed(modality, values)
     except InputError:
