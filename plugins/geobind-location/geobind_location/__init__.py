@@ -44,13 +44,15 @@ class LocationConfig:
 
     Each scale ``sigma`` draws ``frequencies`` random directions with a standard deviation of
     ``sigma`` per unit of the unit sphere, so its waves are about ``57 / sigma`` degrees long:
-    the defaults reach from continents (sigma 1: ~57 degrees) down to ~1.5 km (4096), which
+    the defaults reach from continents (sigma 1: ~57 degrees) down to ~6 km (1024), which
     covers a world as small as the demo's (about one degree across) and the whole Earth alike.
+    On the demo world, finer scales (2048, 4096) fitted noise: location -> satellite R@10 fell
+    from 22% to 18-19% on its 1,000 held-out places.
     """
 
     #: the width of the embeddings; a recipe that leaves it out takes the anchor's
     embed_dim: int = 64
-    sigmas: list[float] = field(default_factory=lambda: [1.0, 8.0, 64.0, 512.0, 4096.0])
+    sigmas: list[float] = field(default_factory=lambda: [1.0, 8.0, 64.0, 256.0, 1024.0])
     #: random frequencies per scale (each gives a sine and a cosine feature)
     frequencies: int = 64
     #: width of each scale's MLP, and its number of hidden layers

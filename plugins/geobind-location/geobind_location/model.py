@@ -68,7 +68,7 @@ class LocationEncoder(nn.Module):
 
     def features(self, points: torch.Tensor) -> torch.Tensor:
         """``[scales, batch, 2 * frequencies]`` cosines and sines, computed in float64."""
-        # autocast off: a phase of 2 pi * 4096 * ~3 needs float64 to stay exact to the metre
+        # autocast off: at fine scales (sigma 1024 and up) a phase needs float64 to stay exact
         with torch.autocast(points.device.type, enabled=False):
             turns = torch.einsum("bi,sif->sbf", points.double(), self.frequencies.double())
             phase = 2 * math.pi * turns
