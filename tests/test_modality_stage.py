@@ -217,7 +217,8 @@ def test_python_search_and_embed_take_the_modality_as_values_or_text(spot):
         ("spott=1,2", "no installed plugin registers modality 'spott'"),
         ("spot=north", "spot: expected LAT,LON, got 'north'"),
         ("spot=", "the value is empty"),
-        ("audio=x.flac", "has no 'audio' encoder"),
+        ("audio=x.flac", "x.flac: query file not found"),
+        ("", "--query: empty query"),
     ],
 )
 def test_bad_queries_are_one_line_errors_naming_the_thing(spot, capsys, query, reason):

@@ -139,12 +139,12 @@ def test_a_stage_includes_another_recipe_by_name_with_changes(tmp_path):
             """
             space: out
             stages:
-              audio: {from: audio, data: a.lance, epochs: 9, student: {config: {clip_seconds: 2.0}}}
+              audio: {include: audio, data: a.lance, epochs: 9, student: {config: {clip_seconds: 2.0}}}
               again: mine-stage.yaml
             """
         )
     )
-    (tmp_path / "mine-stage.yaml").write_text("stages:\n  x: {from: location, data: b.lance}\n")
+    (tmp_path / "mine-stage.yaml").write_text("stages:\n  x: {include: location, data: b.lance}\n")
     raw = read_recipe_file(tmp_path / "mine.yaml")
     audio = raw["stages"]["audio"]
     assert audio["epochs"] == 9 and audio["lr"] == 1.0e-3  # the plugin's, but for the change
