@@ -139,7 +139,11 @@ def test_a_stage_includes_another_recipe_by_name_with_changes(tmp_path):
             """
             space: out
             stages:
-              audio: {include: audio, data: a.lance, epochs: 9, student: {config: {clip_seconds: 2.0}}}
+              audio:
+                include: audio
+                data: a.lance
+                epochs: 9
+                student: {config: {clip_seconds: 2.0}}
               again: mine-stage.yaml
             """
         )
