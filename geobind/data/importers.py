@@ -274,7 +274,7 @@ def import_table(options: TableOptions) -> ImportReport:
 
 def _plain(cell: Any, column: str) -> Any:
     """A table cell as the text a string modality stores: text, or a number written out."""
-    if isinstance(cell, str):
+    if isinstance(cell, (str, bytes)):  # bytes: a CSV column not all UTF-8, decoded per row
         return cell
     if isinstance(cell, (int, float, decimal.Decimal)) and not isinstance(cell, bool):
         return str(cell)
