@@ -15,7 +15,7 @@ from geobind.data import write_pairs
 from geobind.data.pairs import open_pairs, read_values
 from geobind.data.raster import raster_beside, read_raster, write_raster
 from geobind.errors import GeobindError, InputError
-from geobind.search.index import build_index, open_index, search
+from geobind.search.index import build_index, find_index, list_indexes, open_index, search
 from geobind.search.maps import similarity_map
 from geobind.space import Space, SpaceError, load_space
 from geobind.testing import TINY_VISION, pair_rows, png_bytes
@@ -251,3 +251,20 @@ def test_bad_queries_and_missing_indexes_are_clear_errors(setup, tmp_path, capsy
     assert "has no index yet: run 'geobind index build" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["search", str(space.path), "--text", "a", "--audio", "x.wav"])
+
+
+def test_search_without_index_takes_the_newest_and_names_the_others(setup, tmp_path, capsys):
+    space = Space(Path(shutil.copytree(setup["space"].path, tmp_path / "two")))
+    space = load_space(space.path)
+    older = build_index(space, setup["data"])
+    newer = build_index(space, setup["root"] / "world" / "ground.lance")
+    assert [p.name for p in list_indexes(space)] == [older.name, newer.name]
+    assert main(["search", str(space.path), "--text", "a beach", "--top", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert "searching index 'ground', the newest (also: audio; choose with --index NAME)" in err
+    ground_ids = set(tiles(setup["root"] / "world" / "ground.lance")[0])
+    assert {line.split()[1] for line in out.strip().splitlines()[1:]} <= ground_ids
+    build_index(space, setup["data"])  # a rebuild makes 'audio' the newest again
+    assert main(["search", str(space.path), "--text", "a beach", "--index", "ground"]) == 0
+    assert "searching index" not in capsys.readouterr().err  # chosen, so nothing to say
+    assert find_index(space) == older

@@ -19,8 +19,14 @@ from geobind.cli.geo import (
 from geobind.data.raster import Raster, read_raster
 from geobind.errors import InputError
 from geobind.plugins import get_registry
-from geobind.search.index import DEFAULT_MIN_ROWS_FOR_ANN, build_index, open_index, search
-from geobind.space import load_space
+from geobind.search.index import (
+    DEFAULT_MIN_ROWS_FOR_ANN,
+    build_index,
+    list_indexes,
+    open_index,
+    search,
+)
+from geobind.space import Space, load_space
 
 __all__ = ["add_index", "add_map", "add_search"]
 
@@ -152,6 +158,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     modality, value = _query(args)
     space = load_space(args.space)
     index = open_index(space, args.index, args.data)
+    _note_other_indexes(args, space, index.path)
     hits = search(space, modality, value, top=args.top, index=index)[0]
     print(f"{'rank':>4}  {'id':<20} {'lat':>10} {'lon':>11} {'score':>8}")
     for rank, hit in enumerate(hits, 1):
@@ -174,6 +181,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.geojson:
         write_hits_geojson(index, hits, args.geojson, modality, value)
     return 0
+
+
+def _note_other_indexes(args: argparse.Namespace, space: Space, chosen: Path) -> None:
+    """Say which index a search without --index or --data chose, when the space holds several."""
+    if args.index is None and args.data is None:
+        others = [p.stem for p in list_indexes(space) if p != chosen]
+        if others:
+            print(
+                f"searching index '{chosen.stem}', the newest (also: {', '.join(others)}; "
+                "choose with --index NAME)",
+                file=sys.stderr,
+            )
 
 
 def add_map(sub: Subcommands) -> None:

@@ -61,6 +61,7 @@ __all__ = [
     "embedded_batches",
     "exact_topk",
     "find_index",
+    "list_indexes",
     "index_path",
     "open_index",
     "search",
@@ -481,12 +482,22 @@ def _as_queries(queries: Any, dim: int) -> torch.Tensor:
     return queries.contiguous()
 
 
+def list_indexes(space: Space) -> list[Path]:
+    """The index tables in ``SPACE/index/``, oldest first by their last committed version."""
+
+    def committed(table: Path) -> float:
+        versions = table / "_versions"  # each rebuild or append adds a manifest here
+        return (versions if versions.is_dir() else table).stat().st_mtime
+
+    return sorted((space.path / INDEX_DIR).glob("*.lance"), key=lambda p: (committed(p), p.name))
+
+
 def find_index(
     space: Space, index: str | Path | None = None, data: str | Path | None = None
 ) -> Path:
     """The index table to search: ``index`` itself (a path, or a name in ``SPACE/index/``),
-    the one built from ``data``, or the only index in the space; an error says which exist
-    when the choice is unclear."""
+    the one built from ``data``, or else the space's newest index (:func:`list_indexes`);
+    an error says how to build one when there is none."""
     if index is not None:
         path = Path(index)
         named = space.path / INDEX_DIR / f"{path.name.removesuffix('.lance')}.lance"
@@ -495,17 +506,13 @@ def find_index(
     elif data is not None:
         path = index_path(space, data)
     else:
-        built = sorted((space.path / INDEX_DIR).glob("*.lance"))
-        if len(built) != 1:
-            names = ", ".join(p.name for p in built) or "none"
+        built = list_indexes(space)
+        if not built:
             raise SpaceError(
-                f"space {space.path} holds {len(built)} indexes ({names}): choose "
-                f"one with --index or --data"
-                if built
-                else f"space {space.path} has no index yet: run 'geobind index build "
+                f"space {space.path} has no index yet: run 'geobind index build "
                 f"{space.path} --data DATASET'"
             )
-        path = built[0]
+        path = built[-1]  # the newest; the CLI names the others
     if not path.is_dir():
         hint = f" (run 'geobind index build {space.path} --data {data}')" if data else ""
         raise SpaceError(f"no index at {path}{hint}")
