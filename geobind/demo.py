@@ -78,12 +78,13 @@ def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) 
     stamp = out / "world.json"
     if stamp.exists():
         made = json.loads(stamp.read_text())
-        if all(made.get(k) == v for k, v in asdict(options).items()):
+        # the same world wherever it lies: a copied or moved world is not generated again
+        if all(made.get(k) == v for k, v in asdict(options).items() if k != "out"):
             say(f"world: {out} (already generated)")
             return out
     start = time.perf_counter()
     reports = make_world(options)
-    counts = ", ".join(f"{name} {r.imported}" for name, r in reports.items())
+    counts = ", ".join(f"{name} {r.imported + r.already_present}" for name, r in reports.items())
     say(f"world: {places} places in {time.perf_counter() - start:.0f} s -> {out} ({counts})")
     return out
 

@@ -84,6 +84,22 @@ def test_a_second_run_adds_what_is_missing_and_gives_the_bytes_of_one_run(world,
         ) == read_values(b, "satellite" if name != "captions" else "text", range(len(ids)))
 
 
+def test_a_run_over_a_whole_world_renders_no_chunk_again(tmp_path, monkeypatch):
+    from geobind.data import synthetic
+
+    monkeypatch.setattr(synthetic, "CHUNK", 20)
+    make_world(WorldOptions(out=str(tmp_path), places=40, workers=1), progress=False)
+    rendered: list[list[int]] = []
+    generate = synthetic._generate
+    monkeypatch.setattr(
+        synthetic, "_generate", lambda pool, ix, o: rendered.append(ix) or generate(pool, ix, o)
+    )
+    reports = make_world(WorldOptions(out=str(tmp_path), places=60, workers=1), progress=False)
+    assert rendered == [list(range(40, 60))]  # the first two chunks were all there
+    assert reports["heldout"].already_present + reports["heldout"].imported == 6
+    assert reports["ground"].imported == len([i for i in range(40, 60) if i % 10 != 9])
+
+
 def test_same_seed_gives_identical_bytes(world, tmp_path):
     make_world(WorldOptions(out=str(tmp_path), places=PLACES, workers=2), progress=False)
     for name in DATASETS:

@@ -172,8 +172,12 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
         total=options.places, desc="world", unit=" places", disable=not progress, mininterval=1.0
     )
     try:
+        present = _present_ids(out)
         for start in range(0, options.places, CHUNK):
             indices = list(range(start, min(start + CHUNK, options.places)))
+            if _all_present(indices, options, present, reports):
+                bar.update(len(indices))  # a run resumed past this chunk: nothing to render
+                continue
             places = _generate(pool, indices, options.overlap)
             for name, columns in DATASETS.items():
                 mine = [p for p in places if name in datasets_of(p["index"], options.overlap)]
@@ -205,6 +209,41 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
         )
     )
     return reports
+
+
+def _present_ids(out: Path) -> dict[str, set[str]]:
+    """The ids each dataset of an interrupted or earlier run already holds."""
+    from geobind.data.pairs import open_pairs, read_values
+
+    present: dict[str, set[str]] = {}
+    for name in DATASETS:
+        path = out / f"{name}.lance"
+        if path.is_dir():
+            ds = open_pairs(path)
+            present[name] = set(read_values(ds, "id", range(ds.count_rows())))
+    return present
+
+
+def _all_present(
+    indices: list[int],
+    options: WorldOptions,
+    present: dict[str, set[str]],
+    reports: dict[str, ImportReport],
+) -> bool:
+    """Whether every place of a chunk is already in every dataset it belongs to (then counted
+    as already present, as an import of it would count it)."""
+    from geobind.world.world import place_id
+
+    wanted = [
+        (name, place_id(options.seed, i))
+        for i in indices
+        for name in datasets_of(i, options.overlap)
+    ]
+    if not all(pid in present.get(name, ()) for name, pid in wanted):
+        return False
+    for name, _ in wanted:
+        reports[name].already_present += 1
+    return True
 
 
 def _add(total: ImportReport, part: ImportReport) -> None:

@@ -67,6 +67,11 @@ class Place:
         return out
 
 
+def place_id(seed: int, index: int) -> str:
+    """The id of the world's place ``index``: the same in every dataset it is dealt to."""
+    return f"w{seed}-{index:06d}"
+
+
 class World:
     """A synthetic world built deterministically from ``config.seed``.
 
@@ -234,7 +239,7 @@ class World:
                 raise IndexError(f"place index must be >= 0, got {position}")
             self._extend(position + 1)
             lat, lon = self._locations[position]
-            pid = f"w{c.seed}-{position:06d}"
+            pid = place_id(c.seed, position)
             if rng is None:
                 rng = np.random.default_rng([c.seed, 0x91AC, position])
         else:
