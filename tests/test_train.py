@@ -169,15 +169,19 @@ def test_modality_of_a_missing_plugin_names_the_distribution(tmp_path, data_dir,
         plugins.reset_registry()
 
 
-def test_negatives_are_batch_or_a_bank_of_a_frozen_teacher(tmp_path, data_dir):
-    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir)
+def test_negatives_are_batch_or_a_bank_of_a_frozen_teacher(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(data_dir.parent)  # the data named relative to the folder trained from
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "space", Path(data_dir.name))
     with pytest.raises(ConfigError, match="negatives must be 'batch' or 'bank', got 'queue'"):
         load_recipe(recipe, ["stages.anchor.negatives=queue"])
     with pytest.raises(ConfigError, match="stage 'clip': negatives 'bank' needs a frozen"):
         load_recipe(recipe, ["stages.clip.negatives=bank"])
     plan = load_recipe(recipe, ["stages.anchor.negatives=bank"])
     train(plan, say=lambda s: None)
-    assert load_space(tmp_path / "space").entry("satellite").recipe["negatives"] == "bank"
+    entry = load_space(tmp_path / "space").entry("satellite")
+    assert entry.recipe["negatives"] == "bank"
+    # the space records where the data lay, so the floor can refit from any folder later
+    assert Path(entry.recipe["data"]).is_absolute() and Path(entry.recipe["data"]).is_dir()
 
 
 def test_an_included_stage_can_change_some_settings(tmp_path, data_dir):

@@ -41,6 +41,10 @@ def train(
                 say(f"stage {name}: already in {space.path}, skipped")
             continue
         record = {"hash": recipe_hash(stage), **dataclasses.asdict(stage)}
+        if stage.data and "://" not in str(stage.data):
+            # the space remembers where its data lay, wherever it is read from later (the
+            # floor of `geobind eval` refits on it): not a path relative to today's folder
+            record["data"] = str(Path(stage.data).resolve())
         try:
             results[name] = train_stage(name, stage, space, dist, record)
         except BaseException as exc:
