@@ -90,9 +90,9 @@ def test_a_run_over_a_whole_world_renders_no_chunk_again(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "CHUNK", 20)
     make_world(WorldOptions(out=str(tmp_path), places=40, workers=1), progress=False)
     rendered: list[list[int]] = []
-    generate = synthetic._generate
+    start = synthetic._start
     monkeypatch.setattr(
-        synthetic, "_generate", lambda pool, ix, o: rendered.append(ix) or generate(pool, ix, o)
+        synthetic, "_start", lambda pool, ix, o: rendered.append(ix) or start(pool, ix, o)
     )
     reports = make_world(WorldOptions(out=str(tmp_path), places=60, workers=1), progress=False)
     assert rendered == [list(range(40, 60))]  # the first two chunks were all there

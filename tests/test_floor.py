@@ -12,7 +12,7 @@ from PIL import Image
 
 from geobind.data.pairs import write_pairs
 from geobind.encoders.features import BagOfWords, ColourHistogram
-from geobind.eval.floor import CCA, fit_floor, floor_table, trained_pairs
+from geobind.eval.floor import CCA, fit_floor, floor_table, trained_pairs, transform_rows
 from geobind.eval.retrieval import ranks, recall_metrics
 from geobind.testing import pair_rows, png_bytes
 
@@ -78,6 +78,17 @@ def test_bag_of_words_learns_its_vocabulary_from_training_text():
     out = words.transform(["the beach!", "forest", ""])
     assert out.shape == (3, 2)
     assert out[0, words.vocabulary["beach"]] == 1.0 and out[1].sum() == 0 and out[2].sum() == 0
+
+
+def test_features_in_threads_are_the_rows_of_one_call_in_order():
+    pictures = [png_bytes(i) for i in range(300)]
+    features = ColourHistogram()
+    alone = features.transform(pictures)
+    threaded = transform_rows(features, pictures, threads=3)
+    assert threaded.shape == (300, alone.shape[1]) and np.array_equal(threaded, alone)
+    words = BagOfWords(min_count=1).fit([f"word{i % 9} and more" for i in range(200)])
+    texts = [f"word{i % 9} and more" for i in range(200)][::-1]
+    assert np.array_equal(transform_rows(words, texts, threads=2), words.transform(texts))
 
 
 def test_fit_floor_embeds_each_side_of_its_pair():

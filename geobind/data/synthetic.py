@@ -14,6 +14,7 @@ land-cover fractions as ``landcover``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -116,14 +117,38 @@ def _make_places(job: tuple[list[int], bool]) -> list[dict[str, Any]]:
     return out
 
 
-def _generate(pool: Any, indices: list[int], overlap: bool) -> list[dict[str, Any]]:
-    """Places ``indices`` in order, by the pool's workers (or here when there is no pool)."""
+def _start(pool: Any, indices: list[int], overlap: bool) -> Callable[[], list[dict[str, Any]]]:
+    """Start rendering places ``indices`` on the pool's workers; the returned call waits for
+    them, in order (without a pool, it renders them here when called)."""
     jobs = [(indices[s : s + 25], overlap) for s in range(0, len(indices), 25)]
-    return [
-        p
-        for batch in (pool.imap(_make_places, jobs) if pool else map(_make_places, jobs))
-        for p in batch
-    ]
+    if pool is None:
+        return lambda: [p for batch in map(_make_places, jobs) for p in batch]
+    pending = pool.map_async(_make_places, jobs)
+    return lambda: [p for batch in pending.get() for p in batch]
+
+
+def _write(
+    out: Path,
+    places: list[dict[str, Any]],
+    options: WorldOptions,
+    registry: Any,
+    extra: dict[str, Any],
+    reports: dict[str, ImportReport],
+) -> None:
+    """Append rendered places to every dataset they belong to."""
+    for name, columns in DATASETS.items():
+        mine = [p for p in places if name in datasets_of(p["index"], options.overlap)]
+        if mine:
+            _add(
+                reports[name],
+                import_pairs(
+                    out / f"{name}.lance",
+                    _candidates(mine, name),
+                    {m: registry.modality(m) for m in columns},
+                    extra=extra,
+                    check=False,
+                ),
+            )  # generated here, and decoded by the world's own tests
 
 
 def _candidates(places: list[dict[str, Any]], name: str) -> list[Candidate]:
@@ -173,26 +198,21 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     )
     try:
         present = _present_ids(out)
+        pending: tuple[list[int], Callable[[], list[dict[str, Any]]]] | None = None
         for start in range(0, options.places, CHUNK):
             indices = list(range(start, min(start + CHUNK, options.places)))
             if _all_present(indices, options, present, reports):
                 bar.update(len(indices))  # a run resumed past this chunk: nothing to render
                 continue
-            places = _generate(pool, indices, options.overlap)
-            for name, columns in DATASETS.items():
-                mine = [p for p in places if name in datasets_of(p["index"], options.overlap)]
-                if mine:
-                    _add(
-                        reports[name],
-                        import_pairs(
-                            out / f"{name}.lance",
-                            _candidates(mine, name),
-                            {m: registry.modality(m) for m in columns},
-                            extra=extra,
-                            check=False,
-                        ),
-                    )  # generated here, and decoded by the world's own tests
-            bar.update(len(indices))
+            # the workers render this chunk while the previous one is written
+            rendered = _start(pool, indices, options.overlap)
+            if pending:
+                _write(out, pending[1](), options, registry, extra, reports)
+                bar.update(len(pending[0]))
+            pending = (indices, rendered)
+        if pending:
+            _write(out, pending[1](), options, registry, extra, reports)
+            bar.update(len(pending[0]))
     finally:
         bar.close()
         if pool:

@@ -29,7 +29,8 @@ class Features(Protocol):
         nothing."""
 
     def transform(self, values: Sequence[Any]) -> np.ndarray:
-        """``[len(values), dim]`` float features."""
+        """``[len(values), dim]`` float features, each row from its own value alone: the
+        floor transforms chunks of rows in parallel threads and stacks them."""
 
 
 class ColourHistogram:

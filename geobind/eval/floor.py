@@ -17,7 +17,9 @@ ridge-regularised solution.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +97,26 @@ class CCA:
         return torch.nn.functional.normalize(torch.from_numpy(weighted).float(), dim=-1)
 
 
+def transform_rows(features: Features, values: Sequence[Any], threads: int = 0) -> np.ndarray:
+    """``features.transform`` of ``values`` in chunks on ``threads`` threads (default: one per
+    CPU core, at most 4), stacked in order.
+
+    Decoding images and sounds (PIL, libsndfile) and numpy's FFTs release the GIL, so threads
+    share the cores without copying values into worker processes; the floor's features of
+    3,000 sounds take about half the time on two cores.
+    """
+    import numpy as np
+
+    values = list(values)
+    threads = threads or min(4, os.cpu_count() or 1)
+    if threads < 2 or len(values) < 2 * 64:
+        return features.transform(values)
+    size = -(-len(values) // (4 * threads))  # a few chunks per thread evens out the load
+    chunks = [values[i : i + size] for i in range(0, len(values), size)]
+    with ThreadPoolExecutor(threads, thread_name_prefix="floor-features") as pool:
+        return np.concatenate(list(pool.map(features.transform, chunks)))
+
+
 @dataclass
 class Floor:
     """A fitted floor for one pair of modalities: each side's features and their CCA."""
@@ -110,7 +132,7 @@ class Floor:
         if modality not in self.modalities:
             raise KeyError(f"this floor is for {self.modalities}, not {modality!r}")
         side = self.modalities.index(modality)
-        return self.cca.transform(side, self.features[side].transform(list(values)))
+        return self.cca.transform(side, transform_rows(self.features[side], values))
 
 
 def fit_floor(
@@ -122,7 +144,7 @@ def fit_floor(
 ) -> Floor:
     """Fit each side's features, then CCA between them, on paired training values."""
     features = (make_features[0]().fit(values[0]), make_features[1]().fit(values[1]))
-    x, y = features[0].transform(values[0]), features[1].transform(values[1])
+    x, y = transform_rows(features[0], values[0]), transform_rows(features[1], values[1])
     return Floor(modalities, features, CCA(dims=dims).fit(x, y), fitted_on, len(values[0]))
 
 
