@@ -73,10 +73,12 @@ def test_the_recipe_sets_are_package_data_found_without_a_source_tree():
     assert demo.stages["audio"].data == "w/audio.lance"
     # the plugin's own stage, taken by name, on the audio stage's tiles
     assert demo.stages["location"].data == "w/audio.lance"
-    assert (
-        demo.stages["location"].epochs
-        == load_recipe("location", space="s", data="d").stages["location"].epochs
+    own = load_recipe("location", space="s", data="d").stages["location"]
+    assert (demo.stages["location"].lr, demo.stages["location"].batch_size) == (
+        own.lr,
+        own.batch_size,
     )
+    assert demo.stages["location"].epochs == 20 != own.epochs  # the demo's one change
 
 
 def test_every_shipped_plugin_recipe_is_listed_with_what_it_trains_against():

@@ -21,6 +21,7 @@ from typing import Any
 
 from geobind.config import opt
 from geobind.data.importing import Candidate, ImportReport, import_pairs
+from geobind.data.pairs import open_pairs, read_values
 from geobind.errors import ConfigError
 from geobind.plugins import get_registry
 
@@ -233,8 +234,6 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
 
 def _present_ids(out: Path) -> dict[str, set[str]]:
     """The ids each dataset of an interrupted or earlier run already holds."""
-    from geobind.data.pairs import open_pairs, read_values
-
     present: dict[str, set[str]] = {}
     for name in DATASETS:
         path = out / f"{name}.lance"
