@@ -268,3 +268,6 @@ def test_search_without_index_takes_the_newest_and_names_the_others(setup, tmp_p
     assert main(["search", str(space.path), "--text", "a beach", "--index", "ground"]) == 0
     assert "searching index" not in capsys.readouterr().err  # chosen, so nothing to say
     assert find_index(space) == older
+    assert main(["search", str(space.path), "--text", "a", "--index", "nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert "no index at nosuch (the indexes of space" in err and ": ground, audio)" in err

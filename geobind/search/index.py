@@ -514,7 +514,11 @@ def find_index(
             )
         path = built[-1]  # the newest; the CLI names the others
     if not path.is_dir():
-        hint = f" (run 'geobind index build {space.path} --data {data}')" if data else ""
+        if data:
+            hint = f" (run 'geobind index build {space.path} --data {data}')"
+        else:
+            names = ", ".join(p.stem for p in list_indexes(space)) or "none yet"
+            hint = f" (the indexes of space {space.path}: {names})"
         raise SpaceError(f"no index at {path}{hint}")
     return path
 
