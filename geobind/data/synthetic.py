@@ -200,20 +200,26 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     try:
         present = _present_ids(out)
         pending: tuple[list[int], Callable[[], list[dict[str, Any]]]] | None = None
+
+        def write(chunk: tuple[list[int], Callable[[], list[dict[str, Any]]]]) -> None:
+            _write(out, chunk[1](), options, registry, extra, reports)
+            bar.update(len(chunk[0]))
+
         for start in range(0, options.places, CHUNK):
             indices = list(range(start, min(start + CHUNK, options.places)))
-            if _all_present(indices, options, present, reports):
+            dealt = _dealt(indices, options)
+            if all(pid in present.get(name, ()) for name, pid in dealt):
+                for name, _ in dealt:  # counted as an import of them would count them
+                    reports[name].already_present += 1
                 bar.update(len(indices))  # a run resumed past this chunk: nothing to render
                 continue
             # the workers render this chunk while the previous one is written
             rendered = _start(pool, indices, options.overlap)
             if pending:
-                _write(out, pending[1](), options, registry, extra, reports)
-                bar.update(len(pending[0]))
+                write(pending)
             pending = (indices, rendered)
         if pending:
-            _write(out, pending[1](), options, registry, extra, reports)
-            bar.update(len(pending[0]))
+            write(pending)
     finally:
         bar.close()
         if pool:
@@ -243,26 +249,15 @@ def _present_ids(out: Path) -> dict[str, set[str]]:
     return present
 
 
-def _all_present(
-    indices: list[int],
-    options: WorldOptions,
-    present: dict[str, set[str]],
-    reports: dict[str, ImportReport],
-) -> bool:
-    """Whether every place of a chunk is already in every dataset it belongs to (then counted
-    as already present, as an import of it would count it)."""
+def _dealt(indices: list[int], options: WorldOptions) -> list[tuple[str, str]]:
+    """``(dataset, place id)`` for every dataset each of places ``indices`` is dealt to."""
     from geobind.world.world import place_id
 
-    wanted = [
+    return [
         (name, place_id(options.seed, i))
         for i in indices
         for name in datasets_of(i, options.overlap)
     ]
-    if not all(pid in present.get(name, ()) for name, pid in wanted):
-        return False
-    for name, _ in wanted:
-        reports[name].already_present += 1
-    return True
 
 
 def _add(total: ImportReport, part: ImportReport) -> None:
