@@ -218,6 +218,51 @@ def test_place_record(places: list):
     assert {"time_of_day", "weather", "frac_water"} <= set(places[0].attributes)
 
 
+def test_pictures_and_sounds_are_separate_visits(world: World):
+    """A panorama is taken as Street View takes them (daylight, fair weather); the sound is
+    recorded on its own visit, at any hour, and the sound's visit is what the audio follows."""
+    ps = [world.place(i, modalities=("audio",)) for i in range(150)]
+    seen = {p.conditions.time_of_day for p in ps}
+    heard = {p.heard.time_of_day for p in ps}
+    weathers = [p.conditions.weather for p in ps]
+    assert "night" not in seen and "fog" not in weathers and weathers.count("rain") < 10
+    assert "night" in heard and len(heard) >= 5
+    assert sum(p.heard.time_of_day != p.conditions.time_of_day for p in ps) > 50
+    a = ps[0].attributes
+    assert a["sound_time_of_day"] == ps[0].heard.time_of_day
+    assert a["loudness_db"] == round(ps[0].heard.loudness_db, 2)
+    # the recording follows the sound's visit: rendered again under it, the same bytes come out
+    p, k = ps[7], 7
+    rng = np.random.default_rng([world.config.seed, 0x91AC, k])
+    _, sound_rng, _ = rng.spawn(3)
+    clip = world.sound.render(p.fractions, _sea_share(world, p), p.heard, sound_rng)
+    y, _ = sf.read(io.BytesIO(p.audio), dtype="float32")
+    assert np.abs(y - clip).max() < 2e-4  # 16-bit quantisation
+
+
+def _sea_share(world: World, p) -> float:
+    T = world.config.tile_size
+    x0, y0 = world._window(p.lat, p.lon)
+    labels = world.terrain.labels[y0 : y0 + T, x0 : x0 + T]
+    water = labels == WATER
+    return (
+        float((world.terrain.aux[y0 : y0 + T, x0 : x0 + T][water] == 0).mean())
+        if water.any()
+        else 0.0
+    )
+
+
+def test_a_place_seen_under_given_conditions(world: World):
+    plain = world.place(5)
+    dark = world.place(5, seen=("night", "fog"))
+    assert (dark.conditions.time_of_day, dark.conditions.weather) == ("night", "fog")
+    assert dark.satellite == plain.satellite and dark.audio == plain.audio
+    assert dark.conditions.heading_deg == plain.conditions.heading_deg
+    assert _png(dark.ground).mean() < _png(plain.ground).mean() - 20  # night is darker
+    with pytest.raises(ValueError, match="seen="):
+        world.place(5, seen=("midnight", "clear"))
+
+
 # ---- the modalities carry the land covers ---------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Per-place conditions shared by the ground view, the soundscape and the caption."""
+"""Conditions of a visit: the ground picture's (its caption says them too) and the sound's own."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TIMES_OF_DAY", "WEATHERS", "Conditions", "draw_conditions"]
+__all__ = ["CAPTURES", "TIMES_OF_DAY", "WEATHERS", "Conditions", "draw_conditions"]
 
 TIMES_OF_DAY: tuple[str, ...] = ("dawn", "morning", "midday", "afternoon", "dusk", "night")
 WEATHERS: tuple[str, ...] = ("clear", "cloudy", "overcast", "rain", "fog")
-_TIME_P = (0.08, 0.24, 0.22, 0.24, 0.12, 0.1)
-_WEATHER_P = (0.4, 0.22, 0.14, 0.14, 0.1)
+#: When each kind of record is made, as (time-of-day, weather) probabilities. ``any``: photos
+#: shared online (Flickr) and field recordings (Radio Aporee, where SoundingEarth's sounds come
+#: from) are made at any hour and in any weather. ``street_view``: Google Street View, whose
+#: panoramas CVUSA collects, drives in daylight and fair weather.
+CAPTURES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "any": ((0.08, 0.24, 0.22, 0.24, 0.12, 0.1), (0.4, 0.22, 0.14, 0.14, 0.1)),
+    "street_view": ((0.02, 0.3, 0.36, 0.3, 0.02, 0.0), (0.55, 0.3, 0.13, 0.02, 0.0)),
+}
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,11 @@ class Conditions:
         }
 
 
-def draw_conditions(rng: np.random.Generator) -> Conditions:
-    time_of_day = TIMES_OF_DAY[int(rng.choice(len(TIMES_OF_DAY), p=_TIME_P))]
-    weather = WEATHERS[int(rng.choice(len(WEATHERS), p=_WEATHER_P))]
+def draw_conditions(rng: np.random.Generator, capture: str = "any") -> Conditions:
+    """Conditions of one visit; ``capture`` names who made the record (see :data:`CAPTURES`)."""
+    time_p, weather_p = CAPTURES[capture]
+    time_of_day = TIMES_OF_DAY[int(rng.choice(len(TIMES_OF_DAY), p=time_p))]
+    weather = WEATHERS[int(rng.choice(len(WEATHERS), p=weather_p))]
     heading = float(rng.uniform(0.0, 360.0))
     loudness = float(rng.uniform(-30.0, -16.0))
     return Conditions(time_of_day, weather, heading, loudness)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from geobind.world.attributes import Conditions, draw_conditions
+from geobind.world.attributes import TIMES_OF_DAY, WEATHERS, Conditions, draw_conditions
 from geobind.world.audio import SoundBank, encode_audio
 from geobind.world.caption import write_caption
 from geobind.world.config import LAND_COVERS, WorldConfig
@@ -38,8 +38,9 @@ class Place:
     :param audio: FLAC or WAV bytes (16-bit mono, ``sample_rate``, ``clip_seconds``).
     :param caption: one English sentence.
     :param fractions: float32 ``[len(LAND_COVERS)]``, the true land-cover fractions of the tile.
-    :param conditions: time of day, weather, viewing direction and recording level.
+    :param conditions: time of day, weather and viewing direction of the picture (and caption).
     :param view_fractions: float32, the land-cover share of the ground view's non-sky pixels.
+    :param heard: time of day, weather and level of the sound's own visit.
     """
 
     id: str
@@ -53,6 +54,7 @@ class Place:
     fractions: np.ndarray
     conditions: Conditions
     view_fractions: np.ndarray = field(repr=False)
+    heard: Conditions | None = field(default=None, repr=False)
 
     @property
     def dominant(self) -> str:
@@ -63,6 +65,12 @@ class Place:
     def attributes(self) -> dict:
         """Conditions and fractions as plain values (for dataset columns)."""
         out = self.conditions.as_dict()
+        if self.heard is not None:  # the sound's own visit
+            out.update(
+                sound_time_of_day=self.heard.time_of_day,
+                sound_weather=self.heard.weather,
+                loudness_db=round(float(self.heard.loudness_db), 2),
+            )
         out.update({f"frac_{name}": float(v) for name, v in zip(LAND_COVERS, self.fractions)})
         return out
 
@@ -221,6 +229,7 @@ class World:
         key: int | tuple[float, float],
         rng: np.random.Generator | None = None,
         modalities: Iterable[str] | None = None,
+        seen: tuple[str, str] | None = None,
     ) -> Place:
         """Place number ``key`` (any int >= 0), or an ad-hoc place at ``key = (lat, lon)``.
 
@@ -230,6 +239,9 @@ class World:
         :param modalities: render only these of ``ground``, ``audio``, ``caption`` (default
             all); the others are left empty. Each has its own random stream, so a place's
             sound is the same whether or not its view was rendered.
+        :param seen: ``(time_of_day, weather)`` of the picture instead of drawn ones (the draw
+            is still made, so everything else about the place stays as ``rng`` has it); for
+            studies of what a picture's conditions do to an encoder.
         """
         c = self.config
         index: int | None
@@ -255,7 +267,9 @@ class World:
             raise ValueError(
                 f"unknown modalities {sorted(wanted - set(MODALITIES))}; choose from {MODALITIES}"
             )
-        return self._make(pid, index, lat, lon, rng, wanted)
+        if seen is not None and (seen[0] not in TIMES_OF_DAY or seen[1] not in WEATHERS):
+            raise ValueError(f"seen={seen!r}: need (one of {TIMES_OF_DAY}, one of {WEATHERS})")
+        return self._make(pid, index, lat, lon, rng, wanted, seen)
 
     def places(self, n: int | None = None) -> Iterator[Place]:
         """Places ``0 .. n-1`` (default ``config.places``)."""
@@ -270,6 +284,7 @@ class World:
         lon: float,
         rng: np.random.Generator,
         wanted: set,
+        seen: tuple[str, str] | None = None,
     ) -> Place:
         c = self.config
         T = c.tile_size
@@ -285,7 +300,13 @@ class World:
         )
 
         view_rng, sound_rng, caption_rng = rng.spawn(3)
-        cond = draw_conditions(rng)
+        # The picture and the sound are separate visits, as in the real data the method binds
+        # (a Street View panorama and a field recording made years apart); the caption
+        # describes the picture.
+        cond = draw_conditions(rng, "street_view" if self._ground.panorama else "any")
+        heard = draw_conditions(rng)
+        if seen is not None:
+            cond = Conditions(seen[0], seen[1], cond.heading_deg, cond.loudness_db)
         x, y = self.latlon_to_pixel(lat, lon)
         cx, cy, heading = self._viewpoint(x - 0.5, y - 0.5, cond.heading_deg, rng)
         cond = Conditions(cond.time_of_day, cond.weather, heading, cond.loudness_db)
@@ -295,7 +316,7 @@ class World:
             view_frac = (counts_view / max(counts_view.sum(), 1.0)).astype(np.float32)
         audio = b""
         if "audio" in wanted:
-            clip = self.sound.render(frac, sea_share, cond, sound_rng)
+            clip = self.sound.render(frac, sea_share, heard, sound_rng)
             audio = encode_audio(clip, c.sample_rate, c.audio_format)
         caption = (
             write_caption(frac, view_frac, cond, sea_share, caption_rng)
@@ -316,6 +337,7 @@ class World:
             fractions=frac,
             conditions=cond,
             view_fractions=view_frac,
+            heard=heard,
         )
 
     def _viewpoint(
