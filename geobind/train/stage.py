@@ -455,6 +455,7 @@ class StageRun:
         )
         start, done_at_start = time.perf_counter(), self.step
         batches = self.batches()
+        validated: dict[str, float] | None = None  # at the last step, if val_every hit it
         while self.step < self.total:
             value = self.train_step(next(batches))
             rate = (
@@ -468,7 +469,9 @@ class StageRun:
                 "samples_per_s": rate,
             }
             if self.stage.val_every and self.step % self.stage.val_every == 0:
-                record.update(self.validate())
+                metrics = self.validate()
+                validated = metrics if self.step == self.total else None
+                record.update(metrics)
                 self.model.train()
             self.log(record)
             bar.update(1)
@@ -478,7 +481,7 @@ class StageRun:
             if self.step % self.stage.checkpoint_every == 0 or self.step == self.total:
                 self.checkpoint()
         bar.close()
-        final = {"steps": self.total, **self.validate()}
+        final = {"steps": self.total, **(validated or self.validate())}
         self.log({"step": self.total, "final": True, **final})
         return final
 
