@@ -140,6 +140,10 @@ def run_demo(
     return results
 
 
+#: Held-out places each frozen encoder embeds again after every later stage.
+CHECK_ROWS = 64
+
+
 def train_stages(
     plan: Any, heldout: str, say: Callable[[str], None]
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
@@ -147,14 +151,27 @@ def train_stages(
     gives on the held-out places. Returns the stage records and the final embeddings."""
     records: list[dict[str, Any]] = []
     before: dict[str, torch.Tensor] = {}
+    weights: dict[str, str] = {}  # modality -> sha256 of its weights after the last stage
     for name, stage in plan.stages.items():
         began = time.perf_counter()
         trained = bool(train(dataclasses.replace(plan, stages={name: stage}), say=say))
         seconds = time.perf_counter() - began
         space = load_space(plan.space)
-        embeddings = embed_columns(space, heldout)
+        # Only the stage's new encoders embed every held-out place. A frozen one must still be
+        # the very weights it was (sha256) and give, to the bit, the embeddings it gave for a
+        # sample of the places: that catches a moved weight and a changed input path alike,
+        # without embedding every place with every encoder after every stage.
+        new = [m for m in space.modalities if m not in before]
+        embeddings = {**before, **embed_columns(space, heldout, only=new)}
+        sample = embed_columns(space, heldout, rows=CHECK_ROWS, only=list(before))
         record = stage_record(space, name, stage, seconds if trained else None, embeddings)
-        record["unchanged"] = [m for m in before if torch.equal(before[m], embeddings[m])]
+        record["unchanged"] = [
+            m
+            for m in before
+            if space.entry(m).sha256 == weights[m]
+            and torch.equal(before[m][: len(sample[m])], sample[m])
+        ]
+        weights = {m: space.entry(m).sha256 for m in space.modalities}
         changed = [m for m in before if m not in record["unchanged"]]
         if changed:  # a frozen encoder moved: the method's promise is broken
             raise GeobindError(
@@ -198,8 +215,13 @@ def stage_line(record: dict[str, Any]) -> str:
     rate = f", {record['samples_per_s']:.0f} samples/s" if record["samples_per_s"] else ""
     pairs = ", ".join(f"{p} {100 * r:.1f}%" for p, r in record["heldout"].items())
     same = f"; unchanged: {', '.join(record['unchanged'])}" if record["unchanged"] else ""
+    took = (
+        f"in {record['seconds']:.0f} s{rate}"
+        if record["seconds"] is not None
+        else "(trained by an earlier run)"
+    )
     return (
-        f"stage {record['stage']}: {record['steps']} steps in {record['seconds']:.0f} s{rate}, "
+        f"stage {record['stage']}: {record['steps']} steps {took}, "
         f"{record['parameters'] / 1e6:.2f} M parameters, peak memory "
         f"{record['peak_memory_mb']:.0f} MB; held-out R@10 {pairs}{same}"
     )
