@@ -73,3 +73,14 @@ def test_a_frozen_encoder_that_embeds_differently_stops_the_demo(
     monkeypatch.setattr(demo, "embed_columns", embed)
     with pytest.raises(GeobindError, match="stage 'anchor' changed the embeddings of ground"):
         demo.train_stages(plan, str(tiny_pair_dataset), lambda line: None)
+
+
+def test_a_second_run_over_a_trained_space_reports_each_stage_without_training(
+    tmp_path, tiny_pair_dataset
+):
+    plan, _ = _plan(tmp_path, tiny_pair_dataset)
+    demo.train_stages(plan, str(tiny_pair_dataset), lambda line: None)
+    lines: list[str] = []
+    records, _ = demo.train_stages(plan, str(tiny_pair_dataset), lines.append)
+    assert [r["seconds"] for r in records] == [None, None]
+    assert sum("(trained by an earlier run)" in line for line in lines) == 2
