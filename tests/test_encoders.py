@@ -214,3 +214,27 @@ def test_a_tower_reads_panoramas_that_are_not_square():
     # 2 x 8 patches, as many as a 64 x 64 tile's 4 x 4: the anchor can start from this tower
     tile = geobind.build_encoder("satellite", {"image_size": 64, "patch_size": 16})
     tile.net.load_state_dict(encoder.net.state_dict())
+
+
+def test_training_pictures_without_augmentation_are_decoded_once_and_come_out_the_same(
+    monkeypatch,
+):
+    from geobind.encoders import vision
+
+    pictures = [png_bytes(i, size=40) for i in range(6)]
+    kept = vision.ImagePreprocess(32, train=True, augment="none")
+    plain = vision.ImagePreprocess(32, train=False)
+    first = [kept(p) for p in pictures]
+    decoded = []
+    real = vision.decode_image
+    monkeypatch.setattr(vision, "decode_image", lambda d, m=None: decoded.append(d) or real(d, m))
+    again = [kept(p) for p in pictures]
+    assert decoded == []  # the second epoch decodes nothing
+    for a, b, p in zip(first, again, pictures):
+        assert torch.equal(a, b) and torch.equal(a, plain(p))  # same to the bit as eval
+    kept.CACHE_BYTES = 0  # a full cache keeps nothing more, and still answers
+    fresh = png_bytes(99, size=40)
+    assert torch.equal(kept(fresh), plain(fresh))
+    decoded.clear()
+    kept(fresh)
+    assert len(decoded) == 1 and len(kept._kept) == len(pictures)

@@ -16,6 +16,7 @@ Weights load from a local file in any of these layouts (see :func:`vision_state`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +151,16 @@ def build_vision_tower(
 
 # -- preprocessing --------------------------------------------------------------------
 class ImagePreprocess:
-    """Encoded image bytes -> normalised ``[3, H, W]`` tensor, with open_clip's transforms."""
+    """Encoded image bytes -> normalised ``[3, H, W]`` tensor, with open_clip's transforms.
+
+    Training without augmentation (a CLIP stage's panoramas) gives each picture the same
+    resized pixels every epoch, so they are kept, decoded and resized, per process (up to
+    :attr:`CACHE_BYTES`): decoding and resizing took 0.3 of the 0.45 ms a picture costs, once
+    every step of 128. The result is the same to the bit; only the conversion to a tensor and
+    the normalisation run again.
+    """
+
+    CACHE_BYTES = 512 * 2**20
 
     def __init__(
         self,
@@ -168,18 +178,40 @@ class ImagePreprocess:
         self.std = list(std) if std is not None else None
         self.max_pixels = max_pixels
         self._transform: Callable[[Any], Any] | None = None
+        self._kept: dict[bytes, Any] = {}
+        self._kept_bytes = 0
 
     def __call__(self, data: bytes) -> Any:
         if self._transform is None:  # built on first use so the object pickles light
             crop = self.train and self.augment == "crop"
             self._transform = image_transform(self.image_size, crop, self.mean, self.std)
+        if self.train and self.augment == "none" and isinstance(data, bytes):
+            return self._kept_pixels(data)
         pixels = self._transform(decode_image(data, self.max_pixels))
         if self.train and self.augment == "dihedral":
             pixels = dihedral(pixels)
         return pixels
 
+    def _kept_pixels(self, data: bytes) -> Any:
+        """The fixed part of open_clip's eval transform (resize, crop, RGB) once per picture,
+        then its tensor conversion and normalisation."""
+        steps = self._transform.transforms  # type: ignore[union-attr]
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        picture = self._kept.get(key)
+        if picture is None:
+            picture = decode_image(data, self.max_pixels)
+            for step in steps[:-2]:
+                picture = step(picture)
+            size = picture.width * picture.height * len(picture.getbands())
+            if self._kept_bytes + size <= self.CACHE_BYTES:
+                self._kept[key] = picture
+                self._kept_bytes += size
+        for step in steps[-2:]:  # to a tensor, normalise
+            picture = step(picture)
+        return picture
+
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_transform": None}
+        return {**self.__dict__, "_transform": None, "_kept": {}, "_kept_bytes": 0}
 
 
 def _sized(config: VisionConfig) -> Any:
