@@ -209,6 +209,9 @@ class StageRun:
             lr=stage.lr,
             betas=cast(tuple[float, float], tuple(stage.betas)),
             eps=stage.eps,
+            # torch's fused kernel: on a CPU the default steps one tensor at a time, which
+            # took a third of a CLIP step (its 6.3 M-entry token table); fused is ~7x faster
+            fused=self.device.type in ("cpu", "cuda"),
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(stage.warmup_steps, self.total)
