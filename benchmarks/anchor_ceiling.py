@@ -45,7 +45,13 @@ def main() -> None:
     from geobind.world import World, WorldConfig
     from geobind.world.world import place_id
 
-    settings = json.loads(Path(args.world, "world.json").read_text())
+    stamp = Path(args.world, "world.json")
+    if not stamp.is_file() or not Path(args.space, "manifest.json").is_file():
+        raise SystemExit(
+            f"anchor_ceiling: need a synthetic world ({stamp} not found) and a space "
+            f"({args.space}); run `make demo` first or pass --world and --space"
+        )
+    settings = json.loads(stamp.read_text())
     world = World(
         WorldConfig(
             seed=settings["seed"],
