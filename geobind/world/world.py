@@ -305,11 +305,10 @@ class World:
         # describes the picture.
         cond = draw_conditions(rng, "street_view" if self._ground.panorama else "any")
         heard = draw_conditions(rng)
-        if seen is not None:
-            cond = Conditions(seen[0], seen[1], cond.heading_deg, cond.loudness_db)
+        when = seen if seen is not None else (cond.time_of_day, cond.weather)
         x, y = self.latlon_to_pixel(lat, lon)
         cx, cy, heading = self._viewpoint(x - 0.5, y - 0.5, cond.heading_deg, rng)
-        cond = Conditions(cond.time_of_day, cond.weather, heading, cond.loudness_db)
+        cond = Conditions(*when, heading, cond.loudness_db)
         view, view_frac = None, np.zeros(len(LAND_COVERS), np.float32)
         if wanted & {"ground", "caption"}:  # a caption says what the view shows
             view, counts_view = self._ground.render(cx, cy, cond, view_rng)
