@@ -312,3 +312,39 @@ def test_band_energies_put_a_tone_in_its_band_at_any_sample_rate():
         loudest = int(out[0, :32].argmax())
         assert edges[loudest] <= freq < edges[loudest + 1]
         assert out[0, 32:].max() < 1.0  # a steady tone hardly varies over time
+
+
+@pytest.mark.parametrize("n_fft, hop", [(1024, 640), (512, 320), (1024, 480)])
+def test_fft_stft_equals_torchlibrosa_convolution_stft(n_fft, hop):
+    from torchlibrosa.stft import STFT
+
+    from geobind_audio.model import FFTSTFT
+
+    reference = STFT(n_fft=n_fft, hop_length=hop, freeze_parameters=True)
+    fast = FFTSTFT(reference)
+    torch.manual_seed(0)
+    x = 0.3 * torch.randn(3, 16000)
+    (real, imag), (fr, fi) = reference(x), fast(x)
+    assert fast._is_dft and fr.shape == real.shape == (3, 1, 16000 // hop + 1, n_fft // 2 + 1)
+    scale = real.abs().max().item()
+    assert (fr - real).abs().max().item() < 1e-5 * scale * n_fft**0.5
+    assert (fi - imag).abs().max().item() < 1e-5 * scale * n_fft**0.5
+
+
+def test_fft_stft_runs_the_convolutions_when_loaded_kernels_are_not_a_dft():
+    """A checkpoint whose STFT kernels were trained must embed with those kernels."""
+    from torchlibrosa.stft import STFT
+
+    from geobind_audio.model import FFTSTFT
+
+    reference = STFT(n_fft=256, hop_length=128, freeze_parameters=True)
+    fast = FFTSTFT(reference)
+    x = 0.3 * torch.randn(2, 4000)
+    fast(x)
+    assert fast._is_dft
+    state = {k: v + 0.01 * torch.randn_like(v) for k, v in reference.state_dict().items()}
+    fast.load_state_dict(state)  # the same modules: reference now holds the trained kernels
+    real, imag = fast(x)
+    assert not fast._is_dft
+    expected_real, expected_imag = reference(x)
+    assert torch.equal(real, expected_real) and torch.equal(imag, expected_imag)
