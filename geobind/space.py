@@ -270,8 +270,17 @@ class Space:
             raise SpaceError(f"embed({modality!r}): no inputs")
         if all(isinstance(x, torch.Tensor) for x in inputs):
             with torch.no_grad():
-                return encoder.eval()(torch.stack(inputs).to(encoder.device))
-        return encoder.embed([raw_value(x, encoder.modality) for x in inputs], batch_size)
+                z = encoder.eval()(torch.stack(inputs).to(encoder.device))
+        else:
+            z = encoder.embed([raw_value(x, encoder.modality) for x in inputs], batch_size)
+        bad = int((~torch.isfinite(z)).any(dim=1).sum())
+        if bad:
+            raise SpaceError(
+                f"{modality}: the encoder stored in {self.path} gave NaN or infinite embeddings "
+                f"for {bad} of {len(z)} inputs; its weights are broken (a training run that "
+                f"diverged?): train the {modality} stage again"
+            )
+        return z
 
     def stale(self) -> dict[str, str]:
         """Modalities that no longer share the anchor's space -> why.

@@ -92,7 +92,7 @@ def test_geoclap_convention_matches_geoclaps_own_code():
         assert recall_metrics(rank, [k])["median_rank"] == pytest.approx(ref["median"])
 
 
-def test_ties_count_in_the_querys_favour_and_the_median_is_right():
+def test_a_tied_true_match_takes_a_random_place_among_its_ties():
     gen = torch.Generator().manual_seed(4)
     # entries in {-1, 0, 1}, three dimensions: integer scores, many tied with the true match
     query = torch.randint(-1, 2, (90, 3), generator=gen).float()
@@ -101,22 +101,40 @@ def test_ties_count_in_the_querys_favour_and_the_median_is_right():
     true = sims.diagonal()
     assert int((sims == true[:, None]).sum()) > 3 * 90  # ties beyond the diagonal itself
     rank = ranks(query, gallery)
+    above = (sims > true[:, None]).sum(1)
+    tied = (sims == true[:, None]).sum(1) - 1
+    assert bool(((rank >= above + 1) & (rank <= above + 1 + tied)).all())
+    assert bool((rank[tied == 0] == above[tied == 0] + 1).all())  # untied: exact
+    assert torch.equal(rank, ranks(query, gallery))  # seeded: the same every time
     for k in (1, 3, 10):
-        # scores are integers: a bonus of 0.5 breaks exactly the ties, in the query's favour
-        assert recall_metrics(rank, [k])[f"R@{k}"] == pytest.approx(
-            torchmetrics_recall(sims, k, bonus=0.5)
-        )
-        assert recall_metrics(rank, [k])[f"R@{k}"] >= torchmetrics_recall(sims, k, bonus=-0.5)
-        if k > 1:
-            assert recall_metrics(rank, [k], "geoclap")[f"R@{k}"] == pytest.approx(
-                torchmetrics_recall(sims, k - 1, bonus=0.5)
-            )
-    by_hand = [sorted(row, reverse=True).index(row[i]) + 1 for i, row in enumerate(sims.tolist())]
-    assert rank.tolist() == by_hand
+        # between the match placed below all its ties and above all of them (torchmetrics,
+        # the scores moved by -0.5 and +0.5: integer scores, so exactly the ties break)
+        r = recall_metrics(rank, [k])[f"R@{k}"]
+        assert torchmetrics_recall(sims, k, bonus=-0.5) <= r <= torchmetrics_recall(sims, k, 0.5)
     metrics = recall_metrics(rank)
-    assert metrics["median_rank"] == statistics.median(by_hand)  # even count: middle two averaged
-    assert metrics["mean_rank"] == pytest.approx(statistics.mean(by_hand))
+    listed = rank.tolist()
+    assert metrics["median_rank"] == statistics.median(listed)  # even count: middle two averaged
+    assert metrics["mean_rank"] == pytest.approx(statistics.mean(listed))
     assert "R@100" not in metrics and metrics["gallery_size"] == 90
+    # placed at random, on average the match sits in the middle of its ties
+    many = torch.stack([ranks(query, gallery, seed=s) for s in range(200)]).float().mean(0)
+    assert torch.allclose(many, (above + 1 + tied / 2).float(), atol=0.25 * tied.max().item())
+
+
+def test_an_encoder_that_collapsed_to_one_output_scores_chance_not_perfect():
+    n = 1000
+    same = torch.nn.functional.normalize(torch.ones(n, 8), dim=1)  # every input, one embedding
+    metrics = recall_metrics(ranks(same, same), [10])
+    assert metrics["R@10"] == pytest.approx(metrics["chance@10"], abs=0.015)
+    assert 400 < metrics["median_rank"] < 600
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_ranks_refuse_embeddings_that_are_not_finite(bad):
+    query, gallery = torch.randn(5, 4), torch.randn(5, 4)
+    gallery[3, 1] = bad
+    with pytest.raises(ValueError, match="1 of 5 gallery rows hold NaN or infinite"):
+        ranks(query, gallery)
 
 
 def test_bad_conventions_and_cut_offs_are_named():

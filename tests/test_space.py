@@ -194,3 +194,14 @@ def test_bad_queries_are_clear_errors(built):
         space.embed("audio", [b"RIFF"])
     with pytest.raises(SpaceError, match="no space at"):
         load_space(built[0].parent / "not-a-space")
+
+
+def test_an_encoder_giving_nan_is_named_not_ranked(built, monkeypatch):
+    """NaN compares false with everything, so a NaN embedding would rank first; embed refuses."""
+    space = load_space(built[0])
+    broken = space.encoder("text")
+    with torch.no_grad():
+        next(broken.net.parameters()).fill_(float("nan"))  # as a diverged run would leave it
+    monkeypatch.setattr(space, "encoder", lambda modality: broken)
+    with pytest.raises(SpaceError, match=r"text: .*NaN or infinite embeddings for 2 of 2 inputs"):
+        space.embed("text", ["a beach", "a road"])

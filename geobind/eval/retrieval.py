@@ -7,10 +7,15 @@ check both agree.
 
 Ranks and the two Recall@k conventions
 --------------------------------------
-A rank is 1-based: rank 1 means the true match scored highest of the whole gallery. Ties count
-in the query's favour (the true match ranks above every other row with the same score; with
-continuous embeddings ties do not happen). Median and mean rank are the same in both
-conventions; only Recall@k differs, by exactly one position:
+A rank is 1-based: rank 1 means the true match scored highest of the whole gallery. A true
+match tied with other rows takes a random place among them (seeded: the same embeddings always
+give the same ranks). With trained embeddings ties hardly happen, but counting them in the
+query's favour would hand an encoder that collapsed to one output for every input a perfect
+score; Sun et al. (ACL 2020, "A Re-evaluation of Knowledge Graph Completion Methods") found
+published results inflated in just that way, and recommend the random placement used here.
+Embeddings holding NaN or infinity are refused: every comparison with NaN is false, which would
+rank such a match first. Median and mean rank are the same in both conventions; only Recall@k
+differs, by exactly one position:
 
 - ``standard``: Recall@k is the share of queries with ``rank <= k``: the true match is among
   the top k. Chance is ``k / n``. This is what CLIP-style papers (Sat2Cap, GeoBind) report,
@@ -74,25 +79,36 @@ def parse_ks(ks: str | Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
-def ranks(query: torch.Tensor, gallery: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+def ranks(
+    query: torch.Tensor, gallery: torch.Tensor, chunk: int = 4096, seed: int = 0
+) -> torch.Tensor:
     """The 1-based rank of ``gallery[i]`` among all gallery rows for ``query[i]``.
 
-    Ties count in the query's favour. ``gallery`` may hold more rows than ``query`` (the extra
-    rows are distractors only).
+    A true match tied with ``t`` other rows takes one of its ``t + 1`` possible ranks at random
+    (from ``seed``; see the module docstring). ``gallery`` may hold more rows than ``query``
+    (the extra rows are distractors only). Raises ``ValueError`` for NaN or infinite values.
     """
     if len(query) > len(gallery):
         raise ValueError(
             f"ranks: {len(query)} queries but only {len(gallery)} gallery rows; "
             f"query i is matched with gallery row i"
         )
+    for name, x in (("query", query), ("gallery", gallery)):
+        bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).sum()) if len(x) else 0
+        if bad:
+            raise ValueError(f"ranks: {bad} of {len(x)} {name} rows hold NaN or infinite values")
+    generator = torch.Generator().manual_seed(seed)
     gallery_t = gallery.float().T
     out = []
     for start in range(0, len(query), chunk):
         sims = query[start : start + chunk].float() @ gallery_t
         rows = torch.arange(len(sims))
         # the true score is read from the same matmul, so rounding cannot make it beat itself
-        true = sims[rows, rows + start]
-        out.append((sims > true[:, None]).sum(dim=1) + 1)
+        true = sims[rows, rows + start][:, None]
+        above = (sims > true).sum(dim=1)
+        tied = (sims == true).sum(dim=1) - 1  # other rows scoring exactly the true score
+        place = (torch.rand(len(sims), generator=generator) * (tied + 1)).long()
+        out.append(above + 1 + place)
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
