@@ -192,3 +192,24 @@ def test_reader_works_in_spawned_workers(world):
     data = PairDataset(world / "captions.lance", {"text": text.preprocess(False)})
     rows = [b["row"] for b in pair_loader(data, batch_size=5, workers=2)]
     assert sorted(torch.cat(rows).tolist()) == list(range(len(data)))
+
+
+def test_sounds_are_stored_as_wav_or_flac_with_the_same_samples(world, tmp_path):
+    import io
+
+    import soundfile as sf
+
+    flac = tmp_path / "flac"
+    make_world(WorldOptions(out=str(flac), places=20, workers=1, audio_format="flac"), False)
+    rows = [0, 1]  # places 9 and 19, held out in both worlds
+    as_wav = read_values(open_pairs(world / "heldout.lance"), "audio", rows)
+    as_flac = read_values(open_pairs(flac / "heldout.lance"), "audio", rows)
+    for w, f in zip(as_wav, as_flac):
+        assert w[:4] == b"RIFF" and f[:4] == b"fLaC" and len(f) < len(w)
+        assert (sf.read(io.BytesIO(w))[0] == sf.read(io.BytesIO(f))[0]).all()
+
+
+def test_a_bad_world_option_is_named_and_writes_nothing(tmp_path):
+    with pytest.raises(geobind.ConfigError, match="audio_format='mp3'"):
+        make_world(WorldOptions(out=str(tmp_path / "w"), places=20, audio_format="mp3"), False)
+    assert not (tmp_path / "w").exists()

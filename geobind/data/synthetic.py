@@ -57,6 +57,9 @@ class WorldOptions:
     ground_size: int = opt(64, "ground view side, pixels")
     sample_rate: int = opt(16000, "audio sample rate, Hz")
     clip_seconds: float = opt(5.0, "audio clip length, seconds")
+    audio_format: str = opt(
+        "wav", "sound files: 'wav' (16-bit PCM) or 'flac' (the same samples, a seventh smaller)"
+    )
     overlap: bool = opt(True, "the three training sets share their places (else: disjoint)")
     ground_view: str = opt("panorama", "ground pictures: 'panorama' (360 degrees) or 'photo'")
 
@@ -81,6 +84,7 @@ def _world_config(options: WorldOptions) -> Any:
         ground_size=options.ground_size,
         sample_rate=options.sample_rate,
         clip_seconds=options.clip_seconds,
+        audio_format=options.audio_format,
         ground_view=options.ground_view,
     )
 
@@ -183,8 +187,8 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     if not options.out:
         raise ConfigError("world: 'out' (a folder) is required")
     out = Path(options.out)
+    registry, config = get_registry(), _world_config(options)  # a bad option fails here
     out.mkdir(parents=True, exist_ok=True)
-    registry, config = get_registry(), _world_config(options)
     extra = {"landcover": pa.list_(pa.float32(), len(LAND_COVERS))}
     pool = None
     if options.workers > 1:  # spawn: Lance and torch are not fork-safe
