@@ -1,0 +1,128 @@
+"""What the frozen anchor lets a sound encoder reach, and what simple sound statistics reach.
+
+    python benchmarks/audio_ceiling.py [--space geobind-demo/space] [--world geobind-demo/world]
+
+The audio stage learns to map a sound onto the frozen anchor's embedding of the place's tile.
+Two things bound it: what the anchor's embedding says about a place, and what the sound says.
+This fits the same map, a ridge regression from random Fourier features onto the anchor's unit
+embeddings (closed form; the feature scale and ridge chosen on the training set's validation
+rows), from three inputs on the audio stage's training pairs, and prints R@10 of each on the
+held-out places, against the anchor's embeddings of their tiles:
+
+- the place's true land-cover fractions: an oracle sound encoder that heard the land cover
+  exactly; how far the anchor lets any sound go (the world's sounds depend on the land cover,
+  the hour and the weather, the last two invisible from above);
+- the floor's sound features (mean and spread of 32 band energies): what sound statistics
+  carry through a non-linear map, beside the floor's linear CCA;
+- the space's learned audio encoder (no map: its own embeddings), for comparison.
+
+Only the synthetic world knows each place's land cover; with real data the second line is the
+one to measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def fourier(x: np.ndarray, scale: float, dims: int = 1024, seed: int = 0) -> np.ndarray:
+    """Random Fourier features of standardised rows (a Gaussian kernel of width 1/scale)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0.0, scale, (x.shape[1], dims))
+    b = rng.uniform(0.0, 2 * np.pi, dims)
+    return np.cos(x @ w + b) * np.sqrt(2.0 / dims)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="geobind-demo/space")
+    parser.add_argument("--world", default="geobind-demo/world")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from geobind.data.pairs import open_pairs, read_inputs
+    from geobind.data.reader import split_rows
+    from geobind.eval.floor import transform_rows
+    from geobind.eval.retrieval import ranks, recall_metrics
+    from geobind.plugins import get_registry
+    from geobind.space import load_space
+
+    audio, heldout = Path(args.world, "audio.lance"), Path(args.world, "heldout.lance")
+    if (
+        not audio.is_dir()
+        or not heldout.is_dir()
+        or not Path(args.space, "manifest.json").is_file()
+    ):
+        raise SystemExit(
+            f"audio_ceiling: need a synthetic world ({audio} and {heldout}) and a space "
+            f"({args.space}); run `make demo` first or pass --world and --space"
+        )
+    space = load_space(args.space)
+    if "audio" not in space.modalities:
+        raise SystemExit(f"audio_ceiling: the space {args.space} holds no audio encoder yet")
+    ds, ho = open_pairs(audio), open_pairs(heldout)
+    train, val = split_rows(ds, "train"), split_rows(ds, "val")
+    held = list(range(ho.count_rows()))
+
+    def unit(x: torch.Tensor) -> np.ndarray:
+        return torch.nn.functional.normalize(x.float(), dim=1).numpy()
+
+    def tiles(d, rows):
+        return unit(space.embed("satellite", list(read_inputs(d, "satellite", rows)), 256))
+
+    def cover(d, rows):
+        return np.stack(d.take(rows, columns=["landcover"]).column("landcover").to_pylist())
+
+    def recall(q: np.ndarray, g: np.ndarray) -> tuple[float, float]:
+        """(sound -> satellite, satellite -> sound) R@10, in percent."""
+        q_t, g_t = torch.from_numpy(unit(torch.from_numpy(q))), torch.from_numpy(g)
+        return tuple(
+            100 * recall_metrics(ranks(a, b), (10,))["R@10"] for a, b in ((q_t, g_t), (g_t, q_t))
+        )
+
+    anchor = {"train": tiles(ds, train), "val": tiles(ds, val), "held": tiles(ho, held)}
+    sounds = get_registry().modality("audio").features()
+    train_sounds = list(read_inputs(ds, "audio", train))
+    sounds.fit(train_sounds[:3000])
+    inputs = {
+        "land-cover fractions (an oracle sound encoder)": {
+            "train": cover(ds, train),
+            "val": cover(ds, val),
+            "held": cover(ho, held),
+        },
+        "band energies (the floor's sound features)": {
+            "train": transform_rows(sounds, train_sounds),
+            "val": transform_rows(sounds, list(read_inputs(ds, "audio", val))),
+            "held": transform_rows(sounds, list(read_inputs(ho, "audio", held))),
+        },
+    }
+    print(f"R@10 on {len(held)} held-out places (chance {1000 / len(held):.1f}%)")
+    print(f"{'sound side':50s} {'audio->sat':>10s} {'sat->audio':>10s}  chosen on val rows")
+    for name, x in inputs.items():
+        mean, std = x["train"].mean(0), x["train"].std(0) + 1e-6
+        best = None
+        for scale in (0.1, 0.3, 1.0, 3.0):
+            feats = {k: fourier((v - mean) / std, scale) for k, v in x.items()}
+            a = feats["train"]
+            for ridge in (1e-3, 1e-1):
+                w = np.linalg.solve(
+                    a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ anchor["train"]
+                )
+                score = sum(recall(feats["val"] @ w, anchor["val"]))
+                if best is None or score > best[0]:
+                    best = (score, recall(feats["held"] @ w, anchor["held"]), scale, ridge)
+        _, (s2a, a2s), scale, ridge = best
+        print(f"{name:50s} {s2a:9.1f}% {a2s:9.1f}%  scale {scale:g}, ridge {ridge:g}")
+    learned = unit(space.embed("audio", list(read_inputs(ho, "audio", held)), 256))
+    s2a, a2s = recall(learned, anchor["held"])
+    name = "the space's learned audio encoder"
+    print(f"{name:50s} {s2a:9.1f}% {a2s:9.1f}%")
+
+
+if __name__ == "__main__":
+    main()
