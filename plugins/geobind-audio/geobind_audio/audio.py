@@ -30,6 +30,23 @@ __all__ = [
 #: Frames read at a time by :func:`check_audio`, so validating a long file stays small.
 _BLOCK = 1 << 16
 
+#: The shortest sound embedded, in seconds. A clip is repeat-padded to the encoder's length, so
+#: a few milliseconds (libsndfile reads a WAV cut short as a short clip, without an error) would
+#: become a buzz that the encoder embeds like any sound; below this it is refused instead.
+MIN_SECONDS = 0.1
+
+
+def _too_short(frames: int, rate: int) -> str:
+    """Why ``frames`` at ``rate`` Hz is too short to embed, or "" when it is long enough."""
+    if frames == 0:
+        return "audio: no samples (0 frames)"
+    if frames < MIN_SECONDS * rate:
+        return (
+            f"audio: {frames} frames ({1000 * frames / rate:.0f} ms at {rate} Hz) is too short "
+            f"to embed, at least {MIN_SECONDS:g} s is needed (a file cut short?)"
+        )
+    return ""
+
 
 def _open(data: bytes):
     """A soundfile reader over encoded bytes, or an InputError saying why there is none."""
@@ -64,16 +81,18 @@ def _reason(exc: Exception) -> str:
     return str(getattr(exc, "error_string", "") or exc).strip()
 
 
-def _check_samples(samples: np.ndarray, rate: int) -> None:
+def _check_samples(samples: np.ndarray, rate: int, whole: bool = True) -> None:
+    """Refuse non-finite samples and, when ``samples`` is the whole file, too few of them."""
     import numpy as np
 
-    if samples.shape[0] == 0:
-        raise InputError("audio: no samples (0 frames)")
     if not np.isfinite(samples).all():
         bad = int((~np.isfinite(samples)).any(axis=1).sum())
         raise InputError(
             f"audio: {bad} of {samples.shape[0]} frames at {rate} Hz hold NaN or infinite samples"
         )
+    short = _too_short(samples.shape[0], rate) if whole or samples.shape[0] == 0 else ""
+    if short:
+        raise InputError(short)
 
 
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
@@ -105,8 +124,9 @@ def check_audio(data: bytes) -> None:
                     f"audio: NaN or infinite samples after frame {total} at {f.samplerate} Hz"
                 )
             total += block.shape[0]
-    if total == 0:
-        raise InputError("audio: no samples (0 frames)")
+    short = _too_short(total, f.samplerate)
+    if short:
+        raise InputError(short)
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -186,7 +206,7 @@ class AudioPreprocess:
             rate, total = f.samplerate, f.frames
             start, count = self._window(rate, total)
             samples = _read(f, start, count)
-        _check_samples(samples, rate)
+        _check_samples(samples, rate, whole=count < 0)
         wave = resample(to_mono(samples), rate, self.sample_rate)
         room = wave.shape[0] - self.clip_samples
         offset = _random_start(room) if self.train and room > 0 else None

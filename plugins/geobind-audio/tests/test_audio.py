@@ -177,6 +177,8 @@ def test_stereo_is_down_mixed_to_the_channel_mean():
         (b"this is not audio at all" * 20, "not a readable audio format"),
         (encode(np.zeros((0, 2), "f4"), 44100), "no samples"),
         (encode(np.array([0.1, np.nan, 0.2], "f4"), 16000, "WAV", "FLOAT"), "NaN or infinite"),
+        (encode(tone(2.0, 16000, 1), 16000)[:300], r"128 frames \(8 ms at 16000 Hz\) is too short"),
+        (encode(tone(0.05, 44100), 44100, "FLAC"), "at least 0.1 s is needed"),
         ("a string", "expected encoded bytes"),
     ],
 )
