@@ -30,7 +30,10 @@ import numpy as np
 
 
 def fourier(x: np.ndarray, scale: float, dims: int = 1024, seed: int = 0) -> np.ndarray:
-    """Random Fourier features of standardised rows (a Gaussian kernel of width 1/scale)."""
+    """Random Fourier features of standardised rows (a Gaussian kernel of width 1/scale).
+
+    Six lines rather than scikit-learn's ``RBFSampler``: scikit-learn is no dependency of the
+    project (it arrives only through laion_clap's)."""
     rng = np.random.default_rng(seed)
     w = rng.normal(0.0, scale, (x.shape[1], dims))
     b = rng.uniform(0.0, 2 * np.pi, dims)

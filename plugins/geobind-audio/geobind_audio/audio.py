@@ -36,16 +36,15 @@ _BLOCK = 1 << 16
 MIN_SECONDS = 0.1
 
 
-def _too_short(frames: int, rate: int) -> str:
-    """Why ``frames`` at ``rate`` Hz is too short to embed, or "" when it is long enough."""
+def _check_length(frames: int, rate: int) -> None:
+    """Refuse a sound of no samples, or of fewer than :data:`MIN_SECONDS` at ``rate`` Hz."""
     if frames == 0:
-        return "audio: no samples (0 frames)"
+        raise InputError("audio: no samples (0 frames)")
     if frames < MIN_SECONDS * rate:
-        return (
+        raise InputError(
             f"audio: {frames} frames ({1000 * frames / rate:.0f} ms at {rate} Hz) is too short "
             f"to embed, at least {MIN_SECONDS:g} s is needed (a file cut short?)"
         )
-    return ""
 
 
 def _open(data: bytes):
@@ -90,9 +89,8 @@ def _check_samples(samples: np.ndarray, rate: int, whole: bool = True) -> None:
         raise InputError(
             f"audio: {bad} of {samples.shape[0]} frames at {rate} Hz hold NaN or infinite samples"
         )
-    short = _too_short(samples.shape[0], rate) if whole or samples.shape[0] == 0 else ""
-    if short:
-        raise InputError(short)
+    if whole or samples.shape[0] == 0:
+        _check_length(samples.shape[0], rate)
 
 
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
@@ -124,9 +122,7 @@ def check_audio(data: bytes) -> None:
                     f"audio: NaN or infinite samples after frame {total} at {f.samplerate} Hz"
                 )
             total += block.shape[0]
-    short = _too_short(total, f.samplerate)
-    if short:
-        raise InputError(short)
+    _check_length(total, f.samplerate)
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
