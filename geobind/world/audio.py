@@ -2,7 +2,16 @@
 
 Noise-like sources (surf, wind, traffic rumble, tyres, rain, crowd murmur, insects) are cut
 from long filtered-noise loops made once per world (a random stretch of each loop per clip);
-birdsong, crickets, passing cars, horns and fog horns are synthesised per clip.
+birdsong, owls, frogs, crickets, passing cars, horns and fog horns are banks of short events
+made once per world and dropped into each clip at random times.
+
+Which birds sing depends on the habitat, as in real field recordings: each land cover has its
+own assemblage of species (:data:`ASSEMBLAGES`, after the habitat associations of European
+breeding birds in the BTO's Bird Atlas and the songs as Xeno-canto's recordings describe them),
+and species tell habitats apart by the shape of their calls (rhythm, pitch contour, harshness)
+more than by the frequency band they use: most songbirds share 2-6 kHz. A sound encoder that
+reads a spectrogram can hear which species sing; the mean and spread of band energies hear
+mostly how much song there is.
 """
 
 from __future__ import annotations
@@ -19,7 +28,6 @@ _F = np.float32
 #: where the surf of waves puts most of its energy (used by tests and checks)
 WAVE_BAND_HZ = (150.0, 1200.0)
 
-_BIRDS = {"dawn": 1.7, "morning": 1.2, "midday": 0.6, "afternoon": 0.75, "dusk": 0.9, "night": 0.06}
 _INSECTS = {"dawn": 0.3, "morning": 0.7, "midday": 1.3, "afternoon": 1.2, "dusk": 0.6, "night": 0.0}
 _CRICKETS = {
     "dawn": 0.2,
@@ -64,28 +72,135 @@ def _tone(sr: int, freq, amp: np.ndarray, harmonics=((1, 1.0),)) -> np.ndarray:
     return (out * amp).astype(_F)
 
 
-def _bird_call(rng: np.random.Generator, sr: int, kind: int) -> np.ndarray:
-    f0 = float(rng.uniform(2200, min(0.42 * sr, 6200.0)))
-    notes = {0: 1, 1: int(rng.integers(4, 12)), 2: 2, 3: int(rng.integers(2, 5))}[kind]
+Note = tuple[float, float, float, float]
+
+
+def _song(
+    sr: int,
+    notes: list[Note],
+    harmonics: tuple = ((1, 1.0), (2, 0.18)),
+    rough_hz: float = 0.0,
+) -> np.ndarray:
+    """Notes of ``(seconds, start Hz, end Hz, gap after)``, each a swept tone with a smooth
+    envelope; ``rough_hz`` adds the amplitude flutter of a harsh call (crows, gulls)."""
     parts = []
-    for k in range(notes):
-        if kind == 0:  # a falling whistle
-            dur, f_a, f_b = rng.uniform(0.15, 0.4), f0, f0 * rng.uniform(0.55, 0.8)
-        elif kind == 1:  # a trill of short notes
-            dur, f_a, f_b = rng.uniform(0.03, 0.06), f0 * 1.1, f0 * 0.9
-        elif kind == 2:  # two tones
-            dur, f_a = 0.22, f0 * (1.0 if k == 0 else 0.8)
-            f_b = f_a
-        else:  # rising chirps
-            dur, f_a, f_b = rng.uniform(0.06, 0.12), f0 * 0.7, f0
+    for dur, f_a, f_b, gap in notes:
         m = max(8, int(dur * sr))
         s = np.linspace(0.0, 1.0, m)
-        parts.append(
-            _tone(sr, f_a + (f_b - f_a) * s, np.sin(np.pi * s) ** 2, ((1, 1.0), (2, 0.18)))
-        )
-        gap = {0: 0.25, 1: 0.025, 2: 0.06, 3: 0.09}[kind] * rng.uniform(0.8, 1.3)
+        env = np.sin(np.pi * s) ** 2
+        if rough_hz:
+            env = env * (0.55 + 0.45 * np.sin(2 * np.pi * rough_hz * np.arange(m) / sr))
+        harm = tuple((h, a) for h, a in harmonics if h * max(f_a, f_b) < 0.45 * sr)
+        parts.append(_tone(sr, f_a + (f_b - f_a) * s, env, harm))
         parts.append(np.zeros(int(gap * sr), _F))
     return np.concatenate(parts)
+
+
+def _species_call(rng: np.random.Generator, sr: int, species: str) -> np.ndarray:
+    """One song or call of ``species`` (a key of :data:`SPECIES`), varied by ``rng``."""
+
+    def u(lo: float, hi: float) -> float:
+        return float(rng.uniform(lo, hi))
+
+    def count(lo: int, hi: int) -> int:
+        return int(rng.integers(lo, hi))
+
+    top = 0.42 * sr
+    harsh = ((1, 1.0), (2, 0.9), (3, 0.8), (4, 0.6), (5, 0.5), (6, 0.4), (7, 0.3))
+    notes: list[Note]
+    if species == "thrush":  # song thrush: a short phrase of pitch jumps, repeated 2-3 times
+        notes = []
+        for _ in range(count(3, 6)):
+            f = u(1800, 3800)
+            notes.append((u(0.07, 0.14), f, f * u(0.9, 1.1), 0.03))
+        return _song(sr, notes * count(2, 4), ((1, 1.0), (2, 0.25)))
+    if species == "woodpecker":  # drumming: a burst of broadband knocks at ~17 a second
+        rate, knocks = u(14, 20), count(10, 20)
+        y = np.zeros(int(sr * (knocks / rate + 0.05)), _F)
+        tk = np.arange(int(0.008 * sr))
+        for j in range(knocks):
+            a = int(j * sr / rate)
+            click = rng.standard_normal(len(tk)) * np.exp(-tk / (0.0015 * sr))
+            y[a : a + len(tk)] += (click * (1.0 - 0.4 * j / knocks)).astype(_F)
+        return y / (float(np.max(np.abs(y))) + 1e-9)
+    if species == "owl":  # tawny owl: a long hoot, a pause, then a wavering hooo
+        f0 = u(520, 720)
+        notes = [(u(0.3, 0.45), f0, f0 * 0.95, u(0.8, 1.6))]
+        notes += [(0.12, f0 * 0.95, f0 * 0.9, 0.04)] * 2 + [(u(0.5, 0.8), f0, f0 * 0.93, 0.1)]
+        return _song(sr, notes, ((1, 1.0), (2, 0.12)))
+    if species == "skylark":  # a continuous warble of rapid notes for seconds on end
+        notes = []
+        for _ in range(count(35, 70)):
+            f = u(2200, 4800)
+            notes.append((u(0.04, 0.08), f, f * u(0.85, 1.15), 0.01))
+        return _song(sr, notes, ((1, 1.0), (2, 0.15)))
+    if species == "pipit":  # meadow pipit: an accelerating series of thin rising notes
+        f0, k = min(u(3600, 4800), top), count(8, 16)
+        return _song(sr, [(0.06, f0 * 0.8, f0, 0.16 - 0.1 * j / k) for j in range(k)])
+    if species == "yellowhammer":  # a series of short identical notes and a long last one
+        f0 = min(u(4200, 5600), top)
+        notes = [(0.05, f0, f0 * 0.95, 0.1)] * count(6, 11)
+        return _song(sr, notes + [(u(0.3, 0.5), f0 * 0.8, f0 * 0.78, 0.1)])
+    if species == "rook":  # harsh, low caws with many harmonics
+        f0 = u(380, 600)
+        notes = [(u(0.25, 0.4), f0, f0 * 0.9, u(0.25, 0.5))] * count(1, 4)
+        return _song(sr, notes, harsh, rough_hz=u(55, 80))
+    if species == "pigeon":  # a low, soft croo-oo
+        f0 = u(300, 420)
+        notes = [(u(0.25, 0.35), f0, f0 * 1.1, 0.05), (u(0.4, 0.6), f0 * 1.1, f0 * 0.9, 0.3)]
+        return _song(sr, notes * count(1, 3), ((1, 1.0), (2, 0.35)))
+    if species == "sparrow":  # repeated cheeps, each falling
+        f0 = min(u(3800, 4800), top)
+        notes = [(u(0.07, 0.12), f0, f0 * 0.7, u(0.15, 0.35)) for _ in range(count(3, 9))]
+        return _song(sr, notes, ((1, 1.0), (2, 0.4)))
+    if species == "great_tit":  # two-note teacher-teacher
+        f0 = min(u(4000, 5500), top)
+        notes = [(0.1, f0, f0, 0.03), (0.1, f0 * 0.75, f0 * 0.75, 0.08)] * count(3, 6)
+        return _song(sr, notes)
+    if species == "gull":  # herring gull's long call: two slow then fast harsh kyow-notes
+        f0 = u(800, 1300)
+        notes = [(u(0.25, 0.35), f0 * 1.2, f0 * 0.8, 0.2)] * 2
+        notes += [(u(0.13, 0.2), f0 * 1.15, f0 * 0.85, 0.08)] * count(4, 9)
+        return _song(sr, notes, harsh[:5], rough_hz=u(40, 60))
+    if species == "frog":  # a spring peeper's rising peep
+        f0 = min(u(2500, 3100), top)
+        return _song(sr, [(u(0.1, 0.16), f0 * 0.88, f0, 0.0)], ((1, 1.0),))
+    raise KeyError(species)
+
+
+#: The species a clip can hold, and when they call (a factor on their rate by time of day).
+_DAY = {"dawn": 1.7, "morning": 1.2, "midday": 0.6, "afternoon": 0.75, "dusk": 0.9, "night": 0.06}
+_NIGHT = {"dawn": 0.2, "morning": 0.0, "midday": 0.0, "afternoon": 0.0, "dusk": 0.8, "night": 1.5}
+SPECIES: dict[str, dict[str, float]] = {
+    "thrush": _DAY,
+    "woodpecker": {**_DAY, "dusk": 0.2, "night": 0.0},
+    "owl": _NIGHT,
+    "skylark": {**_DAY, "dawn": 1.0, "midday": 1.0, "dusk": 0.3},
+    "pipit": _DAY,
+    "yellowhammer": _DAY,
+    "rook": {**_DAY, "night": 0.0},
+    "pigeon": {**_DAY, "night": 0.0},
+    "sparrow": {**_DAY, "night": 0.0},
+    "great_tit": _DAY,
+    "gull": {**_DAY, "night": 0.2},
+    "frog": _NIGHT,
+}
+#: How loud a species is against the others (a pigeon's coo is soft, a gull's call carries).
+_LEVEL = {"pigeon": 0.3, "frog": 0.6, "owl": 0.7}
+#: Which species a habitat holds, and how often each calls where the habitat fills a place (calls
+#: a second at the hour's factor 1). Habitats follow the BTO Bird Atlas 2007-11's associations of
+#: British and Irish breeding birds (woodland: song thrush, great spotted woodpecker, tawny owl;
+#: grassland: skylark, meadow pipit; farmland: yellowhammer, rook; towns: feral pigeon, house
+#: sparrow, great tit; coasts: herring gull); spring peepers chorus on fresh water after dusk.
+#: ``ASSEMBLAGES[h]`` is a list of ``(species, calls a second)``.
+ASSEMBLAGES: dict[str, list[tuple[str, float]]] = {
+    "forest": [("thrush", 0.9), ("woodpecker", 0.35), ("owl", 0.5)],
+    "grass": [("skylark", 0.35), ("pipit", 0.6)],
+    "farm": [("yellowhammer", 0.45), ("rook", 0.4)],
+    "urban": [("pigeon", 0.35), ("sparrow", 0.5), ("great_tit", 0.25)],
+    "shore": [("gull", 0.7)],
+    "fresh_water": [("frog", 6.0)],
+}
 
 
 def _car_pass(rng: np.random.Generator, sr: int, tyre: np.ndarray) -> np.ndarray:
@@ -148,7 +263,6 @@ class SoundBank:
         self.length = length
         self.t = (np.arange(self.n) / sr).astype(_F)
         # short events, made once and dropped into clips at random times
-        self.birds = [[_bird_call(rng, sr, kind) for _ in range(12)] for kind in range(4)]
         tyre = self.loops["tyre"]
         car_len = int(4.0 * sr)
         self.cars = [
@@ -157,6 +271,8 @@ class SoundBank:
         ][:24]
         self.horns = [_horn(rng, sr, 330, 480, (0.2, 0.7), 0.02) for _ in range(6)]
         self.foghorns = [_horn(rng, sr, 110, 170, (1.2, 2.2), 0.15) for _ in range(4)]
+        # each species' songs, a dozen variants (individuals) each
+        self.species = {name: [_species_call(rng, sr, name) for _ in range(12)] for name in SPECIES}
 
     # ---- helpers ---------------------------------------------------------------------
     def _cut(
@@ -255,14 +371,31 @@ class SoundBank:
             y += g * loud() * self._slow(rng, 0.2, 0.5) * self._cut("babble", rng)
             if rng.random() < 0.35 * urban:
                 self._events(y, self.horns, int(rng.integers(1, 3)), rng, 0.1, 0.25)
-        # birds
-        rate = (5.0 * forest + 2.2 * grass + 1.0 * farm + 0.5 * urban + 0.4 * sand) * _BIRDS[tod]
-        rate *= {"clear": 1.0, "cloudy": 0.9, "overcast": 0.7, "rain": 0.2, "fog": 0.6}[weather]
-        calls = min(int(rng.poisson(rate * n / sr)), 30)
-        if calls:
-            species = rng.integers(0, 4, size=2)  # one or two kinds of birds sing here
-            for k in range(calls):
-                self._events(y, self.birds[int(species[k % 2])], 1, rng, 0.03, 1.0)
+        # birds and frogs: each habitat's own species, as many calls as the habitat's share of
+        # the place and the hour allow; one or two individuals of a species sing in one clip
+        shore = (0.4 * sand + 0.3 * water * sea_share) if coast else 0.0
+        fresh = np.sqrt(water) * (1.0 - sea_share) if coast else 0.0
+        habitat = {
+            "forest": forest,
+            "grass": grass,
+            "farm": farm,
+            "urban": urban,
+            "shore": shore,
+            "fresh_water": fresh,
+        }
+        fauna = {"clear": 1.0, "cloudy": 0.9, "overcast": 0.7, "rain": 0.2, "fog": 0.6}[weather]
+        for name, share in habitat.items():
+            if share < 0.02:
+                continue
+            for kind, per_s in ASSEMBLAGES[name]:
+                f = fauna if kind != "frog" else {"rain": 1.3}.get(weather, 1.0)
+                rate = per_s * share * SPECIES[kind][tod] * f
+                calls = min(int(rng.poisson(rate * n / sr)), 30)
+                if calls:
+                    singers = rng.choice(12, size=2, replace=False)
+                    bank = [self.species[kind][int(i)] for i in singers]
+                    level = _LEVEL.get(kind, 1.0)
+                    self._events(y, bank, calls, rng, 0.03 * level, level)
         # insects: buzzing cicadas by day, pulsing crickets at dusk and night
         g = (0.9 * farm + 0.7 * grass + 0.2 * forest) * (0.3 if weather == "rain" else 1.0)
         if g * _INSECTS[tod] > 0.02 and sr >= 12000:
