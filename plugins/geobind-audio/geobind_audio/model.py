@@ -6,7 +6,8 @@ so the audio half of a (non-fusion) laion_clap checkpoint loads into this module
 
 from __future__ import annotations
 
-import os
+import importlib
+import importlib.util
 import sys
 import warnings
 from collections.abc import Mapping
@@ -64,27 +65,41 @@ INTERNALS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 
 def import_htsat() -> ModuleType:
-    """``laion_clap.clap_module.htsat``, imported offline and without growing ``sys.path``."""
-    # laion_clap loads HF tokenizers on import: online, here, it hangs for minutes
-    offline = os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", offline)
-    if offline.strip().lower() in ("1", "true", "yes", "on") and "huggingface_hub" in sys.modules:
-        # huggingface_hub reads the variable once, on its first import (open_clip's, often)
-        sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
-    path = list(sys.path)
+    """``laion_clap.clap_module.htsat``, imported without running laion_clap's ``__init__``.
+
+    laion_clap's package ``__init__`` imports its whole CLAP training stack (transformers, its
+    tokenizers, timm, open_clip-like factories: about 4 s) and appends its folder to
+    ``sys.path``; online, transformers may also reach the Hugging Face Hub and hang. The audio
+    branch needs none of it: ``htsat`` imports only torch, torchlibrosa and two sibling
+    modules. So the two parent packages are stood in for by bare package objects while
+    ``htsat`` loads, then removed, so a later ``import laion_clap`` runs its ``__init__`` as
+    usual.
+    """
+    name = "laion_clap.clap_module.htsat"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec("laion_clap")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the audio encoder needs laion_clap; pip install 'laion_clap>=1.1.4'")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    stand_ins = {}
+    for package, folder in (("laion_clap", root), ("laion_clap.clap_module", root / "clap_module")):
+        if package not in sys.modules:
+            module = ModuleType(package)
+            module.__path__ = [str(folder)]
+            stand_ins[package] = sys.modules[package] = module
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # timm deprecations in laion's imports
-            from laion_clap.clap_module import htsat
+            warnings.simplefilter("ignore", FutureWarning)  # timm deprecations in its imports
+            return importlib.import_module(name)
     except ImportError as exc:
         raise ImportError(
-            f"the audio encoder needs laion_clap ({exc}); pip install 'laion_clap>=1.1.4'"
+            f"the audio encoder needs laion_clap's HTS-AT ({exc}); pip install 'laion_clap>=1.1.4'"
         ) from exc
     finally:
-        # laion_clap appends its folder to sys.path, where its top-level `training` and
-        # `clap_module` would shadow same-named modules imported later.
-        sys.path[:] = path
-    return htsat
+        for package, module in stand_ins.items():
+            if sys.modules.get(package) is module:
+                del sys.modules[package]
 
 
 class FFTSTFT(nn.Module):
