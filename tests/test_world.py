@@ -421,13 +421,15 @@ def test_each_habitat_has_its_own_species(world: World):
     night = heard(forest, 0.0, "night")  # the owl; a songbird now and then, no woodpecker
     assert "owl" in night and "woodpecker" not in night and night <= day | {"owl"}
     assert heard(town, 0.0, "morning") == {s for s, _ in ASSEMBLAGES["urban"]}
-    # a lake's margin: meadow birds by day, frogs after dark; a sea coast: gulls, no frogs
+    # a lake's margin: meadow birds by day, peepers after dark; a sea coast: gulls, no peepers
     meadow = {s for s, _ in ASSEMBLAGES["grass"]}
     dark = heard(lake, 0.0, "night")
-    assert "frog" in dark and dark <= meadow | {"frog"}
+    assert "spring_peeper" in dark and dark <= meadow | {"spring_peeper"}
     assert heard(lake, 0.0, "morning") == meadow
-    assert "frog" not in heard(lake, 1.0, "night")
-    assert "gull" in heard(np.array([0.5, 0.5, 0, 0, 0, 0, 0, 0], np.float32), 1.0, "morning")
+    assert "spring_peeper" not in heard(lake, 1.0, "night")
+    assert "herring_gull" in heard(
+        np.array([0.5, 0.5, 0, 0, 0, 0, 0, 0], np.float32), 1.0, "morning"
+    )
 
 
 # ---- how hard retrieval is -----------------------------------------------------------------

@@ -6,12 +6,13 @@ birdsong, owls, frogs, crickets, passing cars, horns and fog horns are banks of 
 made once per world and dropped into each clip at random times.
 
 Which birds sing depends on the habitat, as in real field recordings: each land cover has its
-own assemblage of species (:data:`ASSEMBLAGES`, after the habitat associations of European
-breeding birds in the BTO's Bird Atlas and the songs as Xeno-canto's recordings describe them),
-and species tell habitats apart by the shape of their calls (rhythm, pitch contour, harshness)
-more than by the frequency band they use: most songbirds share 2-6 kHz. A sound encoder that
-reads a spectrogram can hear which species sing; the mean and spread of band energies hear
-mostly how much song there is.
+own assemblage of species (:data:`ASSEMBLAGES`), birds of the north-eastern United States where
+the world's default coordinates lie, after the habitat accounts of the Cornell Lab's Birds of
+the World and eBird, their calls as the Macaulay Library's and Xeno-canto's recordings have
+them. Species tell habitats apart by the shape of their calls (rhythm, pitch contour,
+harshness) more than by the frequency band they use: most songbirds share 2-6 kHz. A sound
+encoder that reads a spectrogram can hear which species sing; the mean and spread of band
+energies hear mostly how much song there is.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _species_call(rng: np.random.Generator, sr: int, species: str) -> np.ndarray
     top = 0.42 * sr
     harsh = ((1, 1.0), (2, 0.9), (3, 0.8), (4, 0.6), (5, 0.5), (6, 0.4), (7, 0.3))
     notes: list[Note]
-    if species == "thrush":  # song thrush: a short phrase of pitch jumps, repeated 2-3 times
+    if species == "wood_thrush":  # flute-like phrases of pitch jumps, repeated
         notes = []
         for _ in range(count(3, 6)):
             f = u(1800, 3800)
@@ -123,46 +124,46 @@ def _species_call(rng: np.random.Generator, sr: int, species: str) -> np.ndarray
             click = rng.standard_normal(len(tk)) * np.exp(-tk / (0.0015 * sr))
             y[a : a + len(tk)] += (click * (1.0 - 0.4 * j / knocks)).astype(_F)
         return y / (float(np.max(np.abs(y))) + 1e-9)
-    if species == "owl":  # tawny owl: a long hoot, a pause, then a wavering hooo
+    if species == "owl":  # great horned owl: a long hoot, a pause, two quick, a long
         f0 = u(520, 720)
         notes = [(u(0.3, 0.45), f0, f0 * 0.95, u(0.8, 1.6))]
         notes += [(0.12, f0 * 0.95, f0 * 0.9, 0.04)] * 2 + [(u(0.5, 0.8), f0, f0 * 0.93, 0.1)]
         return _song(sr, notes, ((1, 1.0), (2, 0.12)))
-    if species == "skylark":  # a continuous warble of rapid notes for seconds on end
+    if species == "bobolink":  # a bubbling warble of rapid notes for seconds on end
         notes = []
         for _ in range(count(35, 70)):
             f = u(2200, 4800)
             notes.append((u(0.04, 0.08), f, f * u(0.85, 1.15), 0.01))
         return _song(sr, notes, ((1, 1.0), (2, 0.15)))
-    if species == "pipit":  # meadow pipit: an accelerating series of thin rising notes
+    if species == "field_sparrow":  # an accelerating series of thin notes
         f0, k = min(u(3600, 4800), top), count(8, 16)
         return _song(sr, [(0.06, f0 * 0.8, f0, 0.16 - 0.1 * j / k) for j in range(k)])
-    if species == "yellowhammer":  # a series of short identical notes and a long last one
+    if species == "song_sparrow":  # repeated short notes, then a long lower one
         f0 = min(u(4200, 5600), top)
         notes = [(0.05, f0, f0 * 0.95, 0.1)] * count(6, 11)
         return _song(sr, notes + [(u(0.3, 0.5), f0 * 0.8, f0 * 0.78, 0.1)])
-    if species == "rook":  # harsh, low caws with many harmonics
+    if species == "crow":  # harsh, low caws with many harmonics
         f0 = u(380, 600)
         notes = [(u(0.25, 0.4), f0, f0 * 0.9, u(0.25, 0.5))] * count(1, 4)
         return _song(sr, notes, harsh, rough_hz=u(55, 80))
-    if species == "pigeon":  # a low, soft croo-oo
+    if species == "rock_pigeon":  # a low, soft croo-oo
         f0 = u(300, 420)
         notes = [(u(0.25, 0.35), f0, f0 * 1.1, 0.05), (u(0.4, 0.6), f0 * 1.1, f0 * 0.9, 0.3)]
         return _song(sr, notes * count(1, 3), ((1, 1.0), (2, 0.35)))
-    if species == "sparrow":  # repeated cheeps, each falling
+    if species == "house_sparrow":  # repeated cheeps, each falling
         f0 = min(u(3800, 4800), top)
         notes = [(u(0.07, 0.12), f0, f0 * 0.7, u(0.15, 0.35)) for _ in range(count(3, 9))]
         return _song(sr, notes, ((1, 1.0), (2, 0.4)))
-    if species == "great_tit":  # two-note teacher-teacher
+    if species == "chickadee":  # fee-bee: two whistled notes, the second lower
         f0 = min(u(4000, 5500), top)
         notes = [(0.1, f0, f0, 0.03), (0.1, f0 * 0.75, f0 * 0.75, 0.08)] * count(3, 6)
         return _song(sr, notes)
-    if species == "gull":  # herring gull's long call: two slow then fast harsh kyow-notes
+    if species == "herring_gull":  # the long call: two slow then fast harsh kyow-notes
         f0 = u(800, 1300)
         notes = [(u(0.25, 0.35), f0 * 1.2, f0 * 0.8, 0.2)] * 2
         notes += [(u(0.13, 0.2), f0 * 1.15, f0 * 0.85, 0.08)] * count(4, 9)
         return _song(sr, notes, harsh[:5], rough_hz=u(40, 60))
-    if species == "frog":  # a spring peeper's rising peep
+    if species == "spring_peeper":  # a rising peep, many frogs in chorus
         f0 = min(u(2500, 3100), top)
         return _song(sr, [(u(0.1, 0.16), f0 * 0.88, f0, 0.0)], ((1, 1.0),))
     raise KeyError(species)
@@ -172,34 +173,35 @@ def _species_call(rng: np.random.Generator, sr: int, species: str) -> np.ndarray
 _DAY = {"dawn": 1.7, "morning": 1.2, "midday": 0.6, "afternoon": 0.75, "dusk": 0.9, "night": 0.06}
 _NIGHT = {"dawn": 0.2, "morning": 0.0, "midday": 0.0, "afternoon": 0.0, "dusk": 0.8, "night": 1.5}
 SPECIES: dict[str, dict[str, float]] = {
-    "thrush": _DAY,
+    "wood_thrush": _DAY,
     "woodpecker": {**_DAY, "dusk": 0.2, "night": 0.0},
     "owl": _NIGHT,
-    "skylark": {**_DAY, "dawn": 1.0, "midday": 1.0, "dusk": 0.3},
-    "pipit": _DAY,
-    "yellowhammer": _DAY,
-    "rook": {**_DAY, "night": 0.0},
-    "pigeon": {**_DAY, "night": 0.0},
-    "sparrow": {**_DAY, "night": 0.0},
-    "great_tit": _DAY,
-    "gull": {**_DAY, "night": 0.2},
-    "frog": _NIGHT,
+    "bobolink": {**_DAY, "dawn": 1.0, "midday": 1.0, "dusk": 0.3},
+    "field_sparrow": _DAY,
+    "song_sparrow": _DAY,
+    "crow": {**_DAY, "night": 0.0},
+    "rock_pigeon": {**_DAY, "night": 0.0},
+    "house_sparrow": {**_DAY, "night": 0.0},
+    "chickadee": _DAY,
+    "herring_gull": {**_DAY, "night": 0.2},
+    "spring_peeper": _NIGHT,
 }
 #: How loud a species is against the others (a pigeon's coo is soft, a gull's call carries).
-_LEVEL = {"pigeon": 0.3, "frog": 0.6, "owl": 0.7}
+_LEVEL = {"rock_pigeon": 0.3, "spring_peeper": 0.6, "owl": 0.7}
 #: Which species a habitat holds, and how often each calls where the habitat fills a place (calls
-#: a second at the hour's factor 1). Habitats follow the BTO Bird Atlas 2007-11's associations of
-#: British and Irish breeding birds (woodland: song thrush, great spotted woodpecker, tawny owl;
-#: grassland: skylark, meadow pipit; farmland: yellowhammer, rook; towns: feral pigeon, house
-#: sparrow, great tit; coasts: herring gull); spring peepers chorus on fresh water after dusk.
-#: ``ASSEMBLAGES[h]`` is a list of ``(species, calls a second)``.
+#: a second at the hour's factor 1): woodland a wood thrush, a woodpecker's drumming and a great
+#: horned owl after dark; grassland and old fields a bobolink and a field sparrow; farmland a
+#: song sparrow and American crows; towns rock pigeons, house sparrows and chickadees; sea
+#: coasts herring gulls; fresh water a chorus of spring peepers after dusk (the habitats of the
+#: Cornell Lab's Birds of the World accounts). ``ASSEMBLAGES[h]`` is a list of
+#: ``(species, calls a second)``.
 ASSEMBLAGES: dict[str, list[tuple[str, float]]] = {
-    "forest": [("thrush", 0.9), ("woodpecker", 0.35), ("owl", 0.5)],
-    "grass": [("skylark", 0.35), ("pipit", 0.6)],
-    "farm": [("yellowhammer", 0.45), ("rook", 0.4)],
-    "urban": [("pigeon", 0.35), ("sparrow", 0.5), ("great_tit", 0.25)],
-    "shore": [("gull", 0.7)],
-    "fresh_water": [("frog", 6.0)],
+    "forest": [("wood_thrush", 0.9), ("woodpecker", 0.35), ("owl", 0.5)],
+    "grass": [("bobolink", 0.35), ("field_sparrow", 0.6)],
+    "farm": [("song_sparrow", 0.45), ("crow", 0.4)],
+    "urban": [("rock_pigeon", 0.35), ("house_sparrow", 0.5), ("chickadee", 0.25)],
+    "shore": [("herring_gull", 0.7)],
+    "fresh_water": [("spring_peeper", 6.0)],
 }
 
 
@@ -388,7 +390,7 @@ class SoundBank:
             if share < 0.02:
                 continue
             for kind, per_s in ASSEMBLAGES[name]:
-                f = fauna if kind != "frog" else {"rain": 1.3}.get(weather, 1.0)
+                f = fauna if kind != "spring_peeper" else {"rain": 1.3}.get(weather, 1.0)
                 rate = per_s * share * SPECIES[kind][tod] * f
                 calls = min(int(rng.poisson(rate * n / sr)), 30)
                 if calls:
