@@ -492,6 +492,34 @@ def test_cheap_argument_checks_come_before_any_model_loads(space, capsys, monkey
     assert code == 1 and lines == [f"geobind: error: {words}"]
 
 
+@pytest.mark.parametrize(
+    ("flag", "name", "data", "words"),
+    [
+        ("--audio", "cut.wav", None, "too short to embed"),
+        ("--audio", "noise.flac", b"fLaC" + bytes(range(256)) * 4, "audio"),
+        ("--image", "tile.png", b"not a picture at all", "not a recognised image format"),
+    ],
+)
+def test_a_query_file_that_does_not_decode_fails_before_any_model_loads(
+    space, tmp_path, capsys, monkeypatch, flag, name, data, words
+):
+    import geobind.cli.search as commands
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the query file was checked")
+
+    path = tmp_path / name
+    if data is None:  # a WAV cut short: its header and 8 ms of samples
+        buf = io.BytesIO()
+        soundfile.write(buf, np.zeros(16000, np.float32), 16000, format="WAV", subtype="PCM_16")
+        data = buf.getvalue()[:300]
+    path.write_bytes(data)
+    monkeypatch.setattr(commands, "load_space", no_model)
+    code, lines = cli(capsys, "search", space, flag, path)
+    assert code == 1 and len(lines) == 1
+    assert lines[0].startswith(f"geobind: error: {path}: ") and words in lines[0]
+
+
 def test_a_full_disk_says_so_and_leaves_no_temporaries(space, tmp_path, capsys):
     out = tmp_path / "report.html"
     with fault_at(None, tmp_path) as calls:

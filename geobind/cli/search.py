@@ -51,7 +51,8 @@ def _add_query_args(parser: argparse.ArgumentParser) -> None:
 
 def _query(args: argparse.Namespace) -> tuple[str, str]:
     """The query's modality and value, checked before any model loads: at least one tile
-    asked for, a text that is not blank, a query file that is there and not empty."""
+    asked for, a text that is not blank, a query file that is there, not empty, and passes its
+    modality's check (it decodes)."""
     if getattr(args, "top", 1) < 1:
         raise InputError(f"--top must be at least 1, got {args.top}")
     if args.query is not None:
@@ -76,6 +77,10 @@ def _query(args: argparse.Namespace) -> tuple[str, str]:
         )
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
+    try:  # the modality's own cheap check: a sound that does not decode, a picture that is not
+        spec.check(path.read_bytes())
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
     return modality, value
 
 
