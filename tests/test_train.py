@@ -113,6 +113,20 @@ def test_a_bank_of_the_batch_alone_is_the_clip_loss_and_more_negatives_cost_more
     torch.testing.assert_close(harder, by_hand)
 
 
+def test_distill_adds_its_weight_times_one_minus_cosine_to_each_kind_of_negatives():
+    torch.manual_seed(0)
+    a, b = F.normalize(torch.randn(12, 16), dim=-1), F.normalize(torch.randn(12, 16), dim=-1)
+    plain, distilled = ContrastiveLoss(temperature=0.05), ContrastiveLoss(0.05, distill=2.5)
+    gap = 2.5 * (1 - F.cosine_similarity(a, b)).mean()
+    torch.testing.assert_close(distilled(a, b), plain(a, b) + gap)
+    bank, targets = torch.cat([b, a[:3]]), torch.arange(12)
+    torch.testing.assert_close(
+        distilled(a, b, bank=bank, targets=targets), plain(a, b, bank=bank, targets=targets) + gap
+    )
+    # a student already on its teacher pays nothing more
+    torch.testing.assert_close(distilled(b, b), plain(b, b))
+
+
 def test_temperature_starts_at_007_learns_and_is_clamped_at_ln100():
     loss = ContrastiveLoss()
     assert loss.temperature == pytest.approx(0.07)
@@ -182,6 +196,41 @@ def test_negatives_are_batch_or_a_bank_of_a_frozen_teacher(tmp_path, data_dir, m
     assert entry.recipe["negatives"] == "bank"
     # the space records where the data lay, so the floor can refit from any folder later
     assert Path(entry.recipe["data"]).is_absolute() and Path(entry.recipe["data"]).is_dir()
+
+
+def test_distill_pulls_the_student_onto_its_frozen_teacher(tmp_path, data_dir):
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir, anchor_epochs=8)
+    with pytest.raises(ConfigError, match=r"stages.anchor.distill must be >= 0"):
+        load_recipe(recipe, ["stages.anchor.distill=-1"])
+    with pytest.raises(ConfigError, match="stage 'clip': distill needs a frozen teacher"):
+        load_recipe(recipe, ["stages.clip.distill=1"])
+    plan = load_recipe(recipe, ["stages.anchor.lr=3e-3"])
+    train(plan, say=lambda s: None)
+    space = load_space(tmp_path / "space")
+    tiles = [png_bytes(i) for i in range(48)]
+    teacher = space.embed("ground", [png_bytes(500 + i) for i in range(48)])
+    cosine = {0.0: F.cosine_similarity(space.embed("satellite", tiles), teacher).mean()}
+    plan.stages["anchor"].distill = 20.0  # a new recipe: the anchor trains again
+    train(plan, say=lambda s: None)
+    space = load_space(tmp_path / "space")
+    assert space.entry("satellite").recipe["distill"] == 20.0
+    cosine[20.0] = F.cosine_similarity(space.embed("satellite", tiles), teacher).mean()
+    assert 1 - cosine[20.0] < 0.7 * (1 - cosine[0.0]), cosine  # 0.08 against 0.14
+
+
+def test_a_stage_stored_before_the_distill_key_keeps_its_recipe_hash():
+    import dataclasses
+    import hashlib
+
+    from geobind.train.recipe import StageRecipe
+    from geobind.train.stage import recipe_hash
+
+    stage = StageRecipe(data="pairs.lance", epochs=3)
+    before = {k: v for k, v in dataclasses.asdict(stage).items() if k != "distill"}
+    blob = json.dumps(before, sort_keys=True).encode()
+    assert recipe_hash(stage) == hashlib.sha256(blob).hexdigest()[:16]
+    stage.distill = 1.0
+    assert recipe_hash(stage) != hashlib.sha256(blob).hexdigest()[:16]
 
 
 def test_an_included_stage_can_change_some_settings(tmp_path, data_dir):

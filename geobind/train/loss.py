@@ -25,15 +25,23 @@ class ContrastiveLoss(nn.Module):
 
     :param temperature: the initial temperature (CLIP: 0.07).
     :param learnable: whether the temperature trains.
+    :param distill: weight of ``1 - cos(student, teacher)`` row by row, added to the loss
+        (feature distillation onto a frozen teacher; 0: none).
     :param rank, world_size: this process's place when trained with torch.distributed;
         negatives are gathered from every rank (``local_loss=True, gather_with_grad=True``,
         the setting that gives the full-batch gradient when one side is frozen).
     """
 
     def __init__(
-        self, temperature: float = 0.07, learnable: bool = True, rank: int = 0, world_size: int = 1
+        self,
+        temperature: float = 0.07,
+        learnable: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        distill: float = 0.0,
     ) -> None:
         super().__init__()
+        self.distill = distill
         scale = torch.tensor(math.log(1.0 / temperature))
         self.logit_scale = nn.Parameter(scale, requires_grad=learnable)
         self.rank, self.world_size = rank, world_size
@@ -58,6 +66,20 @@ class ContrastiveLoss(nn.Module):
         against the batch alone; each teacher still ranks its student among the batch's (all
         ranks') students.
         """
+        contrastive = self._contrastive(student, teacher, bank, targets)
+        if not self.distill:
+            return contrastive
+        # unit rows: 1 - cos is half the squared distance; the mean over this rank's rows
+        # averages to the full batch's under DDP, as the contrastive term does
+        return contrastive + self.distill * (1 - (student * teacher).sum(-1)).mean()
+
+    def _contrastive(
+        self,
+        student: torch.Tensor,
+        teacher: torch.Tensor,
+        bank: torch.Tensor | None,
+        targets: torch.Tensor | None,
+    ) -> torch.Tensor:
         scale = self.logit_scale.exp()
         if bank is None:
             return self.clip_loss(student, teacher, scale)

@@ -74,6 +74,12 @@ class StageRecipe:
     #: embeddings of the batch, as CLIP) or ``bank`` (every training row's cached teacher
     #: embedding: a full memory bank, which a frozen teacher makes exact)
     negatives: str = "batch"
+    #: weight of feature distillation onto a frozen teacher: ``distill * (1 - cos)`` between
+    #: each student embedding and its own row's teacher embedding, added to the contrastive
+    #: loss. InfoNCE only ranks a student among the negatives; this keeps it where the
+    #: teacher's space puts its pairs, which zero-shot queries and the pairs no stage trained
+    #: together rely on (BENCHMARKS.md measures the trade). 0: contrastive loss alone
+    distill: float = 0.0
     device: str = "auto"
     enabled: bool = True
 
@@ -89,6 +95,7 @@ RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "eps": ("> 0", lambda v: v > 0),
     "warmup_steps": (">= 0", lambda v: v >= 0),
     "temperature": ("> 0", lambda v: v > 0),
+    "distill": (">= 0 (0: contrastive loss alone)", lambda v: v >= 0),
     "workers": (">= 0", lambda v: v >= 0),
     "val_every": (">= 0 (0: validate once, at the end)", lambda v: v >= 0),
     "val_rows": (">= 2", lambda v: v >= 2),
@@ -196,6 +203,11 @@ def _check(recipe: Recipe, path: Path) -> None:
 def _check_negatives(stage: StageRecipe, where: str) -> None:
     if stage.negatives not in ("batch", "bank"):
         raise ConfigError(f"{where}: negatives must be 'batch' or 'bank', got {stage.negatives!r}")
+    if stage.distill and stage.teacher.train:
+        raise ConfigError(
+            f"{where}: distill needs a frozen teacher (a trained teacher would be pulled onto "
+            "its student as much as the student onto it); set teacher.train: false or distill: 0"
+        )
     if stage.negatives == "bank" and stage.teacher.train:
         raise ConfigError(
             f"{where}: negatives 'bank' needs a frozen teacher (its cached embeddings are the "

@@ -162,9 +162,19 @@ def check_widths(
     )
 
 
+#: Stage settings added after spaces were first stored, with the value that behaves as before:
+#: hashed only when set otherwise, so a space or checkpoint made before the key existed is still
+#: recognised as the same recipe and is neither retrained nor its resume refused.
+LATER_KEYS: dict[str, Any] = {"distill": 0.0}
+
+
 def recipe_hash(stage: StageRecipe) -> str:
     """A hash of what defines a stage's result (checkpoints of another recipe are ignored)."""
-    blob = json.dumps(dataclasses.asdict(stage), sort_keys=True).encode()
+    record = dataclasses.asdict(stage)
+    for key, old in LATER_KEYS.items():
+        if record.get(key) == old:
+            del record[key]
+    blob = json.dumps(record, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -196,7 +206,7 @@ class StageRun:
             self.teacher.freeze()
         self.teacher_sha = sha256_hex(state_bytes(self.teacher.net))
         self.loss = ContrastiveLoss(
-            stage.temperature, stage.learn_temperature, dist.rank, dist.world_size
+            stage.temperature, stage.learn_temperature, dist.rank, dist.world_size, stage.distill
         )
         self.model = StageModel(
             self.student, self.teacher if stage.teacher.train else None, self.loss
