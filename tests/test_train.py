@@ -233,6 +233,47 @@ def test_a_stage_stored_before_the_distill_key_keeps_its_recipe_hash():
     assert recipe_hash(stage) != hashlib.sha256(blob).hexdigest()[:16]
 
 
+def test_a_stage_moved_with_its_data_is_the_same_recipe_and_rewritten_data_is_not(
+    tmp_path, data_dir
+):
+    import shutil
+
+    from geobind.train.run import stage_done
+    from geobind.train.stage import _hash, recipe_hash
+
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir)
+    plan = load_recipe(recipe)
+    train(plan, say=lambda s: None)
+    stage = plan.stages["anchor"]
+    moved = tmp_path / "moved"
+    shutil.copytree(data_dir, moved)
+    there = load_recipe(recipe, [f"data_dir={moved}"]).stages["anchor"]
+    assert there.data != stage.data and recipe_hash(there) == recipe_hash(stage)
+    space = Space(tmp_path / "space")
+    assert stage_done(space, "anchor", there)  # a moved project is not trained again
+    # a space stored when the data counted by its path still counts as done
+    manifest = json.loads((space.path / "manifest.json").read_text())
+    manifest["modalities"]["satellite"]["recipe"]["hash"] = _hash(stage, stage.data)
+    (space.path / "manifest.json").write_text(json.dumps(manifest))
+    assert stage_done(Space(tmp_path / "space"), "anchor", stage)
+    # other data written at the same path is another recipe
+    rows = pair_rows(
+        {
+            "satellite": [png_bytes(i) for i in range(9)],
+            "ground": [png_bytes(i) for i in range(9)],
+            "text": ["x"] * 9,
+        }
+    )
+    write_pairs(
+        moved / "pairs.lance",
+        rows,
+        {"satellite": "binary", "ground": "binary", "text": "string"},
+        mode="overwrite",
+    )
+    assert recipe_hash(there) != recipe_hash(stage)
+    assert not stage_done(Space(tmp_path / "space"), "anchor", there)
+
+
 def test_an_included_stage_can_change_some_settings(tmp_path, data_dir):
     write_recipe(tmp_path / "base.yaml", tmp_path / "space", data_dir)
     (tmp_path / "anchor.yaml").write_text(

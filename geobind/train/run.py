@@ -11,7 +11,7 @@ from geobind.errors import ConfigError, record_done
 from geobind.space import Space
 from geobind.train.distributed import Dist
 from geobind.train.recipe import Recipe, load_recipe
-from geobind.train.stage import recipe_hash, train_stage
+from geobind.train.stage import recipe_hash, recipe_hashes, train_stage
 
 __all__ = ["train", "train_recipe"]
 
@@ -21,7 +21,7 @@ def stage_done(space: Space, name: str, stage: Any) -> bool:
     if not space.has(stage.student.modality):
         return False
     entry = space.entry(stage.student.modality)
-    return entry.stage == name and entry.recipe.get("hash") == recipe_hash(stage)
+    return entry.stage == name and entry.recipe.get("hash") in recipe_hashes(stage)
 
 
 def train(

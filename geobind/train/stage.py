@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -169,13 +170,46 @@ LATER_KEYS: dict[str, Any] = {"distill": 0.0}
 
 
 def recipe_hash(stage: StageRecipe) -> str:
-    """A hash of what defines a stage's result (checkpoints of another recipe are ignored)."""
+    """A hash of what defines a stage's result (checkpoints of another recipe are ignored).
+
+    Its data counts by what it is, not where it lies (:func:`data_identity`): a space or a
+    checkpoint moved or copied with its data to another folder is the same recipe there.
+    """
+    return _hash(stage, data_identity(stage.data))
+
+
+def recipe_hashes(stage: StageRecipe) -> set[str]:
+    """Every hash this stage's recipe may have been stored under: today's, and the one of
+    spaces and checkpoints made when a stage's data counted by its path as written."""
+    return {recipe_hash(stage), _hash(stage, stage.data)}
+
+
+def _hash(stage: StageRecipe, data: str) -> str:
     record = dataclasses.asdict(stage)
+    record["data"] = data
     for key, old in LATER_KEYS.items():
         if record.get(key) == old:
             del record[key]
     blob = json.dumps(record, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def data_identity(data: str) -> str:
+    """A local Lance dataset's identity: its version and its data files' names. Lance names
+    each file it writes at random and keeps the names when a folder is moved or copied, so
+    a moved dataset keeps its identity and one written again (another world at the same
+    path) gets a new one. A URI, a path that is not a dataset, or no data: as written."""
+    if not data or "://" in str(data) or not Path(data).is_dir():
+        return data
+    import lance
+
+    try:
+        ds = lance.dataset(str(data))
+        files = sorted(f.path for frag in ds.get_fragments() for f in frag.data_files())
+    except Exception:  # not a dataset: the stage's own reading says what is wrong with it
+        return data
+    blob = json.dumps([ds.version, files]).encode()
+    return "lance:" + hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _stage_device(device: str) -> torch.device:
@@ -333,7 +367,7 @@ class StageRun:
         if latest is None:
             return
         state = load_checkpoint(latest, self.modules())
-        if state.get("recipe") != recipe_hash(self.stage):
+        if state.get("recipe") not in recipe_hashes(self.stage):
             shutil.rmtree(self.folder, ignore_errors=True)  # another recipe's: start afresh
             torch.manual_seed(self.stage.seed)
             return
