@@ -227,3 +227,35 @@ def test_retrieval_by_class_reads_the_dataset_labels(tmp_path):
     assert result["pairs"] == {
         "a -> b": {"water": {"places": 3, "R@1": 1.0}, "sand": {"places": 3, "R@1": 1.0}}
     }
+
+
+def test_a_moved_project_finds_its_training_data_beside_the_evaluated_dataset(tmp_path):
+    import shutil
+
+    from geobind.train.stage import data_identity
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    rows = {"satellite": [png_bytes(i) for i in range(20)]}
+    rows["ground"] = rows["satellite"]
+    for name in ("train.lance", "heldout.lance", "other.lance"):
+        write_pairs(old / name, pair_rows(rows), {"satellite": "binary", "ground": "binary"})
+    identity = data_identity(str(old / "train.lance"))
+    assert identity != data_identity(str(old / "other.lance"))  # each write is its own data
+
+    def space_trained_on(name: str, identity: str) -> SimpleNamespace:
+        recipe = {"data": str(old / name), "data_identity": identity}
+        entry = SimpleNamespace(aligned_to={"modality": "ground"}, recipe=recipe)
+        return SimpleNamespace(entries={"satellite": entry})
+
+    shutil.move(old, new)
+    moved = floor_table(
+        space_trained_on("train.lance", identity),
+        str(new / "heldout.lance"),
+        list(range(20)),
+        ks=(1,),
+    )
+    assert moved["skipped"] == {} and moved["retrieval"][0]["fitted_on"] == str(new / "train.lance")
+    # a dataset of the same name that is other data is not taken for it
+    other = space_trained_on("other.lance", identity)
+    result = floor_table(other, str(new / "heldout.lance"), list(range(20)), ks=(1,))
+    assert result["retrieval"] == [] and "not readable" in result["skipped"]["satellite <-> ground"]

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -148,17 +149,32 @@ def fit_floor(
     return Floor(modalities, features, CCA(dims=dims).fit(x, y), fitted_on, len(values[0]))
 
 
-def trained_pairs(space: Any) -> list[tuple[str, str, str]]:
-    """``(student, teacher, dataset)`` for each stage of the space that trained on data."""
+def trained_pairs(space: Any, near: str | None = None) -> list[tuple[str, str, str]]:
+    """``(student, teacher, dataset)`` for each stage of the space that trained on data.
+
+    A dataset no longer where the stage recorded it is looked for by its name beside ``near``
+    (the dataset being evaluated: a project folder moved as a whole), and taken if it is the
+    same data (:func:`geobind.train.stage.data_identity`).
+    """
     pairs, seen = [], set()
     for name, entry in space.entries.items():
         partner = (entry.aligned_to or {}).get("modality")
-        data = (entry.recipe or {}).get("data")
+        recipe = entry.recipe or {}
+        data = recipe.get("data")
         if not partner or not data or frozenset((name, partner)) in seen:
             continue
         seen.add(frozenset((name, partner)))
-        pairs.append((name, partner, str(data)))
+        pairs.append((name, partner, _moved(str(data), recipe.get("data_identity"), near)))
     return pairs
+
+
+def _moved(data: str, identity: str | None, near: str | None) -> str:
+    from geobind.train.stage import data_identity
+
+    if near is None or identity is None or "://" in data or Path(data).exists():
+        return data
+    beside = Path(near).parent / Path(data).name
+    return str(beside) if beside.is_dir() and data_identity(str(beside)) == identity else data
 
 
 def fit_space_floor(
@@ -202,7 +218,7 @@ def floor_table(
     """
     ds = open_pairs(dataset_uri)
     registry, out, skipped = get_registry(), [], {}
-    for student, teacher, data in trained_pairs(space):
+    for student, teacher, data in trained_pairs(space, near=dataset_uri):
         modalities = [registry.modality(m) for m in (student, teacher)]
         if not all(c in ds.schema.names for m in modalities for c in m.input_columns):
             continue

@@ -11,7 +11,7 @@ from geobind.errors import ConfigError, record_done
 from geobind.space import Space
 from geobind.train.distributed import Dist
 from geobind.train.recipe import Recipe, load_recipe
-from geobind.train.stage import recipe_hash, recipe_hashes, train_stage
+from geobind.train.stage import data_identity, recipe_hash, recipe_hashes, train_stage
 
 __all__ = ["train", "train_recipe"]
 
@@ -45,6 +45,8 @@ def train(
             # the space remembers where its data lay, wherever it is read from later (the
             # floor of `geobind eval` refits on it): not a path relative to today's folder
             record["data"] = str(Path(stage.data).resolve())
+            # and what it was, to find it again if the project folder moves (the floor)
+            record["data_identity"] = data_identity(stage.data)
         try:
             results[name] = train_stage(name, stage, space, dist, record)
         except BaseException as exc:
