@@ -232,7 +232,7 @@ def test_retrieval_by_class_reads_the_dataset_labels(tmp_path):
 def test_a_moved_project_finds_its_training_data_beside_the_evaluated_dataset(tmp_path):
     import shutil
 
-    from geobind.train.stage import data_identity
+    from geobind.data.pairs import data_identity
 
     old, new = tmp_path / "old", tmp_path / "new"
     rows = {"satellite": [png_bytes(i) for i in range(20)]}

@@ -13,6 +13,7 @@ one (zero-shot classification builds its text prompts from them). See :func:`lab
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "CLASSES_KEY",
     "CLASS_WORDS_KEY",
     "SPLITS",
+    "data_identity",
     "label_classes",
     "label_field",
     "lance_reason",
@@ -197,3 +199,21 @@ def label_classes(ds: lance.LanceDataset, column: str) -> tuple[list[str], dict[
     classes = json.loads(meta.get(CLASSES_KEY.encode(), b"[]"))
     words = json.loads(meta.get(CLASS_WORDS_KEY.encode(), b"{}"))
     return list(classes), {c: list(w) for c, w in words.items()}
+
+
+def data_identity(data: str) -> str:
+    """A local Lance dataset's identity: its version and its data files' names. Lance names
+    each file it writes at random and keeps the names when a folder is moved or copied, so
+    a moved dataset keeps its identity and one written again (another world at the same
+    path) gets a new one. A URI, a path that is not a dataset, or no data: as written."""
+    if not data or "://" in str(data) or not Path(data).is_dir():
+        return data
+    import lance
+
+    try:
+        ds = lance.dataset(str(data))
+        files = sorted(f.path for frag in ds.get_fragments() for f in frag.data_files())
+    except Exception:  # not a dataset: whoever reads it says what is wrong
+        return data
+    blob = json.dumps([ds.version, files]).encode()
+    return "lance:" + hashlib.sha256(blob).hexdigest()[:16]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from geobind.data.pairs import open_pairs, read_inputs
+from geobind.data.pairs import data_identity, open_pairs, read_inputs
 from geobind.data.reader import split_rows
 from geobind.encoders.features import Features
 from geobind.eval.retrieval import ranks, recall_metrics
@@ -169,8 +169,6 @@ def trained_pairs(space: Any, near: str | None = None) -> list[tuple[str, str, s
 
 
 def _moved(data: str, identity: str | None, near: str | None) -> str:
-    from geobind.train.stage import data_identity
-
     if near is None or identity is None or "://" in data or Path(data).exists():
         return data
     beside = Path(near).parent / Path(data).name

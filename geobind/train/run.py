@@ -7,11 +7,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from geobind.data.pairs import data_identity
 from geobind.errors import ConfigError, record_done
 from geobind.space import Space
 from geobind.train.distributed import Dist
 from geobind.train.recipe import Recipe, load_recipe
-from geobind.train.stage import data_identity, recipe_hash, recipe_hashes, train_stage
+from geobind.train.stage import recipe_hash, recipe_hashes, train_stage
 
 __all__ = ["train", "train_recipe"]
 

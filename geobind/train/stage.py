@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import time
-from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -29,7 +28,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from geobind.config import make_config
-from geobind.data.pairs import read_inputs
+from geobind.data.pairs import data_identity, read_inputs
 from geobind.data.reader import PairDataset, pair_loader, split_rows
 from geobind.encoders.encoder import Encoder, build_encoder
 from geobind.encoders.weights import atomic_write, sha256_hex, state_bytes
@@ -192,24 +191,6 @@ def _hash(stage: StageRecipe, data: str) -> str:
             del record[key]
     blob = json.dumps(record, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def data_identity(data: str) -> str:
-    """A local Lance dataset's identity: its version and its data files' names. Lance names
-    each file it writes at random and keeps the names when a folder is moved or copied, so
-    a moved dataset keeps its identity and one written again (another world at the same
-    path) gets a new one. A URI, a path that is not a dataset, or no data: as written."""
-    if not data or "://" in str(data) or not Path(data).is_dir():
-        return data
-    import lance
-
-    try:
-        ds = lance.dataset(str(data))
-        files = sorted(f.path for frag in ds.get_fragments() for f in frag.data_files())
-    except Exception:  # not a dataset: the stage's own reading says what is wrong with it
-        return data
-    blob = json.dumps([ds.version, files]).encode()
-    return "lance:" + hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _stage_device(device: str) -> torch.device:
