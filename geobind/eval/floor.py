@@ -154,7 +154,7 @@ def trained_pairs(space: Any, near: str | None = None) -> list[tuple[str, str, s
 
     A dataset no longer where the stage recorded it is looked for by its name beside ``near``
     (the dataset being evaluated: a project folder moved as a whole), and taken if it is the
-    same data (:func:`geobind.train.stage.data_identity`).
+    same data (:func:`geobind.data.pairs.data_identity`).
     """
     pairs, seen = [], set()
     for name, entry in space.entries.items():
