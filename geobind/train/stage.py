@@ -177,10 +177,10 @@ def recipe_hash(stage: StageRecipe) -> str:
     return _hash(stage, data_identity(stage.data))
 
 
-def recipe_hashes(stage: StageRecipe) -> set[str]:
-    """Every hash this stage's recipe may have been stored under: today's, and the one of
-    spaces and checkpoints made when a stage's data counted by its path as written."""
-    return {recipe_hash(stage), _hash(stage, stage.data)}
+def recipe_hashes(stage: StageRecipe) -> list[str]:
+    """Every hash this stage's recipe may have been stored under: today's (first), and the one
+    of spaces and checkpoints made when a stage's data counted by its path as written."""
+    return [recipe_hash(stage), _hash(stage, stage.data)]
 
 
 def _hash(stage: StageRecipe, data: str) -> str:
@@ -212,6 +212,8 @@ class StageRun:
 
     def __init__(self, name: str, stage: StageRecipe, space: Space, dist: Dist) -> None:
         self.name, self.stage, self.space, self.dist = name, stage, space, dist
+        # once per run, not at every checkpoint: today's hash opens the stage's dataset
+        self.recipe_hashes = recipe_hashes(stage)
         self.device = _stage_device(stage.device)
         torch.manual_seed(stage.seed)
         self.student = _side(student_side(stage, space), space)
@@ -348,7 +350,7 @@ class StageRun:
         if latest is None:
             return
         state = load_checkpoint(latest, self.modules())
-        if state.get("recipe") not in recipe_hashes(self.stage):
+        if state.get("recipe") not in self.recipe_hashes:
             shutil.rmtree(self.folder, ignore_errors=True)  # another recipe's: start afresh
             torch.manual_seed(self.stage.seed)
             return
@@ -423,7 +425,7 @@ class StageRun:
                 {
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
-                    "recipe": recipe_hash(self.stage),
+                    "recipe": self.recipe_hashes[0],
                 },
             )
         self.dist.barrier()
