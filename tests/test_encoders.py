@@ -238,3 +238,30 @@ def test_training_pictures_without_augmentation_are_decoded_once_and_come_out_th
     decoded.clear()
     kept(fresh)
     assert len(decoded) == 1 and len(kept._kept) == len(pictures)
+
+
+def test_cropped_training_tiles_are_decoded_once_and_crop_as_open_clip_does(monkeypatch):
+    from open_clip.constants import OPENAI_DATASET_STD
+
+    from geobind.encoders import vision
+
+    tiles = [png_bytes(i, size=40) for i in range(4)]
+    kept = vision.ImagePreprocess(32, train=True, augment="crop")
+    first = [kept(t) for t in tiles]
+    assert all(p.shape == (3, 32, 32) and p.dtype == torch.float32 for p in first)
+    decoded = []
+    real = vision.decode_image
+    monkeypatch.setattr(vision, "decode_image", lambda d, m=None: decoded.append(d) or real(d, m))
+    pil = kept._transform  # open_clip's train transform, through PIL
+    for tile in tiles:
+        torch.manual_seed(7)
+        ours = kept(tile)
+        torch.manual_seed(7)  # the same crop drawn; torch's bicubic differs from PIL's by a
+        theirs = pil(real(tile))  # few grey levels at most on noise, a quarter on average
+        level = 1 / 255 / min(OPENAI_DATASET_STD)
+        diff = (ours - theirs).abs()
+        assert diff.max() <= 5 * level and diff.mean() <= 0.3 * level
+    assert decoded == []  # later epochs decode nothing
+    torch.manual_seed(0)
+    drawn = {tuple(kept(tiles[0]).flatten()[:64].tolist()) for _ in range(8)}
+    assert len(drawn) > 1  # still a random crop, not one fixed picture
