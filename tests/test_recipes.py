@@ -67,7 +67,8 @@ def test_the_recipe_sets_are_package_data_found_without_a_source_tree():
     assert {"world/demo", "world/anchor", "world/audio", "world/clip"} <= set(shipped)
     assert {"paper/paper", "paper/anchor", "paper/audio", "paper/clip"} <= set(shipped)
     assert all(p.is_relative_to(PACKAGE / "recipes") for p in shipped.values())
-    assert not (PACKAGE.parent / "recipes").exists()  # one copy only: nothing to drift
+    top = PACKAGE.parent / "recipes"  # the source tree's view of them: links only, no copies
+    assert all(p.is_symlink() for p in top.iterdir())
     demo = load_recipe("world/demo", ["space=s", "data_dir=w"])
     assert list(demo.stages) == ["clip", "anchor", "audio", "location"]
     assert demo.stages["audio"].data == "w/audio.lance"
@@ -79,6 +80,22 @@ def test_the_recipe_sets_are_package_data_found_without_a_source_tree():
         own.batch_size,
     )
     assert demo.stages["location"].epochs == 20 != own.epochs  # the demo's one change
+
+
+def test_the_top_level_recipes_folder_links_every_shipped_recipe():
+    top = PACKAGE.parent / "recipes"
+    shipped = shipped_recipes()
+    linked = {
+        f"{d.name}/{p.stem}": p for d in top.iterdir() if d.is_dir() for p in d.glob("*.yaml")
+    }
+    assert {n: p.read_bytes() for n, p in linked.items()} == {
+        n: p.read_bytes() for n, p in shipped.items()
+    }
+    for name in ("audio", "location"):  # each bundled plugin's own stage
+        assert (top / f"{name}.yaml").read_bytes() == find_recipe(name).read_bytes()
+    # a path into the folder is the recipe its name is, includes and all
+    by_path = load_recipe(top / "world" / "demo.yaml", ["space=s", "data_dir=w"])
+    assert by_path == load_recipe("world/demo", ["space=s", "data_dir=w"])
 
 
 def test_every_shipped_plugin_recipe_is_listed_with_what_it_trains_against():
