@@ -271,3 +271,48 @@ def test_search_without_index_takes_the_newest_and_names_the_others(setup, tmp_p
     assert main(["search", str(space.path), "--text", "a", "--index", "nosuch"]) == 1
     err = capsys.readouterr().err
     assert "no index at nosuch (the indexes of space" in err and ": ground, audio)" in err
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["search", "SPACE", "--text", "x", "--grid", "DIR"], "--grid DIR: is a folder"),
+        (["search", "SPACE", "--text", "x", "--grid", "g.jpg"], "this writes a PNG picture"),
+        (["search", "SPACE", "--text", "x", "--geojson", "DIR"], "--geojson DIR: is a folder"),
+        (["map", "SPACE", "--data", "D", "--text", "x", "--out", "DIR"], "is a folder"),
+        (["map", "SPACE", "--data", "D", "--text", "x", "--out", "m"], "name the file .png"),
+        (["export", "SPACE", "--to", "DIR"], "--to DIR: is a folder"),
+        (["export", "SPACE", "--to", "t.csv"], "name the file .parquet or .geoparquet"),
+        (["report", "SPACE", "--out", "r.pdf"], "name the file .html or .htm"),
+        (["eval", "SPACE", "--data", "D", "--out", "FILE"], "--out FILE: is a file"),
+        (["data", "show", "D", "--grid", "DIR"], "--grid DIR: is a folder"),
+    ],
+)
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path, capsys, argv, said
+):
+    folder, file = tmp_path / "out", tmp_path / "f.txt"
+    folder.mkdir()
+    file.write_text("kept")
+    names = {"SPACE": str(tmp_path / "no-space"), "D": str(tmp_path / "no-data.lance")}
+    names.update(DIR=str(folder), FILE=str(file))
+    said = said.replace("DIR", str(folder)).replace("FILE", str(file))
+    assert main([names.get(a, a) for a in argv]) == 1
+    assert said in capsys.readouterr().err  # not the missing space: nothing was started
+    assert file.read_text() == "kept" and list(folder.iterdir()) == []
+
+
+def test_a_map_that_fails_while_written_leaves_the_old_map_whole(setup, tmp_path, monkeypatch):
+    import geobind.encoders.weights as weights
+
+    out = tmp_path / "m.png"
+    similarity_map(setup["space"], setup["data"], "text", "a beach", out)
+    before = out.read_bytes()
+
+    def full_disk(fd: int) -> None:  # the new picture's bytes are written, then the disk fills
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(weights.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        similarity_map(setup["space"], setup["data"], "text", "the sea", out)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.png"]

@@ -8,12 +8,20 @@ import dataclasses
 import re
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from geobind.errors import InputError
 from geobind.plugins import get_registry
 
-__all__ = ["Subcommands", "options_parser", "parse_query", "run_source"]
+__all__ = [
+    "Subcommands",
+    "check_output_file",
+    "check_output_folder",
+    "options_parser",
+    "parse_query",
+    "run_source",
+]
 
 #: What ``add_subparsers`` returns: each command module adds its commands to one.
 Subcommands = argparse._SubParsersAction
@@ -68,3 +76,23 @@ def parse_query(text: str) -> tuple[str, str]:
     if not value.strip():
         raise InputError(f"--query {name}=: the value is empty")
     return name, value
+
+
+def check_output_file(path: str | None, flag: str, kind: str, suffixes: Sequence[str]) -> None:
+    """Before any work: ``path`` (when given) must name a file, not a folder, and end in one of
+    ``suffixes``, since what is written there is ``kind`` whatever the name says."""
+    if path is None:
+        return
+    if Path(path).is_dir():
+        example = Path(path) / f"out{suffixes[0]}"
+        raise InputError(f"{flag} {path}: is a folder; name a file in it, e.g. {example}")
+    if Path(path).suffix.lower() not in suffixes:
+        raise InputError(
+            f"{flag} {path}: this writes {kind}; name the file {' or '.join(suffixes)}"
+        )
+
+
+def check_output_folder(path: str | None, flag: str) -> None:
+    """Before any work: ``path`` (when given) must not be an existing file."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise InputError(f"{flag} {path}: is a file; this writes a folder of files there")

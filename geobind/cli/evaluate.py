@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from geobind.cli.common import Subcommands, parse_query
+from geobind.cli.common import (
+    Subcommands,
+    check_output_file,
+    check_output_folder,
+    parse_query,
+)
 
 __all__ = ["add_eval", "add_report"]
 
@@ -57,6 +62,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Retrieval of every ordered pair of modalities and zero-shot land cover on a dataset."""
     from geobind.eval.evaluate import run_eval  # torch
 
+    check_output_folder(args.out, "--out")
     run_eval(
         args.space,
         args.data,
@@ -89,6 +95,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the static HTML report of a space."""
     from geobind.eval.report import DEFAULT_QUERIES, write_report  # torch
 
+    check_output_file(args.out, "--out", "an HTML page", (".html", ".htm"))
     queries = [parse_query(q) for q in args.query] if args.query else DEFAULT_QUERIES
     out = write_report(args.space, args.out, data=args.data, queries=queries)
     print(f"report written to {out}")

@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import Any
 
-from geobind.cli.common import Subcommands
+from geobind.cli.common import Subcommands, check_output_file
 from geobind.errors import InputError
 from geobind.search.index import SearchIndex, open_index
 from geobind.space import Space, load_space
@@ -183,6 +183,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Write an index as GeoParquet."""
     from geobind.search.export import export_geoparquet  # pyarrow, shapely
 
+    check_output_file(args.to, "--to", "GeoParquet", (".parquet", ".geoparquet"))
     space = load_space(args.space)
     report = export_geoparquet(open_index(space, args.index), args.to)
     print(

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from geobind.cli.common import Subcommands, parse_query
+from geobind.cli.common import Subcommands, check_output_file, parse_query
 from geobind.cli.geo import (
     add_raster_options,
     build_from_rasters,
@@ -32,6 +32,8 @@ __all__ = ["add_index", "add_map", "add_search"]
 
 #: Query flags and the modality each queries with.
 QUERY_FLAGS = (("text", "text"), ("audio", "audio"), ("image", "satellite"), ("ground", "ground"))
+#: The endings an output file of each kind may have.
+PNG, GEOJSON = (".png",), (".geojson", ".json")
 
 
 def _add_query_args(parser: argparse.ArgumentParser) -> None:
@@ -160,6 +162,8 @@ def add_search(sub: Subcommands) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Print the tiles nearest a query; optionally draw them as a grid."""
+    check_output_file(args.grid, "--grid", "a PNG picture", PNG)
+    check_output_file(args.geojson, "--geojson", "GeoJSON", GEOJSON)
     modality, value = _query(args)
     space = load_space(args.space)
     index = open_index(space, args.index, args.data)
@@ -229,6 +233,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     """Draw a query's similarity to every tile of a dataset beside the satellite mosaic."""
     from geobind.search.maps import similarity_map  # numpy
 
+    check_output_file(args.out, "--out", "a PNG picture", PNG)
     modality, value = _query(args)
     if args.raster:
         check_raster_args(args)

@@ -34,7 +34,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from geobind.encoders.weights import temporary_name
+from geobind.encoders.weights import refuse_folder, temporary_name
 from geobind.errors import InputError
 
 __all__ = [
@@ -383,6 +383,7 @@ def latlon_preview(
 @contextlib.contextmanager
 def _replacing(path: Path) -> Iterator[Path]:
     """A temporary name beside ``path``, renamed onto it when the block succeeds."""
+    refuse_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
     try:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from geobind.encoders.media import encode_png
 from geobind.encoders.weights import atomic_write
 from geobind.errors import GeobindError
 
@@ -63,13 +64,9 @@ def write_raster(
     lon_max: float,
 ) -> Raster:
     """Write ``image`` as PNG beside ``path`` (the JSON file naming it and its box)."""
-    import io
-
     path = Path(path)
     png = path.with_suffix(".png")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=3)
-    atomic_write(png, buffer.getvalue())
+    atomic_write(png, encode_png(image, compress_level=3))
     raster = Raster(png, lat_min, lat_max, lon_min, lon_max)
     atomic_write(path, json.dumps({**asdict(raster), "image": png.name}, indent=2).encode())
     return raster

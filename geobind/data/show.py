@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from geobind.data.pairs import open_pairs, read_values
+from geobind.encoders.media import encode_png
+from geobind.encoders.weights import atomic_write
 
 __all__ = ["describe", "render_grid", "spectrogram_image"]
 
@@ -100,6 +102,5 @@ def render_grid(uri: str, out: str | Path, rows: int = 6, seed: int = 0) -> Path
             grid.paste(cell, (x, y + header))
             x += cell.width
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out)
+    atomic_write(out, encode_png(grid))
     return out

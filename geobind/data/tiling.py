@@ -14,7 +14,6 @@ one smaller than a tile, an unreadable file, and a band layout that needs a choi
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from geobind.data.footprints import Footprints, tile_footprints
 from geobind.data.geotiff import BandScaling, GeoRaster, open_raster, raster_env
+from geobind.encoders.media import encode_png
 from geobind.errors import InputError
 
 __all__ = [
@@ -221,9 +221,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     """RGB pixels ``[h, w, 3]`` uint8 as PNG (lossless: decoding gives the same pixels)."""
     from PIL import Image
 
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    return encode_png(Image.fromarray(pixels), compress_level=1)
 
 
 @dataclass

@@ -13,7 +13,14 @@ from geobind.errors import InputError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_PIXELS_ENV", "check_image", "decode_image", "max_pixels"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_ENV",
+    "check_image",
+    "decode_image",
+    "encode_png",
+    "max_pixels",
+]
 
 #: The largest image decoded unless configured otherwise: 64 megapixels (8000 x 8000), above
 #: any camera photo or satellite tile the towers take in, below what a small machine decodes
@@ -68,6 +75,15 @@ def decode_image(data: bytes, limit: int | None = None) -> Image.Image:
             return image.convert("RGB")
         except (OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"image: corrupt or truncated ({exc})") from None
+
+
+def encode_png(image: Image.Image, compress_level: int = 6) -> bytes:
+    """``image`` as PNG bytes, to be written in one piece (see
+    :func:`geobind.encoders.weights.atomic_write`): a picture saved to its path directly is
+    half written when the process dies, and takes its format from the path's extension."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
 
 
 def check_image(data: bytes, limit: int | None = None) -> None:

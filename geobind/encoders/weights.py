@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import Mapping
@@ -116,6 +117,7 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     ``path`` is as it was, and an ``OSError`` names ``path`` (a full disk is ``ENOSPC``).
     """
     path = Path(path)
+    refuse_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
     try:
@@ -130,6 +132,13 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_folder(path.parent)
+
+
+def refuse_folder(path: Path) -> None:
+    """An ``IsADirectoryError`` naming ``path`` when a folder is there: a file written beside it
+    could not be renamed over it, and the error would name the temporary instead."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
 
 
 def fsync_folder(folder: Path) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
-from geobind.encoders.weights import atomic_write, temporary_name
+from geobind.encoders.weights import atomic_write, refuse_folder, temporary_name
 from geobind.search.index import SearchIndex
 from geobind.search.raster_index import BBOX_TYPE, is_raster_index, raster_rows
 
@@ -115,6 +115,7 @@ def export_geoparquet(
     out = Path(out)
     types, bbox = _extent(index)
     schema = _schema(index.dim, geoparquet_metadata(types, bbox), index)
+    refuse_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(out)
     rows = 0

@@ -21,7 +21,8 @@ import numpy as np
 
 from geobind.data.pairs import open_pairs, read_values
 from geobind.data.raster import Raster, raster_beside
-from geobind.encoders.media import decode_image
+from geobind.encoders.media import decode_image, encode_png
+from geobind.encoders.weights import atomic_write
 from geobind.errors import GeobindError
 from geobind.search.index import embed_queries, embedded_batches, index_path, open_index
 from geobind.space import Space, SpaceError
@@ -356,8 +357,7 @@ def _compose(
         canvas.paste(image, (x0, y0))
     canvas.paste(bar, (PAD, top + h))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
+    atomic_write(out, encode_png(canvas))
     return out, size, boxes
 
 
@@ -411,6 +411,5 @@ def render_hits(
         draw.text((x + 4, y + cell - 2), f"#{i + 1}  {hit['score']:.3f}", fill="black")
         draw.text((x + 4, y + cell + 12), str(hit["id"])[:20], fill="gray")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out)
+    atomic_write(out, encode_png(grid))
     return out
