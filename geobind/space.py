@@ -90,6 +90,8 @@ class Space:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():  # before a stage trains into it
+            raise SpaceError(f"{self.path}: is a file; a space is a folder")
         self.manifest = self._read_manifest()
         self._encoders: dict[str, Any] = {}
 

@@ -205,3 +205,16 @@ def test_an_encoder_giving_nan_is_named_not_ranked(built, monkeypatch):
     monkeypatch.setattr(space, "encoder", lambda modality: broken)
     with pytest.raises(SpaceError, match=r"text: .*NaN or infinite embeddings for 2 of 2 inputs"):
         space.embed("text", ["a beach", "a road"])
+
+
+def test_a_file_where_a_space_should_be_is_refused_before_anything_trains(tmp_path, capsys):
+    from geobind.cli import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(SpaceError, match="notes.txt: is a file; a space is a folder"):
+        Space(notes)
+    argv = ["train", "location", "--space", str(notes), "--data", str(tmp_path / "d.lance")]
+    assert main(argv) == 1
+    assert "is a file; a space is a folder" in capsys.readouterr().err
+    assert notes.read_text() == "mine"
