@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from geobind.cli.common import Subcommands
+from geobind.cli.common import Subcommands, check_output_folder
 from geobind.errors import ConfigError
 from geobind.recipes import RecipeInfo, list_recipes
 
@@ -105,9 +105,10 @@ def add_demo(sub: Subcommands) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the embedded default: world, three stages, retrieval table."""
+    """The main job on the embedded default: world, its stages, retrieval table."""
     from geobind.demo import run_demo  # torch
 
+    check_output_folder(args.out, "--out")
     run_demo(
         args.out,
         places=args.places,
