@@ -88,7 +88,7 @@ def check_output_file(path: str | None, flag: str, kind: str, suffixes: Sequence
         raise InputError(f"{flag} {path}: is a folder; name a file in it, e.g. {example}")
     if Path(path).suffix.lower() not in suffixes:
         raise InputError(
-            f"{flag} {path}: this writes {kind}; name the file {' or '.join(suffixes)}"
+            f"{flag} {path}: this writes {kind}; end the file name in {' or '.join(suffixes)}"
         )
 
 
