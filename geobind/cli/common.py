@@ -15,6 +15,8 @@ from geobind.errors import InputError
 from geobind.plugins import get_registry
 
 __all__ = [
+    "GEOJSON",
+    "PNG",
     "Subcommands",
     "check_output_file",
     "check_output_folder",
@@ -23,6 +25,8 @@ __all__ = [
     "run_source",
 ]
 
+#: The endings an output file of each kind may have (:func:`check_output_file`).
+PNG, GEOJSON = (".png",), (".geojson", ".json")
 #: What ``add_subparsers`` returns: each command module adds its commands to one.
 Subcommands = argparse._SubParsersAction
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from geobind.cli.common import Subcommands, check_output_file, run_source
+from geobind.cli.common import PNG, Subcommands, check_output_file, run_source
 from geobind.data.show import describe, render_grid
 from geobind.data.synthetic import world_summary
 from geobind.errors import GeobindError
@@ -70,7 +70,7 @@ def add_data(sub: Subcommands) -> None:
 
 def cmd_data_show(args: argparse.Namespace) -> int:
     """Row counts per split, the schema and a few rows of a pair dataset."""
-    check_output_file(args.grid, "--grid", "a PNG picture", (".png",))
+    check_output_file(args.grid, "--grid", "a PNG picture", PNG)
     print(describe(args.dataset, rows=args.rows))
     if args.grid:
         render_grid(args.dataset, args.grid, rows=args.grid_rows, seed=args.seed)

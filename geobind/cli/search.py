@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from geobind.cli.common import Subcommands, check_output_file, parse_query
+from geobind.cli.common import GEOJSON, PNG, Subcommands, check_output_file, parse_query
 from geobind.cli.geo import (
     add_raster_options,
     build_from_rasters,
@@ -32,8 +32,6 @@ __all__ = ["add_index", "add_map", "add_search"]
 
 #: Query flags and the modality each queries with.
 QUERY_FLAGS = (("text", "text"), ("audio", "audio"), ("image", "satellite"), ("ground", "ground"))
-#: The endings an output file of each kind may have.
-PNG, GEOJSON = (".png",), (".geojson", ".json")
 
 
 def _add_query_args(parser: argparse.ArgumentParser) -> None:

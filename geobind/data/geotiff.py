@@ -20,10 +20,8 @@ Bands:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from geobind.encoders.weights import refuse_folder, temporary_name
+from geobind.encoders.weights import replacing
 from geobind.errors import InputError
 
 __all__ = [
@@ -380,19 +378,6 @@ def latlon_preview(
 
 
 # ---- writing ----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """A temporary name beside ``path``, renamed onto it when the block succeeds."""
-    refuse_folder(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_cog(
     path: str | Path,
     rgb: np.ndarray,
@@ -419,7 +404,7 @@ def write_cog(
         compress="deflate",
         photometric="rgb",
     )
-    with raster_env(), _replacing(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with raster_env(), replacing(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(np.asarray(rgb, np.uint8).transpose(2, 0, 1))
     return path
 
@@ -438,6 +423,6 @@ def write_grid(path: str | Path, values: np.ndarray, transform: Any, crs: Any) -
         nodata=float("nan"),
         compress="deflate",
     )
-    with raster_env(), _replacing(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with raster_env(), replacing(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(np.asarray(values, np.float32)[None])
     return path

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "is_temporary",
     "load_into",
     "read_state_dict",
+    "replacing",
     "save_state_dict",
     "sha256_hex",
     "state_bytes",
@@ -117,28 +119,30 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     ``path`` is as it was, and an ``OSError`` names ``path`` (a full disk is ``ENOSPC``).
     """
     path = Path(path)
-    refuse_folder(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
-        with writing(path):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(path), replacing(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
     fsync_folder(path.parent)
 
 
-def refuse_folder(path: Path) -> None:
-    """An ``IsADirectoryError`` naming ``path`` when a folder is there: a file written beside it
-    could not be renamed over it, and the error would name the temporary instead."""
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` for a writer to fill, renamed onto ``path`` when the
+    block succeeds and removed whatever happens. A folder at ``path`` is an
+    ``IsADirectoryError`` naming it before anything is written (a file could not be renamed
+    over it, and the error would name the temporary instead)."""
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fsync_folder(folder: Path) -> None:

@@ -25,7 +25,6 @@ tiles' centres) with their rank, score and id, and the footprint's ``bbox`` when
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
-from geobind.encoders.weights import atomic_write, refuse_folder, temporary_name
+from geobind.encoders.weights import atomic_write, replacing
 from geobind.search.index import SearchIndex
 from geobind.search.raster_index import BBOX_TYPE, is_raster_index, raster_rows
 
@@ -115,18 +114,11 @@ def export_geoparquet(
     out = Path(out)
     types, bbox = _extent(index)
     schema = _schema(index.dim, geoparquet_metadata(types, bbox), index)
-    refuse_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(out)
     rows = 0
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in _export_batches(index, schema, rows_per_group):
-                writer.write_batch(batch, row_group_size=rows_per_group)
-                rows += batch.num_rows
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(out) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for batch in _export_batches(index, schema, rows_per_group):
+            writer.write_batch(batch, row_group_size=rows_per_group)
+            rows += batch.num_rows
     return GeoParquetReport(out, rows, types, bbox)
 
 
