@@ -12,17 +12,19 @@ from geobind.errors import ConfigError, record_done
 from geobind.space import Space
 from geobind.train.distributed import Dist
 from geobind.train.recipe import Recipe, load_recipe
-from geobind.train.stage import recipe_hash, recipe_hashes, train_stage
+from geobind.train.stage import recipe_hashes, train_stage
 
 __all__ = ["train", "train_recipe"]
 
 
-def stage_done(space: Space, name: str, stage: Any) -> bool:
-    """Whether the space already holds this stage's student, trained by this same recipe."""
+def stage_done(space: Space, name: str, stage: Any, hashes: Sequence[str] | None = None) -> bool:
+    """Whether the space already holds this stage's student, trained by this same recipe
+    (``hashes``: the stage's :func:`recipe_hashes`, when the caller has them)."""
     if not space.has(stage.student.modality):
         return False
     entry = space.entry(stage.student.modality)
-    return entry.stage == name and entry.recipe.get("hash") in recipe_hashes(stage)
+    known = recipe_hashes(stage) if hashes is None else hashes
+    return entry.stage == name and entry.recipe.get("hash") in known
 
 
 def train(
@@ -37,11 +39,12 @@ def train(
     for name, stage in recipe.stages.items():
         if not stage.enabled:
             continue
-        if stage_done(space, name, stage):
+        hashes = recipe_hashes(stage)  # reads the dataset's identity: once, not per use
+        if stage_done(space, name, stage, hashes):
             if dist.is_main:
                 say(f"stage {name}: already in {space.path}, skipped")
             continue
-        record = {"hash": recipe_hash(stage), **dataclasses.asdict(stage)}
+        record = {"hash": hashes[0], **dataclasses.asdict(stage)}
         if stage.data and "://" not in str(stage.data):
             # the space remembers where its data lay, wherever it is read from later (the
             # floor of `geobind eval` refits on it): not a path relative to today's folder
