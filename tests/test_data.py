@@ -187,6 +187,29 @@ def test_reader_gives_preprocessed_batches_with_row_ids(world):
     assert batch["row"].dtype == torch.int64 and len(set(batch["row"].tolist())) == 4
 
 
+def test_later_epochs_read_nothing_and_get_the_same_values(world, monkeypatch):
+    from geobind.data import reader
+
+    tiles, text = geobind.build_encoder("satellite"), geobind.build_encoder("text")
+    prep = {"satellite": tiles.preprocess(False), "text": text.preprocess(False)}
+    data = PairDataset(world / "captions.lance", {"text": prep["text"]}, split="train")
+    tiles_data = PairDataset(world / "ground.lance", {"satellite": prep["satellite"]})
+    first = [data[i] for i in range(len(data))], [tiles_data[i] for i in range(len(tiles_data))]
+    reads = []
+    real = reader.read_inputs
+    monkeypatch.setattr(reader, "read_inputs", lambda *a: reads.append(a[2]) or real(*a))
+    again = [data[i] for i in range(len(data))], [tiles_data[i] for i in range(len(tiles_data))]
+    assert reads == []
+    for a, b in zip(first[0] + first[1], again[0] + again[1]):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if k != "row")
+    small = PairDataset(world / "ground.lance", {"satellite": prep["satellite"]})
+    small.KEEP_BYTES = 3 * len(read_values(small.dataset, "satellite", [0])[0])
+    [small[i] for i in range(5)]  # keeps what fits, reads the rest every time
+    reads.clear()
+    assert torch.equal(small[4]["satellite"], tiles_data[4]["satellite"]) and reads == [[4]]
+    assert len(small._kept["satellite"]) <= 3
+
+
 def test_reader_works_in_spawned_workers(world):
     text = geobind.build_encoder("text")
     data = PairDataset(world / "captions.lance", {"text": text.preprocess(False)})

@@ -223,18 +223,22 @@ class ImagePreprocess:
 
     def _kept_pixels(self, data: bytes) -> Any:
         """The fixed part of open_clip's eval transform (resize, crop, RGB) once per picture,
-        then its tensor conversion and normalisation."""
+        kept as a ``uint8`` tensor; then ``ToTensor``'s scaling to [0, 1] (the same division
+        of the same bytes: the same bits) and the normalisation."""
+        import numpy as np
+        import torch
+
         steps = self._transform.transforms  # type: ignore[union-attr]
         key = hashlib.blake2b(data, digest_size=16).digest()
-        picture = self._kept.get(key)
-        if picture is None:
+        pixels = self._kept.get(key)
+        if pixels is None:
             picture = decode_image(data, self.max_pixels)
             for step in steps[:-2]:
                 picture = step(picture)
-            self._keep(key, picture, picture.width * picture.height * len(picture.getbands()))
-        for step in steps[-2:]:  # to a tensor, normalise
-            picture = step(picture)
-        return picture
+            rgb = np.array(picture)  # [H, W, 3], writable
+            pixels = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+            self._keep(key, pixels, pixels.numel())
+        return steps[-1](pixels.float().div_(255))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_transform": None, "_kept": {}, "_kept_bytes": 0}

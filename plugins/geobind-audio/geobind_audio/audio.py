@@ -63,6 +63,35 @@ def _open(data: bytes):
         ) from None
 
 
+def _pcm16(data: bytes) -> tuple[np.ndarray, int] | None:
+    """A whole 16-bit PCM WAV as float32 ``[frames, channels]`` and its rate; None for any
+    other file, or a WAV that is not exactly what its header says (libsndfile reads those).
+
+    libsndfile reads bytes held in memory through soundfile's Python callbacks: ~180 us for a
+    5 s clip at 16 kHz, most of an audio training batch's decoding. The standard library's
+    ``wave`` finds the same samples in ~30 us, and they are scaled as libsndfile scales 16-bit
+    PCM (by 1/32768, exact in float32): the same values to the bit.
+    """
+    import wave
+
+    import numpy as np
+
+    if not isinstance(data, bytes) or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            if w.getsampwidth() != 2 or w.getcomptype() != "NONE":
+                return None
+            channels, rate, frames = w.getnchannels(), w.getframerate(), w.getnframes()
+            raw = w.readframes(frames)
+    except (wave.Error, EOFError, ValueError):
+        return None
+    if rate <= 0 or frames == 0 or channels == 0 or len(raw) != frames * channels * 2:
+        return None
+    samples = np.frombuffer(raw, dtype="<i2").reshape(frames, channels)
+    return samples.astype(np.float32) * np.float32(1 / 32768), rate
+
+
 def _read(f, start: int = 0, frames: int = -1) -> np.ndarray:
     """``frames`` frames from ``start`` as float32 ``[frames, channels]``."""
     import soundfile as sf
@@ -95,6 +124,10 @@ def _check_samples(samples: np.ndarray, rate: int, whole: bool = True) -> None:
 
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     """Decode a whole file: float32 ``[frames, channels]`` and its sample rate."""
+    pcm = _pcm16(data)
+    if pcm is not None:
+        _check_samples(*pcm)
+        return pcm
     with _open(data) as f:
         samples = _read(f)
         rate = f.samplerate
@@ -198,10 +231,16 @@ class AudioPreprocess:
         import numpy as np
         import torch
 
-        with _open(data) as f:
-            rate, total = f.samplerate, f.frames
-            start, count = self._window(rate, total)
-            samples = _read(f, start, count)
+        pcm = _pcm16(data)
+        if pcm is not None:
+            whole, rate = pcm
+            start, count = self._window(rate, whole.shape[0])
+            samples = whole if count < 0 else whole[start : start + count]
+        else:
+            with _open(data) as f:
+                rate, total = f.samplerate, f.frames
+                start, count = self._window(rate, total)
+                samples = _read(f, start, count)
         _check_samples(samples, rate, whole=count < 0)
         wave = resample(to_mono(samples), rate, self.sample_rate)
         room = wave.shape[0] - self.clip_samples

@@ -359,3 +359,32 @@ def test_fft_stft_runs_the_convolutions_when_loaded_kernels_are_not_a_dft():
     assert not fast._is_dft
     expected_real, expected_imag = reference(x)
     assert torch.equal(real, expected_real) and torch.equal(imag, expected_imag)
+
+
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (44100, 2), (22050, 3)])
+def test_16_bit_wav_is_read_as_libsndfile_reads_it(monkeypatch, rate, channels):
+    from geobind_audio import audio
+
+    data = encode(tone(6.0, rate, channels, seed=channels), rate, "WAV", "PCM_16")
+    samples, got_rate = audio._pcm16(data)
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        assert got_rate == f.samplerate
+        assert np.array_equal(samples, f.read(dtype="float32", always_2d=True))
+    for train in (False, True):  # the same clip, and the same random window, either way
+        torch.manual_seed(5)
+        fast = AudioPreprocess(16000, 5.0, train)(data)
+        with monkeypatch.context() as m:
+            m.setattr(audio, "_pcm16", lambda data: None)
+            torch.manual_seed(5)
+            slow = AudioPreprocess(16000, 5.0, train)(data)
+        assert torch.equal(fast, slow)
+
+
+@pytest.mark.parametrize("fmt, subtype", [("WAV", "FLOAT"), ("WAV", "PCM_24"), ("FLAC", None)])
+def test_other_files_are_left_to_libsndfile(fmt, subtype):
+    from geobind_audio import audio
+
+    data = encode(tone(1.0, 16000, 1), 16000, fmt, subtype)
+    assert audio._pcm16(data) is None
+    assert audio._pcm16(data[:300]) is None  # a WAV cut short: libsndfile says how short
+    assert AudioPreprocess(16000, 1.0, False)(data).shape == (16000,)

@@ -79,14 +79,29 @@ def text_state(state: dict) -> dict:
 
 
 class TextPreprocess:
-    """A string -> ``[context_length]`` token ids with CLIP's tokenizer (truncated, padded)."""
+    """A string -> ``[context_length]`` token ids with CLIP's tokenizer (truncated, padded).
+
+    A stage reads the same captions every epoch, so the ids of up to :attr:`KEEP` strings are
+    kept (BPE in Python costs ~40 us a caption: 5 ms of every batch of 128).
+    """
+
+    KEEP = 200_000
 
     def __init__(self, context_length: int) -> None:
         self.context_length = context_length
+        self._kept: dict[str, Any] = {}
 
     def __call__(self, text: str) -> Any:
-        check_text(text)
-        return tokenizer(self.context_length)(text)[0]
+        ids = self._kept.get(text) if isinstance(text, str) else None
+        if ids is None:
+            check_text(text)
+            ids = tokenizer(self.context_length)(text)[0]
+            if len(self._kept) < self.KEEP:
+                self._kept[text] = ids
+        return ids.clone()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_kept": {}}
 
 
 def text_preprocess(config: TextConfig, train: bool) -> TextPreprocess:

@@ -108,3 +108,19 @@ def test_ddp_prefixed_and_wrapped_checkpoints_load(tmp_path):
     with torch.no_grad():
         expected = torch.nn.functional.normalize(clip.encode_text(tokens), dim=-1)
     torch.testing.assert_close(encoder(tokens), expected)
+
+
+def test_a_caption_is_tokenized_once_per_preprocess(monkeypatch):
+    import geobind_text
+
+    prep = geobind.build_encoder("text", TINY_TEXT).preprocess(train=True)
+    first = prep("a sandy beach")
+    calls = []
+    real = geobind_text.tokenizer
+    monkeypatch.setattr(geobind_text, "tokenizer", lambda n: calls.append(n) or real(n))
+    again = prep("a sandy beach")
+    assert calls == [] and torch.equal(first, again)
+    again[0] = -1  # what a caller does to its ids does not change the kept ones
+    assert torch.equal(prep("a sandy beach"), first)
+    with pytest.raises(geobind.InputError, match="empty"):
+        prep("  ")
