@@ -8,7 +8,7 @@ WebM) are not read: convert them when importing a dataset.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from geobind import InputError
@@ -63,9 +63,13 @@ def _open(data: bytes):
         ) from None
 
 
-def _pcm16(data: bytes) -> tuple[np.ndarray, int] | None:
-    """A whole 16-bit PCM WAV as float32 ``[frames, channels]`` and its rate; None for any
-    other file, or a WAV that is not exactly what its header says (libsndfile reads those).
+def _pcm16(
+    data: bytes, window: Callable[[int, int], tuple[int, int]] | None = None
+) -> tuple[np.ndarray, int, bool] | None:
+    """A 16-bit PCM WAV's samples as float32 ``[frames, channels]``, its rate and whether they
+    are the whole file; None for any other file, or a WAV that is not what its header says
+    (libsndfile reads those). ``window(rate, frames) -> (start, count)`` picks the frames
+    read (``count < 0``: all), so a long recording costs no more than its clip.
 
     libsndfile reads bytes held in memory through soundfile's Python callbacks: ~180 us for a
     5 s clip at 16 kHz, most of an audio training batch's decoding. The standard library's
@@ -83,13 +87,18 @@ def _pcm16(data: bytes) -> tuple[np.ndarray, int] | None:
             if w.getsampwidth() != 2 or w.getcomptype() != "NONE":
                 return None
             channels, rate, frames = w.getnchannels(), w.getframerate(), w.getnframes()
-            raw = w.readframes(frames)
+            if rate <= 0 or frames == 0 or channels == 0 or frames * channels * 2 > len(data):
+                return None  # a header claiming more than the file holds: cut short
+            start, count = window(rate, frames) if window is not None else (0, -1)
+            wanted = frames - start if count < 0 else count
+            w.setpos(start)
+            raw = w.readframes(wanted)
     except (wave.Error, EOFError, ValueError):
         return None
-    if rate <= 0 or frames == 0 or channels == 0 or len(raw) != frames * channels * 2:
+    if len(raw) != wanted * channels * 2:
         return None
-    samples = np.frombuffer(raw, dtype="<i2").reshape(frames, channels)
-    return samples.astype(np.float32) * np.float32(1 / 32768), rate
+    samples = np.frombuffer(raw, dtype="<i2").reshape(wanted, channels)
+    return samples.astype(np.float32) * np.float32(1 / 32768), rate, count < 0
 
 
 def _read(f, start: int = 0, frames: int = -1) -> np.ndarray:
@@ -126,8 +135,8 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
     """Decode a whole file: float32 ``[frames, channels]`` and its sample rate."""
     pcm = _pcm16(data)
     if pcm is not None:
-        _check_samples(*pcm)
-        return pcm
+        _check_samples(pcm[0], pcm[1])
+        return pcm[0], pcm[1]
     with _open(data) as f:
         samples = _read(f)
         rate = f.samplerate
@@ -231,17 +240,16 @@ class AudioPreprocess:
         import numpy as np
         import torch
 
-        pcm = _pcm16(data)
+        pcm = _pcm16(data, self._window)
         if pcm is not None:
-            whole, rate = pcm
-            start, count = self._window(rate, whole.shape[0])
-            samples = whole if count < 0 else whole[start : start + count]
+            samples, rate, whole = pcm
         else:
             with _open(data) as f:
                 rate, total = f.samplerate, f.frames
                 start, count = self._window(rate, total)
                 samples = _read(f, start, count)
-        _check_samples(samples, rate, whole=count < 0)
+                whole = count < 0
+        _check_samples(samples, rate, whole=whole)
         wave = resample(to_mono(samples), rate, self.sample_rate)
         room = wave.shape[0] - self.clip_samples
         offset = _random_start(room) if self.train and room > 0 else None

@@ -366,18 +366,38 @@ def test_16_bit_wav_is_read_as_libsndfile_reads_it(monkeypatch, rate, channels):
     from geobind_audio import audio
 
     data = encode(tone(6.0, rate, channels, seed=channels), rate, "WAV", "PCM_16")
-    samples, got_rate = audio._pcm16(data)
+    samples, got_rate, whole = audio._pcm16(data)
     with sf.SoundFile(io.BytesIO(data)) as f:
-        assert got_rate == f.samplerate
+        assert got_rate == f.samplerate and whole
         assert np.array_equal(samples, f.read(dtype="float32", always_2d=True))
     for train in (False, True):  # the same clip, and the same random window, either way
         torch.manual_seed(5)
         fast = AudioPreprocess(16000, 5.0, train)(data)
         with monkeypatch.context() as m:
-            m.setattr(audio, "_pcm16", lambda data: None)
+            m.setattr(audio, "_pcm16", lambda data, window=None: None)
             torch.manual_seed(5)
             slow = AudioPreprocess(16000, 5.0, train)(data)
         assert torch.equal(fast, slow)
+
+
+def test_a_long_16_bit_wav_is_read_only_where_its_clip_lies(monkeypatch):
+    import wave
+
+    from geobind_audio import audio
+
+    rng = np.random.default_rng(0)
+    long = encode((rng.standard_normal((16000 * 60, 2)) * 0.1).astype("f4"), 16000, "WAV")
+    asked = []
+    real = wave.Wave_read.readframes
+    monkeypatch.setattr(wave.Wave_read, "readframes", lambda w, n: asked.append(n) or real(w, n))
+    for train in (False, True):
+        torch.manual_seed(2)
+        fast = AudioPreprocess(16000, 5.0, train)(long)
+        with monkeypatch.context() as m:
+            m.setattr(audio, "_pcm16", lambda data, window=None: None)
+            torch.manual_seed(2)
+            assert torch.equal(fast, AudioPreprocess(16000, 5.0, train)(long))
+    assert asked == [L, L]  # one clip's frames, not the minute
 
 
 @pytest.mark.parametrize("fmt, subtype", [("WAV", "FLOAT"), ("WAV", "PCM_24"), ("FLAC", None)])
