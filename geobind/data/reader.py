@@ -38,7 +38,7 @@ class PairDataset(Dataset):
     Every epoch reads the same rows again, so each process keeps the raw values it has read
     (up to :attr:`KEEP_BYTES`; then it reads the rest from Lance every time): a stage's later
     epochs read nothing (a Lance ``read_blobs`` of 128 panoramas took ~4 ms, ``take`` of 256
-    locations ~3 ms). A Lance dataset object is one fixed version, so what is kept stays true.
+    locations ~2 ms). A Lance dataset object is one fixed version, so what is kept stays true.
     """
 
     KEEP_BYTES = 256 * 2**20

@@ -82,7 +82,7 @@ class TextPreprocess:
     """A string -> ``[context_length]`` token ids with CLIP's tokenizer (truncated, padded).
 
     A stage reads the same captions every epoch, so the ids of up to :attr:`KEEP` strings are
-    kept (BPE in Python costs ~40 us a caption: 5 ms of every batch of 128).
+    kept (BPE in Python costs ~50 us a caption: 7 ms of every batch of 128).
     """
 
     KEEP = 200_000
