@@ -232,6 +232,16 @@ def test_sounds_are_stored_as_wav_or_flac_with_the_same_samples(world, tmp_path)
         assert (sf.read(io.BytesIO(w))[0] == sf.read(io.BytesIO(f))[0]).all()
 
 
+def test_a_world_built_for_other_options_is_refused(tmp_path):
+    from geobind.world import World
+
+    options = WorldOptions(out=str(tmp_path / "w"), places=PLACES, workers=1, seed=1)
+    other = World(WorldConfig(seed=0, places=PLACES))
+    with pytest.raises(ValueError, match="built for"):
+        make_world(options, progress=False, world=other)
+    assert not any((tmp_path / "w").glob("*.lance"))
+
+
 def test_a_bad_world_option_is_named_and_writes_nothing(tmp_path):
     with pytest.raises(geobind.ConfigError, match="audio_format='mp3'"):
         make_world(WorldOptions(out=str(tmp_path / "w"), places=20, audio_format="mp3"), False)

@@ -19,6 +19,7 @@ from geobind.data.pairs import name_classes
 from geobind.data.raster import RASTER_FILE, write_raster
 from geobind.data.synthetic import WorldOptions, _world_config
 from geobind.data.synthetic import make_world as make_datasets
+from geobind.errors import ConfigError
 
 __all__ = ["GEOTIFF_FILE", "LABEL_COLUMN", "WorldOptions", "make_world"]
 
@@ -35,10 +36,14 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     from geobind.data.geotiff import write_cog  # rasterio
     from geobind.world import COVER_WORDS, LAND_COVERS, World  # numpy, scipy
 
-    reports = make_datasets(options, progress=progress)
+    config = _world_config(options)  # a bad option fails here, before anything is built
+    if not options.out:
+        raise ConfigError("world: 'out' (a folder) is required")
+    Path(options.out).mkdir(parents=True, exist_ok=True)  # and a file in the way
+    world = World(config)
+    reports = make_datasets(options, progress=progress, world=world)
     for report in reports.values():
         name_classes(report.dataset, LABEL_COLUMN, LAND_COVERS, COVER_WORDS)
-    world = World(_world_config(options))  # the same config the datasets were cut from
     c = world.config
     write_raster(
         world.mosaic_image(),
