@@ -235,6 +235,7 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
         bar.close()
         if pool:
             pool.terminate()
+        _init_worker(None)  # rendered here (one worker): the world is not kept after the run
     (out / "world.json").write_text(
         json.dumps(
             {
