@@ -6,7 +6,8 @@ One run measures, on the same machine state:
 1. places/s of `make_world` (2 worker processes) for --places places;
 2. rows/s of the `table` importer over the same tiles and sounds written out as files;
 3. decoded random batches/s read from the Lance dataset and from the folder of files (PNG tile
-   + FLAC sound per row, decoded and preprocessed the same way), and their ratio.
+   + the world's sound per row, 16-bit WAV by default, decoded and preprocessed the same way),
+   and their ratio.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def main() -> None:
         zip(read_values(ds, "satellite", range(n)), read_values(ds, "audio", range(n)))
     ):
         (files / f"{i}.png").write_bytes(tile)
-        (files / f"{i}.flac").write_bytes(sound)
-        lines.append(f"{ids[i]},{lats[i]},{lons[i]},{i}.png,{i}.flac")
+        (files / f"{i}.wav").write_bytes(sound)
+        lines.append(f"{ids[i]},{lats[i]},{lons[i]},{i}.png,{i}.wav")
     (files / "table.csv").write_text("\n".join(lines) + "\n")
     report, seconds = timed(
         lambda: import_table(
@@ -85,7 +86,7 @@ def main() -> None:
     def from_files():
         for rows in picks:
             [prep_tile((files / f"{i}.png").read_bytes()) for i in rows]
-            [prep_sound((files / f"{i}.flac").read_bytes()) for i in rows]
+            [prep_sound((files / f"{i}.wav").read_bytes()) for i in rows]
 
     from_lance(), from_files()  # warm the page cache for both
     _, lance_s = timed(from_lance)
