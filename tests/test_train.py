@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 import geobind
-from geobind.data import write_pairs
+from geobind.data import open_pairs, write_pairs
+from geobind.data.reader import split_rows
 from geobind.errors import ConfigError
 from geobind.plugins import PluginError
 from geobind.space import Space, load_space
@@ -413,6 +414,43 @@ def test_resume_after_sigkill_gives_the_weights_of_an_uninterrupted_run(tmp_path
     for name in ("satellite", "ground", "text"):
         straight = Space(tmp_path / "straight").weights_path(name).read_bytes()
         assert Space(tmp_path / "killed").weights_path(name).read_bytes() == straight, name
+
+
+def test_a_stage_resumed_mid_epoch_with_a_data_worker_draws_what_it_would_have(tmp_path, data_dir):
+    # a data worker starts its random stream afresh in every run: crops drawn from it would
+    # differ after a resume unless each batch's draws are seeded from the batch itself
+    def run(space: Path) -> subprocess.Popen:
+        recipe = write_recipe(
+            tmp_path / f"{space.name}.yaml",
+            space,
+            data_dir,
+            anchor_epochs=3,
+            ckpt=7,
+            extra="    workers: 1\n",  # the anchor stage's: its tiles are cropped at random
+        )
+        return subprocess.Popen(
+            [sys.executable, "-m", "geobind.cli", "train", str(recipe)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    assert run(tmp_path / "straight").wait(timeout=300) == 0
+    proc = run(tmp_path / "killed")
+    folder = tmp_path / "killed" / "checkpoints" / "anchor"
+    deadline = time.time() + 300
+    while not any(folder.glob("step-*")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    steps = [int(p.name.split("-")[1]) for p in folder.glob("step-*")]
+    rows = len(split_rows(open_pairs(data_dir / "pairs.lance"), "train"))
+    assert all(step % (rows // 8) for step in steps)  # every checkpoint is mid-epoch
+    resumed = run(tmp_path / "killed")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
+    straight = Space(tmp_path / "straight").weights_path("satellite").read_bytes()
+    assert Space(tmp_path / "killed").weights_path("satellite").read_bytes() == straight
 
 
 def test_the_trainer_runs_under_torchrun_and_only_rank_0_writes(tmp_path, data_dir):

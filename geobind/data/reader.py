@@ -7,12 +7,13 @@ dataset is opened lazily in each process and worker processes are started with `
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from geobind.data.pairs import open_pairs, read_inputs
 
@@ -42,6 +43,13 @@ class PairDataset(Dataset):
     """
 
     KEEP_BYTES = 256 * 2**20
+
+    #: Set by a training stage. In a data worker, each batch's random draws (crops, a clip's
+    #: window: anything a preprocess draws from torch's generator) are then seeded from this and
+    #: the batch's rows, so a stage resumed in the middle of an epoch draws what the run it
+    #: continues would have drawn; a worker's own stream starts afresh with every run. In the
+    #: main process (no workers) the draws continue torch's generator, which a checkpoint saves.
+    seed: int | None = None
 
     def __init__(
         self,
@@ -77,6 +85,8 @@ class PairDataset(Dataset):
 
     def __getitems__(self, items: Sequence[int]) -> list[dict[str, Any]]:
         rows = [self.rows[i] for i in items]
+        if self.seed is not None and get_worker_info() is not None:
+            torch.manual_seed(_batch_seed(self.seed, rows))
         samples: list[dict[str, Any]] = [{"row": r} for r in rows]
         for key, prep in self.preprocess.items():
             for sample, value in zip(samples, self._raw(key, rows)):
@@ -98,6 +108,12 @@ class PairDataset(Dataset):
                 kept[r] = value
                 self._kept_bytes += size
         return [kept[r] if r in kept else read[r] for r in rows]
+
+
+def _batch_seed(seed: int, rows: Sequence[int]) -> int:
+    """A seed for one batch's random draws, from the stage's seed and the batch's rows."""
+    digest = hashlib.blake2b(repr((seed, list(rows))).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 def _size(value: Any) -> int:

@@ -272,6 +272,7 @@ class StageRun:
             split="train",
             inputs={side.name: side.modality.inputs for side in sides},
         )
+        data.seed = stage.seed  # data workers' draws follow the batch, so resuming is exact
         self._check_columns(data.dataset.schema.names)
         steps_per_epoch = len(data) // stage.batch_size
         if steps_per_epoch == 0:
