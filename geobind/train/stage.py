@@ -21,11 +21,12 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import torch
 from torch import nn
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, Sampler
 
 from geobind.config import make_config
 from geobind.data.pairs import data_identity, read_inputs
@@ -71,6 +72,26 @@ class StageModel(nn.Module):
         if bank is None:
             return self.loss(student_z, teacher_z)
         return self.loss(student_z, teacher_z, bank, targets)
+
+
+class _Epochs(Sampler):
+    """Row positions from training step ``step`` on, epoch after epoch without end: each
+    epoch's whole batches as ``sampler`` deals them (a last, partial batch left out), the
+    epoch ``step`` falls in from that step's batch on."""
+
+    def __init__(
+        self, sampler: DistributedSampler, steps_per_epoch: int, batch: int, step: int
+    ) -> None:
+        self.sampler, self.steps_per_epoch, self.batch = sampler, steps_per_epoch, batch
+        self.step = step
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, offset = divmod(self.step, self.steps_per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            order = list(self.sampler)
+            yield from order[offset * self.batch : self.steps_per_epoch * self.batch]
+            epoch, offset = epoch + 1, 0
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -380,19 +401,16 @@ class StageRun:
             seed=self.stage.seed,
             drop_last=True,
         )
-        while True:
-            epoch, offset = divmod(self.step, self.steps_per_epoch)
-            sampler.set_epoch(epoch)
-            order = list(sampler)[offset * self.local_batch :]
-            loader = pair_loader(
-                self.data,
-                self.local_batch,
-                sampler=order,
-                workers=self.stage.workers,
-                drop_last=True,
-                seed=self.stage.seed * 100003 + self.step,
-            )
-            yield from loader
+        # one loader for every epoch left: data workers start once and keep what they have
+        # read and decoded (a loader an epoch started them again each time, ~2 s apiece)
+        yield from pair_loader(
+            self.data,
+            self.local_batch,
+            sampler=_Epochs(sampler, self.steps_per_epoch, self.local_batch, self.step),
+            workers=self.stage.workers,
+            drop_last=True,
+            seed=self.stage.seed * 100003 + self.step,
+        )
 
     def train_step(self, batch: dict[str, Any]) -> float:
         """One optimiser step; returns the loss (averaged over ranks)."""
