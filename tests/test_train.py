@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -385,28 +386,38 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
     assert not Space(tmp_path / "space").has("satellite")
 
 
+def _train_cli(recipe: Path) -> subprocess.Popen:
+    """``geobind train RECIPE`` in a process of its own."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "geobind.cli", "train", str(recipe)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _kill_once(proc: subprocess.Popen, folder: Path, ready: Callable[[Path], bool]) -> None:
+    """SIGKILL ``proc`` as soon as one of its checkpoints in ``folder`` is ``ready``."""
+    deadline = time.time() + 300
+    while not any(ready(p) for p in folder.glob("step-*")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_resume_after_sigkill_gives_the_weights_of_an_uninterrupted_run(tmp_path, data_dir):
     def run(space: Path) -> subprocess.Popen:
-        recipe = write_recipe(
-            tmp_path / f"{space.name}.yaml", space, data_dir, anchor_epochs=12, ckpt=3
-        )
-        return subprocess.Popen(
-            [sys.executable, "-m", "geobind.cli", "train", str(recipe)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        return _train_cli(
+            write_recipe(tmp_path / f"{space.name}.yaml", space, data_dir, anchor_epochs=12, ckpt=3)
         )
 
     assert run(tmp_path / "straight").wait(timeout=300) == 0
 
     proc = run(tmp_path / "killed")
-    folder = tmp_path / "killed" / "checkpoints" / "anchor"
-    deadline = time.time() + 300
-    while not any(p.name >= "step-0000006" for p in folder.glob("step-*")):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.time() < deadline
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_once(
+        proc, tmp_path / "killed" / "checkpoints" / "anchor", lambda p: p.name >= "step-0000006"
+    )
     assert not Space(tmp_path / "killed").has("satellite")
     resumed = run(tmp_path / "killed")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
@@ -420,30 +431,14 @@ def test_a_stage_resumed_mid_epoch_with_a_data_worker_draws_what_it_would_have(t
     # a data worker starts its random stream afresh in every run: crops drawn from it would
     # differ after a resume unless each batch's draws are seeded from the batch itself
     def run(space: Path) -> subprocess.Popen:
-        recipe = write_recipe(
-            tmp_path / f"{space.name}.yaml",
-            space,
-            data_dir,
-            anchor_epochs=3,
-            ckpt=7,
-            extra="    workers: 1\n",  # the anchor stage's: its tiles are cropped at random
-        )
-        return subprocess.Popen(
-            [sys.executable, "-m", "geobind.cli", "train", str(recipe)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        extra = "    workers: 1\n"  # the anchor stage's: its tiles are cropped at random
+        recipe = tmp_path / f"{space.name}.yaml"
+        return _train_cli(write_recipe(recipe, space, data_dir, 3, ckpt=7, extra=extra))
 
     assert run(tmp_path / "straight").wait(timeout=300) == 0
     proc = run(tmp_path / "killed")
     folder = tmp_path / "killed" / "checkpoints" / "anchor"
-    deadline = time.time() + 300
-    while not any(folder.glob("step-*")):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_once(proc, folder, lambda p: True)
     steps = [int(p.name.split("-")[1]) for p in folder.glob("step-*")]
     rows = len(split_rows(open_pairs(data_dir / "pairs.lance"), "train"))
     assert all(step % (rows // 8) for step in steps)  # every checkpoint is mid-epoch
