@@ -450,3 +450,41 @@ def test_oracle_recall_between_chance_and_one(world: World):
     assert oracle_recall_at_k(distinct, 10) == 1.0
     with pytest.raises(ValueError):
         oracle_recall_at_k(f, 10, metric="dot")
+
+
+def test_a_clip_says_what_went_into_it(world: World):
+    """``render(trace=...)`` names each source's level and each event's count, and changes
+    nothing about the clip (the audio ceiling replays stored clips through it)."""
+    from geobind.world.audio import ASSEMBLAGES, SPECIES
+
+    sound, cond = world.sound, Conditions("midday", "clear", 0.0, -20.0)
+    beach = np.array([0.5, 0.4, 0.1, 0, 0, 0, 0, 0], np.float32)
+    forest = np.array([0, 0, 0.1, 0, 0.9, 0, 0, 0], np.float32)
+    city = np.array([0, 0, 0, 0, 0.05, 0.7, 0.25, 0], np.float32)
+    for fractions in (beach, forest, city):
+        trace: dict[str, float] = {}
+        traced = sound.render(fractions, 1.0, cond, np.random.default_rng(3), trace=trace)
+        plain = sound.render(fractions, 1.0, cond, np.random.default_rng(3))
+        assert np.array_equal(traced, plain)
+        assert trace["wind"] > 0 and all(v >= 0 for v in trace.values())
+    traces = []
+    for fractions, sea, tod in (
+        (beach, 1.0, "midday"),
+        (forest, 0.0, "night"),
+        (city, 0.0, "midday"),
+    ):
+        traces.append({})
+        sound.render(
+            fractions,
+            sea,
+            Conditions(tod, "clear", 0.0, -20.0),
+            np.random.default_rng(4),
+            traces[-1],
+        )
+    at_beach, forest_night, in_town = traces
+    assert at_beach["surf"] > 0.3 and "rumble" not in at_beach
+    assert in_town["rumble"] > 0.3 and in_town["cars"] >= 1 and "surf" not in in_town
+    # only the forest's and the grassland's own species are counted there, and no cicadas at night
+    birds = {k for k in forest_night if k in SPECIES}
+    assert birds and birds <= {s for h in ("forest", "grass") for s, _ in ASSEMBLAGES[h]}
+    assert "cicadas" not in forest_night and forest_night["crickets"] > 0

@@ -322,9 +322,26 @@ class SoundBank:
 
     # ---- the mix ---------------------------------------------------------------------
     def render(
-        self, fractions: np.ndarray, sea_share: float, cond: Conditions, rng: np.random.Generator
+        self,
+        fractions: np.ndarray,
+        sea_share: float,
+        cond: Conditions,
+        rng: np.random.Generator,
+        trace: dict[str, float] | None = None,
     ) -> np.ndarray:
-        """One clip (float32 in [-1, 1]) for land-cover ``fractions`` under ``cond``."""
+        """One clip (float32 in [-1, 1]) for land-cover ``fractions`` under ``cond``.
+
+        :param trace: if given, filled with what went into the clip, source by source: the
+            level of each continuous source (its gain times its random loudness) and the number
+            of each kind of event (calls of each species, cars, horns). A sound encoder can at
+            best recover these from the clip; ``benchmarks/audio_ceiling.py`` maps them onto the
+            anchor to bound what any sound encoder could reach. Draws nothing from ``rng``.
+        """
+
+        def note(name: str, value: float) -> None:
+            if trace is not None:
+                trace[name] = trace.get(name, 0.0) + float(value)
+
         water, sand, grass, farm, forest, urban, road, rock = (float(x) for x in fractions[:8])
         tod, weather = cond.time_of_day, cond.weather
         sr, n, t = self.sr, self.n, self.t
@@ -332,6 +349,10 @@ class SoundBank:
 
         def loud() -> float:  # random loudness of a source, about +-4 dB
             return float(np.exp(0.45 * rng.standard_normal()))
+
+        def source(name: str, level: float) -> float:
+            note(name, level)
+            return level
 
         # waves: surf in swells, loud on sea coasts with beaches, gentle on lakes
         coast = water > 0.03
@@ -342,24 +363,23 @@ class SoundBank:
             swell = (0.5 + 0.5 * np.sin(2 * np.pi * t / period + phase)).astype(_F) ** 3
             env = 0.22 + 0.78 * swell
             y += (
-                min(g, 1.3)
-                * loud()
+                source("surf", min(g, 1.3) * loud())
                 * env
                 * (self._cut("surf", rng) + 0.35 * swell * self._cut("spray", rng))
             )
         # wind, stronger in the open and on mountains, gusty
         g = 0.1 + 0.5 * rock + 0.22 * sand + 0.14 * grass + 0.12 * water + 0.06 * farm
         g *= {"clear": 1.0, "cloudy": 1.2, "overcast": 1.3, "rain": 1.4, "fog": 0.5}[weather]
-        y += g * loud() * self._slow(rng, 0.7, 0.5) * self._cut("wind", rng)
+        y += source("wind", g * loud()) * self._slow(rng, 0.7, 0.5) * self._cut("wind", rng)
         if rock > 0.05:
-            y += 0.45 * rock * loud() * self._slow(rng, 0.5, 0.6) * self._cut("howl", rng)
+            level = source("howl", 0.45 * rock * loud())
+            y += level * self._slow(rng, 0.5, 0.6) * self._cut("howl", rng)
         # traffic: low rumble, passing cars, crowd murmur in towns, horns
         busy = _TRAFFIC[tod]
         g = min(1.4, 1.1 * urban + 3.5 * road) * busy
         if g > 0.01:
             y += (
-                g
-                * loud()
+                source("rumble", g * loud())
                 * self._onset(rng)
                 * self._slow(rng, 1.0, 0.25)
                 * self._cut("rumble", rng)
@@ -367,12 +387,15 @@ class SoundBank:
             cars = min(
                 int(rng.poisson((10.0 * road + 2.5 * urban) * busy * n / sr / 5.0 * 2.0)), 12
             )
+            note("cars", cars)
             self._events(y, self.cars, cars, rng, 0.3 * g, 0.9 * g, margin=sr // 2)
         if urban > 0.05:
             g = 0.3 * urban * (0.3 if tod == "night" else 1.0)
-            y += g * loud() * self._slow(rng, 0.2, 0.5) * self._cut("babble", rng)
+            y += source("babble", g * loud()) * self._slow(rng, 0.2, 0.5) * self._cut("babble", rng)
             if rng.random() < 0.35 * urban:
-                self._events(y, self.horns, int(rng.integers(1, 3)), rng, 0.1, 0.25)
+                horns = int(rng.integers(1, 3))
+                note("horns", horns)
+                self._events(y, self.horns, horns, rng, 0.1, 0.25)
         # birds and frogs: each habitat's own species, as many calls as the habitat's share of
         # the place and the hour allow; one or two individuals of a species sing in one clip
         shore = (0.4 * sand + 0.3 * water * sea_share) if coast else 0.0
@@ -393,6 +416,7 @@ class SoundBank:
                 f = fauna if kind != "spring_peeper" else {"rain": 1.3}.get(weather, 1.0)
                 rate = per_s * share * SPECIES[kind][tod] * f
                 calls = min(int(rng.poisson(rate * n / sr)), 30)
+                note(kind, calls)
                 if calls:
                     singers = rng.choice(12, size=2, replace=False)
                     bank = [self.species[kind][int(i)] for i in singers]
@@ -403,31 +427,25 @@ class SoundBank:
         if g * _INSECTS[tod] > 0.02 and sr >= 12000:
             buzz = self._cut("", rng, self.cicadas[int(rng.integers(0, 3))])
             y += (
-                0.35
-                * g
-                * _INSECTS[tod]
-                * loud()
+                source("cicadas", 0.35 * g * _INSECTS[tod] * loud())
                 * self._onset(rng)
                 * self._slow(rng, 1.5, 0.4)
                 * buzz
             )
         if g * _CRICKETS[tod] > 0.02:
-            y += (
-                0.18
-                * g
-                * _CRICKETS[tod]
-                * loud()
-                * self._cut("", rng, self.crickets[int(rng.integers(0, 3))])
+            y += source("crickets", 0.18 * g * _CRICKETS[tod] * loud()) * self._cut(
+                "", rng, self.crickets[int(rng.integers(0, 3))]
             )
         # weather
         if weather == "rain":
-            g = float(rng.uniform(0.35, 0.8))
+            g = source("rain", float(rng.uniform(0.35, 0.8)))
             drops = np.zeros(n, _F)
             k = int(rng.poisson(60 * n / sr))
             drops[rng.integers(0, n, size=k)] = rng.uniform(-1, 1, size=k).astype(_F) * 6.0
             drops[1:] -= drops[:-1].copy()
             y += g * (self._cut("hiss", rng) * self._slow(rng, 0.8, 0.2) + drops)
         if weather == "fog" and water > 0.1 and sea_share > 0.5 and rng.random() < 0.5:
+            note("foghorns", 1)
             self._events(y, self.foghorns, 1, rng, 0.3, 0.6)
         # room tone and microphone hiss
         y += 0.03 * self._cut("pink", rng) + 0.004 * self._cut("white", rng)
