@@ -149,7 +149,10 @@ def _traced_sources(world_dir: Path):
     from geobind.world import World
     from geobind.world.world import place_id
 
-    settings = json.loads((world_dir / "world.json").read_text())
+    stamp = world_dir / "world.json"
+    if not stamp.is_file():
+        raise SystemExit(f"audio_ceiling: {stamp} not found: is {world_dir} a synthetic world?")
+    settings = json.loads(stamp.read_text())
     names = {f.name for f in dataclasses.fields(WorldOptions)}
     options = WorldOptions(**{k: v for k, v in settings.items() if k in names})
     world = World(_world_config(options))
@@ -167,11 +170,16 @@ def _traced_sources(world_dir: Path):
         stored = read_values(d, "audio", rows)
         out = []
         for pid, blob in zip(ids, stored):
-            index = int(pid.rsplit("-", 1)[1])
-            assert place_id(options.seed, index) == pid, pid
-            place = world.place(index, modalities=("audio",))
-            # the replay is the very clip the dataset holds, or this bound is about another one
-            assert place.audio == blob, f"{pid}: the replayed clip differs from the stored one"
+            index = int(pid.rsplit("-", 1)[-1]) if pid.rsplit("-", 1)[-1].isdigit() else -1
+            if index < 0 or place_id(options.seed, index) != pid:
+                raise SystemExit(f"audio_ceiling: row {pid!r} is no place of the world {world_dir}")
+            # the replay must be the very clip the dataset holds, or the bound is about another
+            if world.place(index, modalities=("audio",)).audio != blob:
+                raise SystemExit(
+                    f"audio_ceiling: the world replays another clip for {pid} than "
+                    f"{world_dir} holds (made by another version of geobind/world?); "
+                    "generate the world again to measure this bound"
+                )
             out.append(traces[-1])
         return out
 
