@@ -6,8 +6,8 @@ The audio stage learns to map a sound onto the frozen anchor's embedding of the 
 Two things bound it: what the anchor's embedding says about a place, and what the sound says.
 This fits the same map, a ridge regression from random Fourier features onto the anchor's unit
 embeddings (closed form; the feature scale and ridge chosen on the training set's validation
-rows), from three inputs on the audio stage's training pairs, and prints R@10 of each on the
-held-out places, against the anchor's embeddings of their tiles:
+rows; ``readers.py``), from three inputs on the audio stage's training pairs, and prints R@10
+of each on the held-out places, against the anchor's embeddings of their tiles:
 
 - the place's true land-cover fractions: an oracle sound encoder that heard the land cover
   exactly; how far the anchor lets any sound go (the world's sounds depend on the land cover,
@@ -17,6 +17,8 @@ held-out places, against the anchor's embeddings of their tiles:
   for the very clip stored): an oracle sound encoder that took every clip apart perfectly; how
   far the world's sounds let any sound encoder go (the clip is made from these and from
   randomness that has nothing to do with the place, so no encoder can know more of the place);
+  besides the ridge map, a two-layer MLP trained with InfoNCE against the anchor, as the stages
+  train, reads these sources (the bound is the better of the two);
 - the floor's sound features (mean and spread of 32 band energies): what sound statistics
   carry through a non-linear map, beside the floor's linear CCA;
 - the space's learned audio encoder (no map: its own embeddings), for comparison.
@@ -34,17 +36,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-
-def fourier(x: np.ndarray, scale: float, dims: int = 1024, seed: int = 0) -> np.ndarray:
-    """Random Fourier features of standardised rows (a Gaussian kernel of width 1/scale).
-
-    Six lines rather than scikit-learn's ``RBFSampler``: scikit-learn is no dependency of the
-    project (it arrives only through laion_clap's)."""
-    rng = np.random.default_rng(seed)
-    w = rng.normal(0.0, scale, (x.shape[1], dims))
-    b = rng.uniform(0.0, 2 * np.pi, dims)
-    return np.cos(x @ w + b) * np.sqrt(2.0 / dims)
+from readers import infonce_reader, ridge_reader
 
 
 def main() -> None:
@@ -118,27 +110,26 @@ def main() -> None:
             "held": transform_rows(sounds, list(read_inputs(ho, "audio", held))),
         },
     }
+
+    def score(q: np.ndarray, g: np.ndarray) -> float:
+        return sum(recall(q, g))
+
     print(f"R@10 on {len(held)} held-out places (chance {1000 / len(held):.1f}%)")
-    print(f"{'sound side':50s} {'audio->sat':>10s} {'sat->audio':>10s}  chosen on val rows")
+    print(f"{'sound side':58s} {'audio->sat':>10s} {'sat->audio':>10s}  chosen on val rows")
+
+    def show(name: str, q: np.ndarray, chosen: str = "") -> None:
+        a2s, s2a = recall(q, anchor["held"])
+        print(f"{name:58s} {a2s:9.1f}% {s2a:9.1f}%  {chosen}")
+
     for name, x in inputs.items():
-        mean, std = x["train"].mean(0), x["train"].std(0) + 1e-6
-        best = None
-        for scale in (0.05, 0.1, 0.3, 1.0, 3.0):
-            feats = {k: fourier((v - mean) / std, scale) for k, v in x.items()}
-            a = feats["train"]
-            for ridge in (1e-5, 1e-3, 1e-1):
-                w = np.linalg.solve(
-                    a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ anchor["train"]
-                )
-                score = sum(recall(feats["val"] @ w, anchor["val"]))
-                if best is None or score > best[0]:
-                    best = (score, recall(feats["held"] @ w, anchor["held"]), scale, ridge)
-        _, (s2a, a2s), scale, ridge = best
-        print(f"{name:50s} {s2a:9.1f}% {a2s:9.1f}%  scale {scale:g}, ridge {ridge:g}")
-    learned = unit(space.embed("audio", list(read_inputs(ho, "audio", held)), 256))
-    s2a, a2s = recall(learned, anchor["held"])
-    name = "the space's learned audio encoder"
-    print(f"{name:50s} {s2a:9.1f}% {a2s:9.1f}%")
+        show(name, *ridge_reader(x, anchor, score))
+        if name.startswith("each clip's sources"):
+            mlp = infonce_reader(x, anchor, score, epochs=60, dropout=0.0)
+            show("  the same, an MLP trained with InfoNCE", *mlp)
+    show(
+        "the space's learned audio encoder",
+        unit(space.embed("audio", list(read_inputs(ho, "audio", held)), 256)),
+    )
 
 
 def _traced_sources(world_dir: Path):

@@ -24,6 +24,9 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
+from readers import infonce_reader, ridge_reader
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -68,65 +71,44 @@ def main() -> None:
     def tiles(ds, indices: list[int]) -> torch.Tensor:
         return unit(space.embed("satellite", list(read_inputs(ds, "satellite", indices)), 256))
 
-    anchor = {s: tiles(ground, [where[rows[k]["id"]] for k in split[s]]) for s in ("train", "val")}
+    anchor = {
+        s: tiles(ground, [where[rows[k]["id"]] for k in split[s]]).numpy() for s in ("train", "val")
+    }
     texts = {s: read_values(captions, "text", split[s]) for s in ("train", "val")}
     everyone = list(range(held.count_rows()))
-    anchor["held"], texts["held"] = tiles(held, everyone), read_values(held, "text", everyone)
+    anchor["held"] = tiles(held, everyone).numpy()
+    texts["held"] = read_values(held, "text", everyone)
     words = get_registry().modality("text").features().fit(texts["train"])
-    x = {s: torch.from_numpy(words.transform(v)).float() for s, v in texts.items()}
+    x = {s: words.transform(v) for s, v in texts.items()}
 
-    def recall(q: torch.Tensor, g: torch.Tensor) -> tuple[float, float]:
+    def recall(q: np.ndarray, g: np.ndarray) -> tuple[float, float]:
         """(text -> satellite, satellite -> text) R@10, in percent."""
-        q = unit(q)
-        return tuple(100 * recall_metrics(ranks(a, b), (10,))["R@10"] for a, b in ((q, g), (g, q)))
-
-    results = {}
-    best = None
-    a = x["train"].double()
-    for ridge in (1e-4, 1e-3, 1e-2):
-        w = torch.linalg.solve(
-            a.T @ a + ridge * len(a) * torch.eye(a.shape[1], dtype=a.dtype),
-            a.T @ anchor["train"].double(),
-        ).float()
-        score = recall(x["val"] @ w, anchor["val"])[0]
-        if best is None or score > best[0]:
-            best = (score, recall(x["held"] @ w, anchor["held"]))
-    results["bag of words, linear ridge map"] = best[1]
-
-    torch.manual_seed(args.seed)
-    net = torch.nn.Sequential(
-        torch.nn.Dropout(0.3),
-        torch.nn.Linear(x["train"].shape[1], 512),
-        torch.nn.GELU(),
-        torch.nn.Linear(512, anchor["train"].shape[1]),
-    )
-    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-2)
-    best = None
-    for _ in range(40):
-        net.train()
-        for batch in torch.randperm(len(x["train"])).split(128):
-            logits = unit(net(x["train"][batch])) @ anchor["train"].T / 0.07
-            loss = F.cross_entropy(logits, batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            score = recall(net(x["val"]), anchor["val"])[0]
-            if best is None or score > best[0]:
-                best = (score, recall(net(x["held"]), anchor["held"]))
-    results["bag of words, MLP trained with InfoNCE"] = best[1]
-    with torch.no_grad():
-        results["the space's text tower (never saw a tile)"] = recall(
-            space.embed("text", texts["held"], 256), anchor["held"]
+        q_t, g_t = unit(torch.from_numpy(q)), torch.from_numpy(g)
+        return tuple(
+            100 * recall_metrics(ranks(a, b), (10,))["R@10"] for a, b in ((q_t, g_t), (g_t, q_t))
         )
 
+    def score(q: np.ndarray, g: np.ndarray) -> float:
+        return recall(q, g)[0]
+
+    mlp, _ = infonce_reader(x, anchor, score, seed=args.seed, standardise=False)
+    ridge, _ = ridge_reader(
+        x, anchor, score, scales=(None,), ridges=(1e-4, 1e-3, 1e-2), standardise=False
+    )
+    results = {
+        "bag of words, linear ridge map": ridge,
+        "bag of words, MLP trained with InfoNCE": mlp,
+        "the space's text tower (never saw a tile)": unit(
+            space.embed("text", texts["held"], 256)
+        ).numpy(),
+    }
     print(
         f"R@10 on {len(everyone)} held-out places (chance {1000 / len(everyone):.1f}%); readers "
         f"trained on {len(split['train'])} caption and tile pairs"
     )
     print(f"{'text side':45s} {'text->sat':>10s} {'sat->text':>10s}")
-    for name, (t2s, s2t) in results.items():
+    for name, q in results.items():
+        t2s, s2t = recall(q, anchor["held"])
         print(f"{name:45s} {t2s:9.1f}% {s2t:9.1f}%")
 
 
