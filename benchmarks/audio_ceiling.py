@@ -23,6 +23,11 @@ of each on the held-out places, against the anchor's embeddings of their tiles:
   carry through a non-linear map, beside the floor's linear CCA;
 - the space's learned audio encoder (no map: its own embeddings), for comparison.
 
+Then the same readers of the sources and the band energies are fitted onto the text tower's
+embeddings of the captions of the same places (the CLIP stage's dataset, matched by id): how far
+a sound encoder trained on the audio-text pair itself would go, beside the learned encoder's
+audio -> text, which is never trained and emerges through the anchor.
+
 Only the synthetic world knows each place's land cover; with real data the second line is the
 one to measure.
 """
@@ -111,25 +116,64 @@ def main() -> None:
         },
     }
 
+    learned = unit(space.embed("audio", list(read_inputs(ho, "audio", held)), 256))
+    print(f"R@10 on {len(held)} held-out places (chance {1000 / len(held):.1f}%)")
+    print(f"{'sound side, onto the anchor':58s} {'audio->sat':>10s} {'sat->audio':>10s}  chosen")
+    _readers(inputs, anchor, learned, recall)
+
+    # audio -> text is never trained: how far would a sound encoder trained on that pair go?
+    text = _caption_embeddings(space, Path(args.world, "captions.lance"), ds, train, val, ho)
+    if text is None:
+        print("(no captions.lance of the same places: audio -> text not measured)")
+        return
+    del inputs["land-cover fractions (an oracle sound encoder)"]
+    side = "sound side, onto the captions of its places"
+    print(f"{side:58s} {'audio->text':>10s} {'text->audio':>10s}")
+    _readers(inputs, text, learned, recall)
+
+
+def _readers(inputs: dict, target: dict, learned: np.ndarray, recall) -> None:
+    """Fit each sound side onto ``target`` (the sources also with an MLP) and print R@10."""
+
     def score(q: np.ndarray, g: np.ndarray) -> float:
         return sum(recall(q, g))
 
-    print(f"R@10 on {len(held)} held-out places (chance {1000 / len(held):.1f}%)")
-    print(f"{'sound side':58s} {'audio->sat':>10s} {'sat->audio':>10s}  chosen on val rows")
-
     def show(name: str, q: np.ndarray, chosen: str = "") -> None:
-        a2s, s2a = recall(q, anchor["held"])
-        print(f"{name:58s} {a2s:9.1f}% {s2a:9.1f}%  {chosen}")
+        there, back = recall(q, target["held"])
+        print(f"{name:58s} {there:9.1f}% {back:9.1f}%  {chosen}")
 
     for name, x in inputs.items():
-        show(name, *ridge_reader(x, anchor, score))
+        show(name, *ridge_reader(x, target, score))
         if name.startswith("each clip's sources"):
-            mlp = infonce_reader(x, anchor, score, epochs=60, dropout=0.0)
+            mlp = infonce_reader(x, target, score, epochs=60, dropout=0.0)
             show("  the same, an MLP trained with InfoNCE", *mlp)
-    show(
-        "the space's learned audio encoder",
-        unit(space.embed("audio", list(read_inputs(ho, "audio", held)), 256)),
-    )
+    show("the space's learned audio encoder (no map)", learned)
+
+
+def _caption_embeddings(space, captions: Path, ds, train: list, val: list, ho) -> dict | None:
+    """The text tower's unit embeddings of the captions of the places of ``ds``'s ``train``
+    and ``val`` rows (from the CLIP stage's dataset, matched by id) and of the held-out places;
+    None if some place has no caption there."""
+    import torch
+
+    from geobind.data.pairs import open_pairs, read_values
+
+    if not captions.is_dir() or "text" not in space.modalities:
+        return None
+    table = open_pairs(captions).to_table(columns=["id", "text"]).to_pylist()
+    said = {r["id"]: r["text"] for r in table}
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return torch.nn.functional.normalize(space.embed("text", texts, 256).float(), dim=1).numpy()
+
+    out = {}
+    for split, rows in (("train", train), ("val", val)):
+        ids = ds.take(rows, columns=["id"]).column("id").to_pylist()
+        if any(i not in said for i in ids):
+            return None
+        out[split] = embed([said[i] for i in ids])
+    out["held"] = embed(read_values(ho, "text", range(ho.count_rows())))
+    return out
 
 
 def _traced_sources(world_dir: Path):
