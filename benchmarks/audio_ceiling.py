@@ -28,8 +28,8 @@ embeddings of the captions of the same places (the CLIP stage's dataset, matched
 a sound encoder trained on the audio-text pair itself would go, beside the learned encoder's
 audio -> text, which is never trained and emerges through the anchor.
 
-Only the synthetic world knows each place's land cover; with real data the second line is the
-one to measure.
+Only the synthetic world knows each place's land cover and what went into each clip; with
+real data the band-energy lines are the ones to measure.
 """
 
 from __future__ import annotations
