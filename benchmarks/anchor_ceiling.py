@@ -21,7 +21,6 @@ measure (two photos of one place, taken at different times).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -40,9 +39,10 @@ def main() -> None:
     import torch
 
     from geobind.data.pairs import read_values
+    from geobind.data.synthetic import open_world
+    from geobind.errors import GeobindError
     from geobind.eval.retrieval import ranks, recall_metrics
     from geobind.space import load_space
-    from geobind.world import World, WorldConfig
     from geobind.world.world import place_id
 
     stamp = Path(args.world, "world.json")
@@ -51,19 +51,15 @@ def main() -> None:
             f"anchor_ceiling: need a synthetic world ({stamp} not found) and a space "
             f"({args.space}); run `make demo` first or pass --world and --space"
         )
-    settings = json.loads(stamp.read_text())
-    world = World(
-        WorldConfig(
-            seed=settings["seed"],
-            places=settings["places"],
-            ground_view=settings.get("ground_view", "panorama"),
-        )
-    )
+    try:
+        world = open_world(args.world)
+    except GeobindError as exc:
+        raise SystemExit(f"anchor_ceiling: {exc}") from exc
     space = load_space(args.space)
     ds = lance.dataset(str(Path(args.world, "heldout.lance")))
     ids = ds.to_table(columns=["id"]).column("id").to_pylist()[: args.places]
     index = [int(i.rsplit("-", 1)[1]) for i in ids]
-    assert all(place_id(settings["seed"], k) == i for k, i in zip(index, ids))
+    assert all(place_id(world.config.seed, k) == i for k, i in zip(index, ids))
     rows = list(range(len(ids)))
 
     def embed(modality: str, values: list) -> torch.Tensor:

@@ -35,13 +35,11 @@ real data the band-energy lines are the ones to measure.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 from pathlib import Path
 
 import numpy as np
-from readers import infonce_reader, ridge_reader
+from readers import infonce_reader, recall, ridge_reader
 
 
 def main() -> None:
@@ -55,7 +53,6 @@ def main() -> None:
     from geobind.data.pairs import open_pairs, read_inputs
     from geobind.data.reader import split_rows
     from geobind.eval.floor import transform_rows
-    from geobind.eval.retrieval import ranks, recall_metrics
     from geobind.plugins import get_registry
     from geobind.space import load_space
 
@@ -86,18 +83,14 @@ def main() -> None:
         return np.stack(d.take(rows, columns=["landcover"]).column("landcover").to_pylist())
 
     sources = _traced_sources(Path(args.world))
-
-    def recall(q: np.ndarray, g: np.ndarray) -> tuple[float, float]:
-        """(sound -> satellite, satellite -> sound) R@10, in percent."""
-        q_t, g_t = torch.from_numpy(unit(torch.from_numpy(q))), torch.from_numpy(g)
-        return tuple(
-            100 * recall_metrics(ranks(a, b), (10,))["R@10"] for a, b in ((q_t, g_t), (g_t, q_t))
-        )
-
     anchor = {"train": tiles(ds, train), "val": tiles(ds, val), "held": tiles(ho, held)}
-    sounds = get_registry().modality("audio").features()
-    train_sounds = list(read_inputs(ds, "audio", train))
-    sounds.fit(train_sounds[:3000])
+    # each split's clips read once: for the band energies, the replay and the learned encoder
+    clips = {
+        "train": read_inputs(ds, "audio", train),
+        "val": read_inputs(ds, "audio", val),
+        "held": read_inputs(ho, "audio", held),
+    }
+    sounds = get_registry().modality("audio").features().fit(clips["train"][:3000])
     inputs = {
         "land-cover fractions (an oracle sound encoder)": {
             "train": cover(ds, train),
@@ -105,21 +98,19 @@ def main() -> None:
             "held": cover(ho, held),
         },
         "each clip's sources (an oracle that took it apart)": {
-            "train": sources(ds, train),
-            "val": sources(ds, val),
-            "held": sources(ho, held),
+            "train": sources(ds, train, clips["train"]),
+            "val": sources(ds, val, clips["val"]),
+            "held": sources(ho, held, clips["held"]),
         },
         "band energies (the floor's sound features)": {
-            "train": transform_rows(sounds, train_sounds),
-            "val": transform_rows(sounds, list(read_inputs(ds, "audio", val))),
-            "held": transform_rows(sounds, list(read_inputs(ho, "audio", held))),
+            k: transform_rows(sounds, v) for k, v in clips.items()
         },
     }
 
-    learned = unit(space.embed("audio", list(read_inputs(ho, "audio", held)), 256))
+    learned = unit(space.embed("audio", clips["held"], 256))
     print(f"R@10 on {len(held)} held-out places (chance {1000 / len(held):.1f}%)")
     print(f"{'sound side, onto the anchor':58s} {'audio->sat':>10s} {'sat->audio':>10s}  chosen")
-    _readers(inputs, anchor, learned, recall)
+    _readers(inputs, anchor, learned)
 
     # audio -> text is never trained: how far would a sound encoder trained on that pair go?
     text = _caption_embeddings(space, Path(args.world, "captions.lance"), ds, train, val, ho)
@@ -129,10 +120,10 @@ def main() -> None:
     del inputs["land-cover fractions (an oracle sound encoder)"]
     side = "sound side, onto the captions of its places"
     print(f"{side:58s} {'audio->text':>10s} {'text->audio':>10s}")
-    _readers(inputs, text, learned, recall)
+    _readers(inputs, text, learned)
 
 
-def _readers(inputs: dict, target: dict, learned: np.ndarray, recall) -> None:
+def _readers(inputs: dict, target: dict, learned: np.ndarray) -> None:
     """Fit each sound side onto ``target`` (the sources also with an MLP) and print R@10."""
 
     def score(q: np.ndarray, g: np.ndarray) -> float:
@@ -177,20 +168,17 @@ def _caption_embeddings(space, captions: Path, ds, train: list, val: list, ho) -
 
 
 def _traced_sources(world_dir: Path):
-    """A function of (dataset, rows) -> each row's clip as what went into it: one column per
-    source of the world's sounds (see ``SoundBank.render``'s trace), replayed from the world."""
-    from geobind.data.pairs import read_values
-    from geobind.data.synthetic import WorldOptions, _world_config
-    from geobind.world import World
+    """A function of (dataset, rows, the rows' stored clips) -> each clip as what went into it:
+    one column per source of the world's sounds (``SoundBank.render``'s trace), replayed from
+    the world."""
+    from geobind.data.synthetic import open_world
+    from geobind.errors import GeobindError
     from geobind.world.world import place_id
 
-    stamp = world_dir / "world.json"
-    if not stamp.is_file():
-        raise SystemExit(f"audio_ceiling: {stamp} not found: is {world_dir} a synthetic world?")
-    settings = json.loads(stamp.read_text())
-    names = {f.name for f in dataclasses.fields(WorldOptions)}
-    options = WorldOptions(**{k: v for k, v in settings.items() if k in names})
-    world = World(_world_config(options))
+    try:
+        world = open_world(world_dir)
+    except GeobindError as exc:
+        raise SystemExit(f"audio_ceiling: {exc}") from exc
     bank, render = world.sound, world.sound.render
     traces: list[dict] = []
 
@@ -200,13 +188,13 @@ def _traced_sources(world_dir: Path):
 
     bank.render = traced  # type: ignore[method-assign]
 
-    def rows_of(d, rows: list[int]) -> list[dict]:
+    def rows_of(d, rows: list[int], stored: list[bytes]) -> list[dict]:
         ids = d.take(rows, columns=["id"]).column("id").to_pylist()
-        stored = read_values(d, "audio", rows)
         out = []
         for pid, blob in zip(ids, stored):
-            index = int(pid.rsplit("-", 1)[-1]) if pid.rsplit("-", 1)[-1].isdigit() else -1
-            if index < 0 or place_id(options.seed, index) != pid:
+            tail = pid.rsplit("-", 1)[-1]
+            index = int(tail) if tail.isdigit() else -1
+            if index < 0 or place_id(world.config.seed, index) != pid:
                 raise SystemExit(f"audio_ceiling: row {pid!r} is no place of the world {world_dir}")
             # the replay must be the very clip the dataset holds, or the bound is about another
             if world.place(index, modalities=("audio",)).audio != blob:
@@ -220,8 +208,8 @@ def _traced_sources(world_dir: Path):
 
     columns: list[str] = []
 
-    def matrix(d, rows: list[int]) -> np.ndarray:
-        got = rows_of(d, rows)
+    def matrix(d, rows: list[int], stored: list[bytes]) -> np.ndarray:
+        got = rows_of(d, rows, stored)
         if not columns:  # fixed by the first (training) rows; later unseen sources are dropped
             columns.extend(sorted({k for t in got for k in t}))
         x = np.array([[t.get(k, 0.0) for k in columns] for t in got], np.float64)

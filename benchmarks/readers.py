@@ -26,6 +26,21 @@ def fourier(x: np.ndarray, scale: float, dims: int = 1024, seed: int = 0) -> np.
     return np.cos(x @ w + b) * np.sqrt(2.0 / dims)
 
 
+def recall(q: np.ndarray, g: np.ndarray) -> tuple[float, float]:
+    """R@10 in percent of ``q[i] -> g[i]`` and of ``g[i] -> q[i]`` (``q`` made unit length;
+    ``g`` is the anchor's or a tower's unit embeddings), ties broken as the project's eval does."""
+    import torch
+
+    from geobind.eval.retrieval import ranks, recall_metrics
+
+    q_t = torch.nn.functional.normalize(torch.from_numpy(q).float(), dim=1)
+    g_t = torch.from_numpy(g).float()
+    there, back = (
+        100 * recall_metrics(ranks(a, b), (10,))["R@10"] for a, b in ((q_t, g_t), (g_t, q_t))
+    )
+    return there, back
+
+
 def _moments(x: np.ndarray, standardise: bool) -> tuple[np.ndarray | float, np.ndarray | float]:
     """What the rows are centred and scaled by: the training rows' mean and spread, or nothing
     (a bag of words' 0/1 columns: scaled to unit spread, its rarest words would weigh most)."""

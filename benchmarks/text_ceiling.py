@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from readers import infonce_reader, ridge_reader
+from readers import infonce_reader, recall, ridge_reader
 
 
 def main() -> None:
@@ -39,7 +39,6 @@ def main() -> None:
     import torch.nn.functional as F
 
     from geobind.data.pairs import open_pairs, read_inputs, read_values
-    from geobind.eval.retrieval import ranks, recall_metrics
     from geobind.plugins import get_registry
     from geobind.space import load_space
 
@@ -80,13 +79,6 @@ def main() -> None:
     texts["held"] = read_values(held, "text", everyone)
     words = get_registry().modality("text").features().fit(texts["train"])
     x = {s: words.transform(v) for s, v in texts.items()}
-
-    def recall(q: np.ndarray, g: np.ndarray) -> tuple[float, float]:
-        """(text -> satellite, satellite -> text) R@10, in percent."""
-        q_t, g_t = unit(torch.from_numpy(q)), torch.from_numpy(g)
-        return tuple(
-            100 * recall_metrics(ranks(a, b), (10,))["R@10"] for a, b in ((q_t, g_t), (g_t, q_t))
-        )
 
     def score(q: np.ndarray, g: np.ndarray) -> float:
         return recall(q, g)[0]

@@ -12,7 +12,7 @@ from geobind.data import open_pairs, read_values, world_source
 from geobind.data.pairs import label_classes
 from geobind.data.raster import raster_beside
 from geobind.data.reader import PairDataset, pair_loader
-from geobind.data.synthetic import DATASETS, WorldOptions, datasets_of, make_world
+from geobind.data.synthetic import DATASETS, WorldOptions, datasets_of, make_world, open_world
 from geobind.world import COVER_WORDS, LAND_COVERS, WorldConfig
 
 PLACES = 60
@@ -246,3 +246,20 @@ def test_a_bad_world_option_is_named_and_writes_nothing(tmp_path):
     with pytest.raises(geobind.ConfigError, match="audio_format='mp3'"):
         make_world(WorldOptions(out=str(tmp_path / "w"), places=20, audio_format="mp3"), False)
     assert not (tmp_path / "w").exists()
+
+
+def test_a_generated_world_opens_again_and_replays_its_places(world, tmp_path):
+    """``open_world`` rebuilds the World a folder came from: its places render to the bytes
+    the datasets hold (the ceiling benchmarks replay them); a folder without a record is named."""
+    from geobind.errors import GeobindError
+
+    again = open_world(world)
+    ds = open_pairs(world / "heldout.lance")
+    ids = ds.to_table(columns=["id"]).column("id").to_pylist()[:3]
+    for row, pid in enumerate(ids):
+        place = again.place(int(pid.rsplit("-", 1)[1]))
+        assert place.id == pid
+        assert place.audio == read_values(ds, "audio", [row])[0]
+        assert place.satellite == read_values(ds, "satellite", [row])[0]
+    with pytest.raises(GeobindError, match="world.json"):
+        open_world(tmp_path)

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from geobind.config import opt
 from geobind.data.importing import Candidate, ImportReport, import_pairs
 from geobind.data.pairs import open_pairs, read_values
-from geobind.errors import ConfigError
+from geobind.errors import ConfigError, GeobindError
 from geobind.plugins import get_registry
 
-__all__ = ["DATASETS", "WorldOptions", "datasets_of", "make_world"]
+__all__ = ["DATASETS", "WorldOptions", "datasets_of", "make_world", "open_world"]
 
 #: dataset name -> its modality columns
 DATASETS: dict[str, tuple[str, ...]] = {
@@ -87,6 +87,21 @@ def _world_config(options: WorldOptions) -> Any:
         audio_format=options.audio_format,
         ground_view=options.ground_view,
     )
+
+
+def open_world(folder: str | Path) -> Any:
+    """The :class:`~geobind.world.World` that :func:`make_world` generated ``folder`` from,
+    built again from the options its ``world.json`` records: to render its places again (the
+    ceiling benchmarks replay them). A folder without that file is refused by name."""
+    from geobind.world import World
+
+    stamp = Path(folder) / "world.json"
+    try:
+        settings = json.loads(stamp.read_text())
+    except (OSError, ValueError) as exc:
+        raise GeobindError(f"{stamp}: no synthetic world's record ({exc})") from exc
+    known = {f.name for f in fields(WorldOptions)}
+    return World(_world_config(WorldOptions(**{k: v for k, v in settings.items() if k in known})))
 
 
 _WORLD: Any = None
