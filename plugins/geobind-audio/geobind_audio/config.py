@@ -57,6 +57,10 @@ class AudioConfig:
     spec_augment: bool = True
     time_drop_width: int = 16
     freq_drop_width: int = 8
+    #: Statistics pooling beside the Swin's pooled vector: the mean, spread and peak over time
+    #: of each normalised mel band (3 * n_mels more inputs to the projection). Off in
+    #: laion_clap's HTS-AT, whose checkpoints then load unchanged (see ``AudioEncoder``).
+    band_stats: bool = False
 
     @property
     def clip_samples(self) -> int:
@@ -85,6 +89,7 @@ def paper_config(**overrides) -> AudioConfig:
         class_num=527,
         time_drop_width=64,
         freq_drop_width=8,
+        band_stats=False,
     )
     settings.update(overrides)
     return AudioConfig(**settings)

@@ -408,3 +408,31 @@ def test_other_files_are_left_to_libsndfile(fmt, subtype):
     assert audio._pcm16(data) is None
     assert audio._pcm16(data[:300]) is None  # a WAV cut short: libsndfile says how short
     assert AudioPreprocess(16000, 1.0, False)(data).shape == (16000,)
+
+
+def test_band_stats_feed_each_mel_bands_mean_spread_and_peak_to_the_projection(clips):
+    torch.manual_seed(0)
+    encoder = geobind.build_encoder("audio", {"band_stats": True})
+    net = encoder.net.eval()
+    batch = encoder.collate(clips)
+    seen = []
+    handle = net.audio_branch.bn0.register_forward_hook(lambda m, a, out: seen.append(out))
+    with torch.no_grad():
+        out = net(batch)
+        swin = net.audio_branch({"waveform": batch})["embedding"]
+    handle.remove()
+    bands = seen[0][..., 0]  # [batch, mels, frames]
+    assert bands.shape[:2] == (3, CFG.n_mels)
+    stats = torch.cat([bands.mean(-1), bands.std(-1), bands.amax(-1)], dim=1)
+    expected = net.audio_projection(torch.cat([swin, stats], dim=1))
+    torch.testing.assert_close(out, expected)
+    # the statistics carry weight: the same Swin vector with flattened bands maps elsewhere
+    flat = torch.cat([swin, torch.zeros_like(stats)], dim=1)
+    assert not torch.allclose(out, net.audio_projection(flat))
+
+
+def test_weights_without_band_stats_do_not_load_into_an_encoder_with_them(encoder, tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save(encoder.net.state_dict(), path)
+    with pytest.raises(geobind.WeightsError, match="audio_projection.0.weight"):
+        geobind.build_encoder("audio", {"band_stats": True}, weights=path)
