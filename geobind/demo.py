@@ -239,7 +239,7 @@ def evaluate_demo(
         "ks": list(ks),
         "places": places,
     }
-    result.update(baselines(space, heldout, None, ks))
+    result.update(baselines(space, heldout, None, ks, embeddings=embeddings))
     zeroshot = zeroshot_landcover(space, heldout, embeddings=embeddings)
     breakdown = retrieval_by_class(embeddings, heldout, range(places), BREAKDOWN_PAIRS, k=10)
     title = (

@@ -227,6 +227,9 @@ def test_run_eval_sets_each_trained_pair_beside_its_floor_and_the_ceiling(built,
     learned, floor = result_r5(result["retrieval"]), floors["satellite", "ground"]["R@5"]
     if floor:
         assert f"{learned / floor:.1f}x" in line
+        lo, hi = floors["satellite", "ground"]["x_floor_95"]["R@5"]
+        assert lo <= learned / floor <= hi and f"{lo:.2f}-" in line
+    assert "95%: learned / floor over bootstrap draws" in text
     assert "text -> satellite" in text.split("Learned against")[1]  # emergent: shown, no floor
     saved = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert saved["floor"] == result["floor"] and saved["ceiling"] == result["ceiling"]

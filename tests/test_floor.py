@@ -13,7 +13,7 @@ from PIL import Image
 from geobind.data.pairs import write_pairs
 from geobind.encoders.features import BagOfWords, ColourHistogram
 from geobind.eval.floor import CCA, fit_floor, floor_table, trained_pairs, transform_rows
-from geobind.eval.retrieval import ranks, recall_metrics
+from geobind.eval.retrieval import ranks, ratio_interval, recall_metrics
 from geobind.testing import pair_rows, png_bytes
 
 
@@ -160,6 +160,60 @@ def test_floor_table_fits_on_the_training_split_and_finds_identical_pictures(tmp
     assert by_pair["satellite", "ground"]["R@1"] == 1.0  # the same picture on both sides
     assert by_pair["satellite", "ground"]["fit_rows"] == n // 2  # pair_rows: half are train
     assert all(r["gallery_size"] == n for r in result["retrieval"])
+
+
+def test_floor_table_sets_the_learned_ranks_against_the_floors_with_an_interval(tmp_path):
+    n = 40
+    pictures = [png_bytes(i) for i in range(n)]
+    data = tmp_path / "pairs.lance"
+    write_pairs(
+        data,
+        pair_rows({"satellite": pictures, "ground": pictures}),
+        {"satellite": "binary", "ground": "binary"},
+    )
+    space = SimpleNamespace(
+        entries={
+            "satellite": SimpleNamespace(
+                aligned_to={"modality": "ground"}, recipe={"data": str(data)}
+            )
+        }
+    )
+    z = torch.nn.functional.normalize(torch.randn(n, 8, generator=torch.Generator().manual_seed(0)))
+    learned = {"satellite": z, "ground": z.roll(1, dims=0)}  # every place one row off
+    rows = floor_table(space, str(data), list(range(n)), ks=(1, 10), learned=learned)
+    by_pair = {(r["query"], r["gallery"]): r for r in rows["retrieval"]}
+    # the floor finds every identical picture at rank 1; the learned space finds none
+    assert by_pair["satellite", "ground"]["x_floor_95"]["R@1"] == [0.0, 0.0]
+    mine = ranks(learned["satellite"], learned["ground"])
+    floor_ranks = torch.ones(n, dtype=torch.long)
+    assert by_pair["satellite", "ground"]["x_floor_95"]["R@10"] == list(
+        ratio_interval(mine, floor_ranks, 10)
+    )
+    # without the learned embeddings there is nothing to set against
+    plain = floor_table(space, str(data), list(range(n)), ks=(1,))
+    assert all("x_floor_95" not in r for r in plain["retrieval"])
+
+
+def test_ratio_interval_holds_one_for_level_spaces_and_not_for_a_better_one():
+    gen = torch.Generator().manual_seed(0)
+    n = 1000
+    level_a = torch.randint(1, 101, (n,), generator=gen)  # R@10 about 10% each
+    level_b = torch.randint(1, 101, (n,), generator=gen)
+    lo, hi = ratio_interval(level_a, level_b, 10)
+    assert lo < 1.0 < hi
+    assert ratio_interval(level_a, level_a, 10) == (1.0, 1.0)  # the same ranks: exactly 1
+    better = torch.where(torch.rand(n, generator=gen) < 0.25, 1, level_b)  # 25% more hits
+    lo, hi = ratio_interval(better, level_b, 10)
+    point = float((better <= 10).sum() / (level_b <= 10).sum())
+    assert 1.0 < lo < point < hi
+    # the interval narrows as more places are measured
+    many = ratio_interval(better.repeat(4), level_b.repeat(4), 10)
+    assert many[1] - many[0] < hi - lo
+    # the same ranks give the same interval; no floor hit at k: no ratio
+    assert ratio_interval(better, level_b, 10) == (lo, hi)
+    assert ratio_interval(better, torch.full((n,), 500), 10) is None
+    with pytest.raises(ValueError, match="one length"):
+        ratio_interval(better, level_b[:10], 10)
 
 
 def test_floor_table_says_why_a_pair_has_no_floor(tmp_path):

@@ -99,7 +99,7 @@ def run_eval(
     embeddings = embed_columns(space, dataset_uri, rows)
     result = evaluate_space(space, dataset_uri, ks, convention, rows, embeddings=embeddings)
     result["zeroshot"] = zeroshot_landcover(space, dataset_uri, rows=rows, embeddings=embeddings)
-    result.update(baselines(space, dataset_uri, rows, ks, convention, floor))
+    result.update(baselines(space, dataset_uri, rows, ks, convention, floor, embeddings))
     result["seconds"] = time.perf_counter() - start
     folder = Path(out) if out else space.path / "eval" / Path(str(dataset_uri).rstrip("/")).stem
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,12 +116,14 @@ def baselines(
     ks: Sequence[int],
     convention: str = "standard",
     floor: bool = True,
+    embeddings: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """``floor`` (each trained pair through simple features and CCA) and ``ceiling`` (the
-    label oracle) on the same rows as the learned table."""
+    label oracle) on the same rows as the learned table; with the learned table's
+    ``embeddings``, each floor row also holds the 95% interval of learned / floor."""
     indices = row_indices(open_pairs(dataset_uri), rows)
     floors = (
-        floor_table(space, dataset_uri, indices, ks, convention)
+        floor_table(space, dataset_uri, indices, ks, convention, learned=embeddings)
         if floor
         else {"retrieval": [], "skipped": {"all pairs": "not asked for (--no-floor)"}}
     )
@@ -155,6 +157,11 @@ def format_baselines(result: dict[str, Any], pairs: Sequence[tuple[str, str]] | 
         if "label_column" in ceiling
         else f"ceiling: none ({ceiling.get('skipped', 'not computed')})"
     )
+    if any("x_floor_95" in r for r in floor["retrieval"]):
+        lines.append(
+            "95%: learned / floor over bootstrap draws of these places (paired); "
+            "an interval holding 1.00 is level with the floor"
+        )
     lines.append("-: a pair no stage trained together has no floor; it emerges through the anchor")
     return "\n".join(lines)
 

@@ -18,7 +18,7 @@ ridge-regularised solution.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ import torch
 from geobind.data.pairs import data_identity, open_pairs, read_inputs
 from geobind.data.reader import split_rows
 from geobind.encoders.features import Features
-from geobind.eval.retrieval import ranks, recall_metrics
+from geobind.eval.retrieval import ranks, ratio_interval, recall_metrics
 from geobind.plugins import get_registry
 from geobind.world.oracle import oracle_recall_at_k
 
@@ -208,11 +208,15 @@ def floor_table(
     rows: Sequence[int],
     ks: Sequence[int],
     convention: str = "standard",
+    learned: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Retrieval of each trained pair through its floor, on ``rows`` of the dataset.
 
     Returns ``{"retrieval": [rows like retrieval_table's], "skipped": {pair: why}}``; pairs
-    whose columns the dataset lacks are left out.
+    whose columns the dataset lacks are left out. Given the space's own embeddings of the same
+    rows (``learned``), each row also holds ``x_floor_95``: for each ``R@k``, the 95% interval
+    of learned R@k over floor R@k (:func:`~geobind.eval.retrieval.ratio_interval`; ``None``
+    where the floor has no hit).
     """
     ds = open_pairs(dataset_uri)
     registry, out, skipped = get_registry(), [], {}
@@ -226,10 +230,23 @@ def floor_table(
             continue
         z = {m.name: floor.embed(m.name, read_inputs(ds, m.inputs, rows)) for m in modalities}
         for q, g in ((student, teacher), (teacher, student)):
-            metrics = recall_metrics(ranks(z[q], z[g]), ks, convention)
-            out.append(
-                {"query": q, "gallery": g, "fitted_on": data, "fit_rows": floor.rows, **metrics}
-            )
+            rank = ranks(z[q], z[g])
+            row = {
+                "query": q,
+                "gallery": g,
+                "fitted_on": data,
+                "fit_rows": floor.rows,
+                **recall_metrics(rank, ks, convention),
+            }
+            if learned is not None and q in learned and g in learned:
+                mine = ranks(learned[q], learned[g])  # seeded: the learned table's own ranks
+                intervals = {k: ratio_interval(mine, rank, k, convention) for k in ks}
+                row["x_floor_95"] = {
+                    f"R@{k}": None if v is None else list(v)
+                    for k, v in intervals.items()
+                    if k <= len(rank)
+                }
+            out.append(row)
     return {"retrieval": out, "skipped": skipped}
 
 

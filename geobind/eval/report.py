@@ -18,6 +18,7 @@ from geobind.encoders.weights import atomic_write
 from geobind.eval.breakdown import BREAKDOWN_PAIRS, retrieval_by_class
 from geobind.eval.embed import embed_columns
 from geobind.eval.evaluate import baselines, evaluate_space, headline_k
+from geobind.eval.tables import interval_text
 from geobind.eval.zeroshot import zeroshot_landcover
 from geobind.search.index import build_index, search
 from geobind.search.maps import query_label, render_hits, similarity_map
@@ -140,19 +141,22 @@ def _retrieval(results: dict) -> str:
     columns = (
         ["pair"]
         + [f"R@{k}" for k in ks]
-        + ["median_rank", f"floor R@{k}", "x floor", f"ceiling R@{k}"]
+        + ["median_rank", f"floor R@{k}", "x floor", "x floor, 95%", f"ceiling R@{k}"]
         + [f"chance@{k}" for k in ks]
         + ["gallery_size"]
     )
     rows = []
     for r in results["retrieval"]:
-        floor = floors.get((r["query"], r["gallery"]), {}).get(f"R@{k}")
+        floor_row = floors.get((r["query"], r["gallery"]), {})
+        floor = floor_row.get(f"R@{k}")
+        interval = floor_row.get("x_floor_95", {}).get(f"R@{k}")
         rows.append(
             {
                 **r,
                 "pair": f"{r['query']} -> {r['gallery']}",
                 f"floor R@{k}": floor,
                 "x floor": r[f"R@{k}"] / floor if floor else None,
+                "x floor, 95%": interval_text(interval) if interval else None,
                 f"ceiling R@{k}": ceiling,
             }
         )
@@ -316,7 +320,7 @@ def _data_sections(
 def _evaluate(space: Any, data: str, embeddings: dict) -> dict:
     """Retrieval, floor and ceiling, breakdown and zero-shot of a space on a dataset."""
     results = evaluate_space(space, data, embeddings=embeddings)
-    results.update(baselines(space, data, None, results["ks"]))
+    results.update(baselines(space, data, None, results["ks"], embeddings=embeddings))
     rows = range(results["places"])
     results["breakdown"] = retrieval_by_class(embeddings, data, rows, BREAKDOWN_PAIRS)
     results["zeroshot"] = zeroshot_landcover(space, data, embeddings=embeddings)

@@ -45,6 +45,7 @@ __all__ = [
     "last_hit_rank",
     "parse_ks",
     "ranks",
+    "ratio_interval",
     "recall_metrics",
     "retrieval_table",
 ]
@@ -131,6 +132,49 @@ def recall_metrics(
     metrics["median_rank"] = _median(rank) if n else float("nan")
     metrics["mean_rank"] = float(rank.float().mean()) if n else float("nan")
     return metrics
+
+
+def ratio_interval(
+    rank: torch.Tensor,
+    base: torch.Tensor,
+    k: int,
+    convention: str = "standard",
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """A ``level`` interval of R@k from ``rank`` over R@k from ``base``, the same queries
+    ranked two ways (a learned space and its floor): a paired percentile bootstrap over the
+    queries, each resample drawing the queries again with replacement and scoring both on them.
+
+    One held-out set of 1,000 places measures R@k = 10% to about +-2 points (95%), so a ratio
+    near 1 can be chance; when the interval holds 1 the two are level on these places. ``None``
+    when ``base`` has no hit at k (the ratio has no finite value). Seeded: the same ranks give
+    the same interval. Written out rather than taken from scipy's ``bootstrap`` (scipy is no
+    dependency of the project); a resample is one gather and two sums.
+    """
+    if rank.shape != base.shape or rank.dim() != 1 or len(rank) == 0:
+        raise ValueError(
+            f"ratio_interval: need two non-empty rank vectors of one length, got "
+            f"{list(rank.shape)} and {list(base.shape)}"
+        )
+    last = last_hit_rank(k, convention)
+    hits = torch.stack([rank <= last, base <= last]).to(torch.int32)
+    if int(hits[1].sum()) == 0:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    n, ratios = len(rank), []
+    chunk = max(1, 2_000_000 // n)  # bounds the gathered resamples to ~16 MB
+    for start in range(0, resamples, chunk):
+        draw = torch.randint(n, (min(chunk, resamples - start), n), generator=generator)
+        sums = hits[:, draw].sum(dim=2).double()  # [2, resamples]
+        ratios.append(sums[0] / sums[1])  # a resample without a base hit: inf, sorted last
+    values = torch.cat(ratios)
+    values = values[~values.isnan()].sort().values  # 0 / 0: neither side hit; no ratio
+    tail = (1 - level) / 2
+    lo = values[int(tail * (len(values) - 1))]
+    hi = values[int(round((1 - tail) * (len(values) - 1)))]
+    return float(lo), float(hi)
 
 
 def _median(values: torch.Tensor) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_comparison", "format_table", "markdown_table", "percent"]
+__all__ = ["format_comparison", "format_table", "interval_text", "markdown_table", "percent"]
 
 
 def format_table(
@@ -78,7 +78,8 @@ def format_comparison(
     pairs: Sequence[tuple[str, str]] | None = None,
 ) -> str:
     """The learned R@k of each pair beside its floor (simple features + CCA fitted on the
-    stage's training pairs), their ratio, and the ceiling (a label oracle).
+    stage's training pairs), their ratio with its 95% interval over the places (where the floor
+    rows carry ``x_floor_95``), and the ceiling (a label oracle).
 
     Pairs no stage trained have no floor ('-'): they emerge through the anchor.
     """
@@ -88,12 +89,13 @@ def format_comparison(
     key = f"R@{k}"
     head = (
         f"{'query -> gallery':24s}{'R@1':>8s}{key:>8s}{'median':>8s}"
-        f"{'floor':>8s}{'x floor':>9s}{'ceiling':>9s}"
+        f"{'floor':>8s}{'x floor':>9s}{'95%':>12s}{'ceiling':>9s}"
     )
     lines = [head, "-" * len(head)]
     top = ceiling.get(key)
     for r in rows:
-        base = floors.get((r["query"], r["gallery"]), {}).get(key)
+        floor_row = floors.get((r["query"], r["gallery"]), {})
+        base = floor_row.get(key)
         ratio = f"{r[key] / base:8.1f}x" if base else f"{'-':>9s}"
         lines.append(
             f"{r['query'] + ' -> ' + r['gallery']:24s}"
@@ -102,6 +104,15 @@ def format_comparison(
             + f"{r['median_rank']:8.0f}"
             + _percent(base, 8)
             + ratio
+            + f"{interval_text(floor_row.get('x_floor_95', {}).get(key)):>12s}"
             + _percent(top, 9)
         )
     return "\n".join(lines)
+
+
+def interval_text(interval: Sequence[float] | None) -> str:
+    """``[lo, hi]`` of a ratio as ``0.95-1.24`` (``inf`` where a resample had no hit of the
+    base), or ``-`` where there is none."""
+    if not interval:
+        return "-"
+    return "-".join("inf" if v == float("inf") else f"{v:.2f}" for v in interval)
