@@ -84,9 +84,7 @@ def test_report_loads_without_console_errors_and_shows_every_part(space_and_data
     ):
         assert heading in page
     # 6 held-out places: the comparison is read at R@5, the largest cut-off in the gallery
-    assert (
-        "<th>floor R@5</th><th>x floor</th><th>x floor, 95%</th><th>ceiling R@5</th>" in page
-    )
+    assert "<th>floor R@5</th><th>x floor</th><th>x floor, 95%</th><th>ceiling R@5</th>" in page
     assert 'aria-label="clip: loss"' in page and 'aria-label="anchor: loss"' in page
     assert page.count("<img") == 4  # top tiles and a map for each of the two queries
 

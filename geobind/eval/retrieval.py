@@ -158,6 +158,8 @@ def ratio_interval(
             f"ratio_interval: need two non-empty rank vectors of one length, got "
             f"{list(rank.shape)} and {list(base.shape)}"
         )
+    if not 0 < level < 1:
+        raise ValueError(f"ratio_interval: level must lie between 0 and 1, got {level}")
     last = last_hit_rank(k, convention)
     hits = torch.stack([rank <= last, base <= last]).to(torch.int32)
     if int(hits[1].sum()) == 0:
@@ -171,6 +173,8 @@ def ratio_interval(
         ratios.append(sums[0] / sums[1])  # a resample without a base hit: inf, sorted last
     values = torch.cat(ratios)
     values = values[~values.isnan()].sort().values  # 0 / 0: neither side hit; no ratio
+    if len(values) == 0:
+        return None
     tail = (1 - level) / 2
     lo = values[int(tail * (len(values) - 1))]
     hi = values[int(round((1 - tail) * (len(values) - 1)))]
