@@ -240,11 +240,11 @@ def floor_table(
             }
             if learned is not None and q in learned and g in learned:
                 mine = ranks(learned[q], learned[g])  # seeded: the learned table's own ranks
-                intervals = {k: ratio_interval(mine, rank, k, convention) for k in ks}
+                intervals = {
+                    k: ratio_interval(mine, rank, k, convention) for k in ks if k <= len(rank)
+                }
                 row["x_floor_95"] = {
-                    f"R@{k}": None if v is None else list(v)
-                    for k, v in intervals.items()
-                    if k <= len(rank)
+                    f"R@{k}": None if v is None else list(v) for k, v in intervals.items()
                 }
             out.append(row)
     return {"retrieval": out, "skipped": skipped}
