@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from geobind.data.pairs import open_pairs
-from geobind.data.world_source import WorldOptions, make_world
+from geobind.data.world_source import WorldOptions, make_world, refresh_class_words
 from geobind.encoders.weights import atomic_write
 from geobind.errors import GeobindError
 from geobind.eval.breakdown import BREAKDOWN_PAIRS, format_breakdown, retrieval_by_class
@@ -81,6 +81,9 @@ def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) 
         # the same world wherever it lies: a copied or moved world is not generated again
         if all(made.get(k) == v for k, v in asdict(options).items() if k != "out"):
             say(f"world: {out} (already generated)")
+            refreshed = refresh_class_words(out)
+            if refreshed:
+                say(f"world: class words of {', '.join(refreshed)} brought up to date")
             return out
     start = time.perf_counter()
     reports = make_world(options)

@@ -173,6 +173,38 @@ def test_world_make_names_its_classes_and_writes_its_map(tmp_path):
     )
 
 
+def test_a_world_of_older_class_words_is_brought_up_to_date(world, tmp_path):
+    import json
+    import shutil
+
+    from geobind.data.pairs import name_classes
+    from geobind.demo import ensure_world
+
+    shutil.copytree(world, tmp_path, dirs_exist_ok=True)
+    # as the demo would have made it (its worker count does not change a world)
+    stamp = tmp_path / "world.json"
+    made = json.loads(stamp.read_text())
+    stamp.write_text(json.dumps({**made, "workers": WorldOptions().workers}))
+    old = {**COVER_WORDS, "farmland": ("farm", "field", "crop")}  # "field": no caption's word
+    for name in DATASETS:
+        name_classes(tmp_path / f"{name}.lance", "landcover", LAND_COVERS, old)
+
+    def rows(name: str):
+        return open_pairs(tmp_path / f"{name}.lance").to_table().drop(["landcover"])
+
+    before = {name: rows(name) for name in DATASETS}
+    said: list[str] = []
+    assert ensure_world(tmp_path, places=PLACES, seed=0, say=said.append) == tmp_path
+    assert said[0].endswith("(already generated)")
+    assert "class words of captions, ground, audio, heldout brought up to date" in said[1]
+    words = {c: list(w) for c, w in COVER_WORDS.items()}
+    for name in DATASETS:
+        ds = open_pairs(tmp_path / f"{name}.lance")
+        assert label_classes(ds, "landcover") == (list(LAND_COVERS), words)
+        assert rows(name).equals(before[name])  # no row touched
+    assert world_source.refresh_class_words(tmp_path) == []  # once is enough
+
+
 def test_reader_gives_preprocessed_batches_with_row_ids(world):
     audio = geobind.build_encoder("audio")
     tiles = geobind.build_encoder("satellite")

@@ -266,11 +266,34 @@ def test_a_place_seen_under_given_conditions(world: World):
 # ---- the modalities carry the land covers ---------------------------------------------------
 
 
+def _words(text: str) -> set[str]:
+    return set(text.replace(",", " ").split())
+
+
 def test_captions_mention_the_dominant_cover(places: list):
     for p in places:
-        words = COVER_WORDS[p.dominant]
-        assert any(w in p.caption for w in words), (p.dominant, p.fractions, p.caption)
+        words = set(COVER_WORDS[p.dominant])
+        assert words & _words(p.caption), (p.dominant, p.fractions, p.caption)
     assert len({p.caption for p in places}) > len(places) // 2  # varied wording
+
+
+def test_class_words_are_words_the_captions_use():
+    # zero-shot prompts are built from the class words, and a text tower trained on the
+    # captions knows only the words they use: each class word must be one, as a whole word
+    # ("field" is not in "fields" for a tokenizer), and every phrase naming a cover holds one
+    from geobind.world import caption
+
+    cover_of = {"sea": "water", "lake": "water", "city": "urban", "village": "urban"}
+    cover_of["street"] = "road"
+    phrases: dict[str, set[str]] = {c: set() for c in LAND_COVERS}
+    for table in (caption._MAIN, caption._MINOR):
+        for key, options in table.items():
+            phrases[cover_of.get(key, key)].update(options)
+    for cover, words in COVER_WORDS.items():
+        used = set().union(*(_words(p) for p in phrases[cover]))
+        assert set(words) <= used, (cover, set(words) - used)
+        for phrase in phrases[cover]:
+            assert set(words) & _words(phrase), (cover, phrase)
 
 
 def test_ground_view_shows_the_local_covers(world: World, places: list):

@@ -15,13 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from geobind.data.pairs import name_classes
+from geobind.data.pairs import label_classes, name_classes, open_pairs
 from geobind.data.raster import RASTER_FILE, write_raster
-from geobind.data.synthetic import WorldOptions, _world_config
+from geobind.data.synthetic import DATASETS, WorldOptions, _world_config
 from geobind.data.synthetic import make_world as make_datasets
 from geobind.errors import ConfigError
 
-__all__ = ["GEOTIFF_FILE", "LABEL_COLUMN", "WorldOptions", "make_world"]
+__all__ = ["GEOTIFF_FILE", "LABEL_COLUMN", "WorldOptions", "make_world", "refresh_class_words"]
 
 #: The label column of every world dataset: the true land-cover fractions of the tile.
 LABEL_COLUMN = "landcover"
@@ -57,3 +57,23 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
         Path(options.out) / GEOTIFF_FILE, world.rgb, (c.lon_min, c.lat_min, c.lon_max, c.lat_max)
     )
     return reports
+
+
+def refresh_class_words(folder: str | Path) -> list[str]:
+    """Record today's class names and words in a world made by an older geobind, whose
+    datasets may name a class by words its captions never use (zero-shot prompts are built from
+    them; :data:`geobind.world.caption.COVER_WORDS`). Only the label column's metadata changes
+    (a new Lance version of each dataset that needed it); returns their names."""
+    from geobind.world import COVER_WORDS, LAND_COVERS
+
+    words = {c: list(w) for c, w in COVER_WORDS.items()}
+    refreshed = []
+    for name in DATASETS:
+        uri = Path(folder) / f"{name}.lance"
+        if not uri.is_dir():
+            continue
+        classes, recorded = label_classes(open_pairs(uri), LABEL_COLUMN)
+        if classes == list(LAND_COVERS) and recorded != words:
+            name_classes(uri, LABEL_COLUMN, LAND_COVERS, COVER_WORDS)
+            refreshed.append(name)
+    return refreshed
