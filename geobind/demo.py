@@ -29,7 +29,7 @@ from geobind.eval.embed import embed_columns
 from geobind.eval.evaluate import baselines, format_baselines
 from geobind.eval.report import DEFAULT_QUERIES, write_report
 from geobind.eval.retrieval import ranks, recall_metrics, retrieval_table
-from geobind.eval.zeroshot import zeroshot_landcover
+from geobind.eval.zeroshot import unlearned_note, zeroshot_landcover
 from geobind.recipes import find_recipe
 from geobind.space import last_run, load_space, log_records
 from geobind.train import load_recipe, train
@@ -264,11 +264,14 @@ def zeroshot_line(result: dict[str, Any]) -> str:
     mods = result["modalities"]
     first = next(iter(mods.values()))
     scores = ", ".join(f"{m} {100 * s['accuracy']:.1f}%" for m, s in mods.items())
-    return (
+    line = (
         f"Zero-shot land cover from text prompts ({len(result['classes'])} classes): {scores} "
         f"(chance {100 * first['chance']:.1f}%, always {first['majority_class']!r} "
         f"{100 * first['majority']:.1f}%)"
     )
+    if result.get("unlearned_words"):
+        line += "\n" + unlearned_note(result["unlearned_words"])
+    return line
 
 
 def _read(path: Path) -> str:

@@ -17,7 +17,13 @@ from geobind.data.pairs import label_field, pair_schema, to_record_batch
 from geobind.errors import GeobindError
 from geobind.eval.evaluate import evaluate_space, run_eval
 from geobind.eval.retrieval import ranks, recall_metrics
-from geobind.eval.zeroshot import TEXT, zeroshot_landcover
+from geobind.eval.zeroshot import (
+    TEXT,
+    format_zeroshot,
+    markdown_zeroshot,
+    unlearned_words,
+    zeroshot_landcover,
+)
 from geobind.space import load_space
 from geobind.testing import pair_rows, png_bytes, train_tiny_space
 from geobind.world import LAND_COVERS
@@ -329,6 +335,51 @@ def test_zeroshot_on_the_tiny_space(built):
     for scores in result["modalities"].values():
         assert 0 <= scores["accuracy"] <= 1 and scores["chance"] == 1 / 8
         assert scores["places"] == 24 and sum(map(sum, scores["confusion"])) == 24
+
+
+def test_zeroshot_names_class_words_its_text_tower_never_read(built):
+    # the tiny space's text tower trained here on captions "a view of <class name>" only
+    space, data = built
+    result = zeroshot_landcover(load_space(space), str(data))
+    read = set(LAND_COVERS) | {"a", "view", "of"}
+    unread = {c: [w for w in ws if w not in read] for c, ws in COVER_WORDS.items()}
+    assert result["unlearned_words"] == {c: ws for c, ws in unread.items() if ws}
+    assert "farmland: farm, fields, crops, cropland;" in format_zeroshot(result)
+    assert "untrained tokens" in markdown_zeroshot(result)
+    own = {c: [c] for c in LAND_COVERS}  # the words its captions use: nothing to say
+    named = zeroshot_landcover(load_space(space), str(data), classes=LAND_COVERS, words=own)
+    assert named["unlearned_words"] == {} and "untrained" not in format_zeroshot(named)
+
+
+def test_unlearned_words_only_for_a_text_tower_trained_here_from_scratch(built, tmp_path):
+    from types import SimpleNamespace
+
+    _, data = built
+    words = {"farmland": ["fields", "field"], "water": ["water"]}
+
+    class Recorded:
+        modalities = [TEXT]
+
+        def __init__(self, **recipe):
+            self.recipe = recipe
+
+        def has(self, modality):
+            return modality == TEXT
+
+        def entry(self, modality):
+            return SimpleNamespace(recipe=self.recipe)
+
+    text, ground = {"modality": TEXT}, {"modality": "ground"}
+    trained = Recorded(student=text, teacher=ground, data=str(data))
+    # "fields" is no word of "a view of <class>" either; "water" is
+    assert unlearned_words(trained, words) == {"farmland": ["fields", "field"]}
+    as_teacher = Recorded(student=ground, teacher={**text, "train": True}, data=str(data))
+    assert unlearned_words(as_teacher, words) == {"farmland": ["fields", "field"]}
+    pretrained = Recorded(student={**text, "weights": "clip.safetensors"}, data=str(data))
+    assert unlearned_words(pretrained, words) == {}  # pretrained CLIP knows its words
+    moved = Recorded(student=text, data=str(tmp_path / "gone.lance"))
+    assert unlearned_words(moved, words) == {}  # nothing left to check against
+    assert unlearned_words(object(), words) == {}  # no record at all
 
 
 # -- (d) the command line --------------------------------------------------------------------

@@ -116,3 +116,13 @@ def test_cli_report(space_and_data, tmp_path, capsys):
     )
     assert f"report written to {out}" in capsys.readouterr().out
     assert out.read_text().count("<img") == 2
+
+
+def test_report_zero_shot_names_class_words_its_text_tower_never_read():
+    from geobind.eval.report import _zeroshot
+
+    scores = {"accuracy": 0.5, "chance": 0.125, "majority": 0.4, "majority_class": "farmland"}
+    result = {"skipped": None, "modalities": {"satellite": {**scores, "places": 10}}}
+    assert "untrained" not in _zeroshot({**result, "unlearned_words": {}})
+    page = _zeroshot({**result, "unlearned_words": {"farmland": ["field"], "forest": ["wood"]}})
+    assert "untrained tokens (farmland: field; forest: wood)" in page

@@ -19,7 +19,7 @@ from geobind.eval.breakdown import BREAKDOWN_PAIRS, retrieval_by_class
 from geobind.eval.embed import embed_columns
 from geobind.eval.evaluate import baselines, evaluate_space, headline_k
 from geobind.eval.tables import interval_text
-from geobind.eval.zeroshot import zeroshot_landcover
+from geobind.eval.zeroshot import unlearned_note, zeroshot_landcover
 from geobind.search.index import build_index, search
 from geobind.search.maps import query_label, render_hits, similarity_map
 from geobind.space import last_run, load_space, log_records
@@ -224,11 +224,14 @@ def _zeroshot(result: dict) -> str:
     if result.get("skipped"):
         return f"<p>No zero-shot evaluation: {html.escape(result['skipped'])}</p>"
     rows = [{"modality": m, **v} for m, v in result["modalities"].items()]
-    return _table(
+    table = _table(
         rows,
         ["modality", "accuracy", "chance", "majority", "majority_class", "places"],
         {"accuracy": _pct, "chance": _pct, "majority": _pct},
     )
+    if not result.get("unlearned_words"):
+        return table
+    return table + f"<p>{html.escape(unlearned_note(result['unlearned_words']))}</p>"
 
 
 def write_report(

@@ -35,6 +35,8 @@ __all__ = [
     "format_zeroshot",
     "markdown_zeroshot",
     "score",
+    "unlearned_note",
+    "unlearned_words",
     "zeroshot_landcover",
 ]
 
@@ -61,6 +63,41 @@ def class_embeddings(space: Any, prompts: Mapping[str, Sequence[str]]) -> torch.
     return torch.stack(
         [F.normalize(space.embed(TEXT, list(p)).float().mean(0), dim=-1) for p in prompts.values()]
     )
+
+
+def unlearned_words(space: Any, words: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """The class words a text tower trained in this space from scratch never read as words.
+
+    A tower trained here (the demo's CLIP stage, or any stage whose text side had no weights
+    to start from) has learned only the tokens its training captions hold; a class word that is
+    no word of theirs ("field" where they say "fields": a tokenizer keeps the two apart) reaches
+    it as a token embedding still at its random start, and pulls its class's prompts somewhere
+    else in every run (BENCHMARKS.md: zero-shot 61-77% over three seeds with seven such words,
+    74-80% without). Returns class -> such words, read from the captions the space records for
+    that stage; empty when the tower started from weights (pretrained CLIP knows its words) or
+    its captions are no longer where the space recorded them.
+    """
+    import re
+
+    entry = space.entry(TEXT) if hasattr(space, "entry") and space.has(TEXT) else None
+    recipe = getattr(entry, "recipe", None) or {}
+    sides = [recipe.get("student") or {}, recipe.get("teacher") or {}]
+    side = next((s for s in sides if s.get("modality") == TEXT), None)
+    data = recipe.get("data")
+    if side is None or not (side is sides[0] or side.get("train")) or side.get("weights"):
+        return {}  # not trained in this space, or from weights that know their words
+    if not data:
+        return {}
+    try:
+        captions = open_pairs(data).to_table(columns=[TEXT]).column(TEXT).to_pylist()
+    except Exception:  # moved or not a dataset any more: nothing to check against
+        return {}
+    split = re.compile(r"[\w'-]+")
+    known = {w for c in captions if c for w in split.findall(c.lower())}
+    unseen = {
+        c: [w for w in ws if not set(split.findall(w.lower())) <= known] for c, ws in words.items()
+    }
+    return {c: ws for c, ws in unseen.items() if ws}
 
 
 def classify(embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -144,6 +181,7 @@ def zeroshot_landcover(
         "prompts": prompts,
         "modalities": {},
         "skipped": None,
+        "unlearned_words": {},
     }
     indices = row_indices(ds, rows)
     truth = dominant_labels(ds, indices, LABEL_COLUMN, len(classes))
@@ -163,10 +201,22 @@ def zeroshot_landcover(
     if not targets:
         return {**result, "skipped": f"{dataset_uri}: no image or audio column the space embeds"}
     centroids = class_embeddings(space, prompts)
+    # the words each class's prompts are built from: its own, or its name (build_prompts)
+    named = {c: list((words or {}).get(c) or (c,)) for c in classes}
+    result["unlearned_words"] = unlearned_words(space, named)
     result["modalities"] = {
         m: score(classify(z, centroids), truth, classes) for m, z in targets.items()
     }
     return result
+
+
+def unlearned_note(unlearned: Mapping[str, Sequence[str]]) -> str:
+    """One line naming the class words the text tower never learned (:func:`unlearned_words`)."""
+    named = "; ".join(f"{c}: {', '.join(ws)}" for c, ws in unlearned.items())
+    return (
+        f"warning: no training caption of the text tower uses these class words, so their "
+        f"prompts carry untrained tokens ({named}); name the classes by words the captions use"
+    )
 
 
 def format_zeroshot(result: Mapping[str, Any]) -> str:
@@ -189,6 +239,8 @@ def format_zeroshot(result: Mapping[str, Any]) -> str:
         for m, s in mods.items()
     ]
     lines.append(f"(majority: always answering {first['majority_class']!r})")
+    if result.get("unlearned_words"):
+        lines.append(unlearned_note(result["unlearned_words"]))
     lines += [
         "",
         "Recall per class",
@@ -224,6 +276,10 @@ def markdown_zeroshot(result: Mapping[str, Any]) -> str:
                 for m, s in mods.items()
             ],
         ),
+    ]
+    if result.get("unlearned_words"):
+        text += ["", unlearned_note(result["unlearned_words"]).replace("warning:", "**Warning**:")]
+    text += [
         "",
         "### Recall per class",
         "",
