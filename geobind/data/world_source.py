@@ -12,6 +12,7 @@ box in ``mosaic.json``, and the same pixels as a georeferenced Cloud-Optimised G
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +60,17 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     return reports
 
 
-def refresh_class_words(folder: str | Path) -> list[str]:
-    """Record today's class names and words in a world made by an older geobind, whose
-    datasets may name a class by words its captions never use (zero-shot prompts are built from
-    them; :data:`geobind.world.caption.COVER_WORDS`). Only the label column's metadata changes
-    (a new Lance version of each dataset that needed it); returns their names."""
+def refresh_class_words(folder: str | Path, datasets: Iterable[str] = tuple(DATASETS)) -> list[str]:
+    """Record today's class names and words in ``datasets`` of a world made by an older
+    geobind, which may name a class by words its captions never use (zero-shot prompts are
+    built from them; :data:`geobind.world.caption.COVER_WORDS`). Only the label column's
+    metadata changes (a new Lance version of each dataset that needed it); returns their
+    names."""
     from geobind.world import COVER_WORDS, LAND_COVERS
 
     words = {c: list(w) for c, w in COVER_WORDS.items()}
     refreshed = []
-    for name in DATASETS:
+    for name in datasets:
         uri = Path(folder) / f"{name}.lance"
         if not uri.is_dir():
             continue
