@@ -165,18 +165,23 @@ def train_stages(
         # the very weights it was (sha256) and give, to the bit, the embeddings it gave for a
         # sample of the places: that catches a moved weight and a changed input path alike,
         # without embedding every place with every encoder after every stage.
-        new = [m for m in space.modalities if m not in before]
+        # What the stage trained is new too, even where the space held an older one (a run
+        # over an earlier run's space, after the stage's recipe changed): it was not frozen.
+        own = {stage.student.modality, stage.teacher.modality if stage.teacher.train else ""}
+        retrained = own if trained else set()
+        frozen = [m for m in before if m not in retrained]
+        new = [m for m in space.modalities if m not in frozen]
         embeddings = {**before, **embed_columns(space, heldout, only=new)}
-        sample = embed_columns(space, heldout, rows=CHECK_ROWS, only=list(before))
+        sample = embed_columns(space, heldout, rows=CHECK_ROWS, only=frozen)
         record = stage_record(space, name, stage, seconds if trained else None, embeddings)
         record["unchanged"] = [
             m
-            for m in before
+            for m in frozen
             if space.entry(m).sha256 == weights[m]
             and torch.equal(before[m][: len(sample[m])], sample[m])
         ]
         weights = {m: space.entry(m).sha256 for m in space.modalities}
-        changed = [m for m in before if m not in record["unchanged"]]
+        changed = [m for m in frozen if m not in record["unchanged"]]
         if changed:  # a frozen encoder moved: the method's promise is broken
             raise GeobindError(
                 f"stage {name!r} changed the embeddings of {', '.join(changed)}, "

@@ -84,3 +84,22 @@ def test_a_second_run_over_a_trained_space_reports_each_stage_without_training(
     records, _ = demo.train_stages(plan, str(tiny_pair_dataset), lines.append)
     assert [r["seconds"] for r in records] == [None, None]
     assert sum("(trained by an earlier run)" in line for line in lines) == 2
+
+
+def test_a_stage_whose_recipe_changed_trains_again_over_an_earlier_run(tmp_path, tiny_pair_dataset):
+    # a second run after the anchor's recipe changed: the space holds the earlier anchor, which
+    # the stage replaces; it is the stage's own student, not a frozen encoder that moved
+    plan, space = _plan(tmp_path, tiny_pair_dataset)
+    demo.train_stages(plan, str(tiny_pair_dataset), lambda line: None)
+    first = load_space(space).entry("satellite").sha256
+    changed = load_recipe(
+        tmp_path / "first-recipe.yaml", [f"space={space}", "stages.anchor.lr=2e-3"]
+    )
+    lines: list[str] = []
+    records, embeddings = demo.train_stages(changed, str(tiny_pair_dataset), lines.append)
+    assert records[0]["seconds"] is None and records[1]["seconds"] is not None
+    assert records[1]["unchanged"] == ["ground", "text"]
+    again = load_space(space)
+    assert again.entry("satellite").sha256 != first
+    values = read_values(tiny_pair_dataset.dataset, "satellite", list(range(4)))
+    assert torch.equal(embeddings["satellite"][:4], again.embed("satellite", values))
