@@ -160,28 +160,32 @@ def train_stages(
         began = time.perf_counter()
         trained = bool(train(dataclasses.replace(plan, stages={name: stage}), say=say))
         seconds = time.perf_counter() - began
-        space = load_space(plan.space)
-        # Only the stage's new encoders embed every held-out place. A frozen one must still be
-        # the very weights it was (sha256) and give, to the bit, the embeddings it gave for a
-        # sample of the places: that catches a moved weight and a changed input path alike,
-        # without embedding every place with every encoder after every stage.
+        # an encoder an earlier run aligned to what this run has just trained again is stale
+        # until its own stage, later in the plan, trains it again; the end checks none is left
+        space = load_space(plan.space, allow_stale=True)
         # What the stage trained is new too, even where the space held an older one (a run
         # over an earlier run's space, after the stage's recipe changed): it was not frozen.
         own = {stage.student.modality, stage.teacher.modality if stage.teacher.train else ""}
         retrained = own if trained else set()
-        frozen = [m for m in before if m not in retrained]
-        new = [m for m in space.modalities if m not in frozen]
-        embeddings = {**before, **embed_columns(space, heldout, only=new)}
+        # A frozen encoder must still be the very weights it was (sha256), stale or not, and
+        # give, to the bit, the embeddings it gave for a sample of the places: that catches a
+        # moved weight and a changed input path alike, without embedding every place with
+        # every encoder after every stage. Only the stage's new encoders embed every place.
+        now = {m: e.sha256 for m, e in space.entries.items()}
+        moved = [m for m in weights if m not in retrained and now.get(m) != weights[m]]
+        live = set(space.entries) - waiting(space)
+        frozen = [m for m in before if m not in retrained and m in live]
+        kept = {m: before[m] for m in frozen}
+        embeddings = {**kept, **embed_columns(space, heldout, only=live - set(frozen))}
         sample = embed_columns(space, heldout, rows=CHECK_ROWS, only=frozen)
         record = stage_record(space, name, stage, seconds if trained else None, embeddings)
         record["unchanged"] = [
             m
             for m in frozen
-            if space.entry(m).sha256 == weights[m]
-            and torch.equal(before[m][: len(sample[m])], sample[m])
+            if m not in moved and torch.equal(before[m][: len(sample[m])], sample[m])
         ]
-        weights = {m: space.entry(m).sha256 for m in space.modalities}
-        changed = [m for m in frozen if m not in record["unchanged"]]
+        weights = now
+        changed = moved + [m for m in frozen if m not in record["unchanged"] and m not in moved]
         if changed:  # a frozen encoder moved: the method's promise is broken
             raise GeobindError(
                 f"stage {name!r} changed the embeddings of {', '.join(changed)}, "
@@ -191,6 +195,19 @@ def train_stages(
         records.append(record)
         before = embeddings
     return records, before
+
+
+def waiting(space: Any) -> set[str]:
+    """Encoders of an earlier run aligned to weights trained again since, and those aligned
+    to them in turn: each waits for its own stage to train it again."""
+    stale = {m for m in space.entries if space.misaligned(m)}
+    grew = True
+    while grew:
+        partners = {m: (space.entry(m).aligned_to or {}).get("modality") for m in space.entries}
+        more = {m for m, p in partners.items() if p in stale} - stale
+        stale |= more
+        grew = bool(more)
+    return stale
 
 
 def stage_record(

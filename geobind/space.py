@@ -327,6 +327,11 @@ class Space:
             f"retrain {name!r} against this anchor"
         )
 
+    def misaligned(self, modality: str) -> str:
+        """Why the alignment of ``modality`` no longer holds (its partner was trained again
+        since), or ``""`` when it does."""
+        return self._broken(modality, self.entry(modality))
+
     def check(self) -> None:
         """Every alignment partner must still have the weights it had when aligned to."""
         for name, entry in self.entries.items():

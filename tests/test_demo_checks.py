@@ -103,3 +103,23 @@ def test_a_stage_whose_recipe_changed_trains_again_over_an_earlier_run(tmp_path,
     assert again.entry("satellite").sha256 != first
     values = read_values(tiny_pair_dataset.dataset, "satellite", list(range(4)))
     assert torch.equal(embeddings["satellite"][:4], again.embed("satellite", values))
+
+
+def test_a_stage_trained_again_trains_again_the_stages_that_learned_against_it(
+    tmp_path, tiny_pair_dataset
+):
+    # the CLIP stage's recipe changed: it trains again, and the anchor of the earlier run,
+    # aligned to the old ground tower, is stale; its stage must train it again (not skip it,
+    # and not stop the demo), and the space ends consistent
+    plan, space = _plan(tmp_path, tiny_pair_dataset)
+    demo.train_stages(plan, str(tiny_pair_dataset), lambda line: None)
+    first = load_space(space).entry("satellite").sha256
+    changed = load_recipe(tmp_path / "first-recipe.yaml", [f"space={space}", "stages.clip.lr=2e-3"])
+    records, embeddings = demo.train_stages(changed, str(tiny_pair_dataset), lambda line: None)
+    assert [r["seconds"] is not None for r in records] == [True, True]
+    assert records[1]["unchanged"] == ["ground", "text"]
+    again = load_space(space)  # no stale encoder left
+    assert again.entry("satellite").sha256 != first
+    assert set(embeddings) == {"ground", "text", "satellite"}
+    values = read_values(tiny_pair_dataset.dataset, "ground", list(range(4)))
+    assert torch.equal(embeddings["ground"][:4], again.embed("ground", values))

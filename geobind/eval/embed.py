@@ -37,18 +37,22 @@ def embed_columns(
 ) -> dict[str, torch.Tensor]:
     """Embeddings of every modality column the dataset carries and the space can embed.
 
-    ``rows`` as in :func:`row_indices`; ``only`` restricts the modalities. Raw values are
-    read ``read_chunk`` rows at a time so a large dataset of sounds never sits in memory whole.
+    ``rows`` as in :func:`row_indices`; ``only`` names the modalities instead: those of them
+    the space holds and can build, even one :meth:`geobind.space.Space.stale` leaves out (the
+    demo checks encoders while a chain of stages trains again). Raw values are read
+    ``read_chunk`` rows at a time so a large dataset of sounds never sits in memory whole.
     """
     ds = open_pairs(dataset_uri)
     rows = row_indices(ds, rows)
     if not rows:
         raise GeobindError(f"dataset {dataset_uri} has no rows to evaluate")
     registry, out = get_registry(), {}
-    for name in space.modalities:
+    held = space.modalities if only is None else getattr(space, "entries", space.modalities)
+    for name in held:
+        if name not in registry.modalities or (only is not None and name not in only):
+            continue
         modality = registry.modality(name)
-        present = all(c in ds.schema.names for c in modality.input_columns)
-        if present and (only is None or name in only):
+        if all(c in ds.schema.names for c in modality.input_columns):
             out[name] = torch.cat(
                 [
                     space.embed(

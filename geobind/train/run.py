@@ -24,7 +24,9 @@ def stage_done(space: Space, name: str, stage: Any, hashes: Sequence[str] | None
         return False
     entry = space.entry(stage.student.modality)
     known = recipe_hashes(stage) if hashes is None else hashes
-    return entry.stage == name and entry.recipe.get("hash") in known
+    # a student whose teacher was trained again since (the anchor, say) must learn again
+    aligned = not space.misaligned(stage.student.modality)
+    return entry.stage == name and entry.recipe.get("hash") in known and aligned
 
 
 def train(
