@@ -675,6 +675,62 @@ def test_a_retrained_then_resumed_stage_logs_each_step_once(space, recipe, monke
     assert steps == list(range(1, 7)) and [r["step"] for r in records if r.get("final")] == [6]
 
 
+def _interrupted_at_step_3(retrain, monkeypatch) -> None:
+    """Train ``retrain``'s anchor stage until its checkpoint at step 2 and one step more."""
+    step = StageRun.train_step
+    calls = []
+
+    def dying(self, batch):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return step(self, batch)
+
+    monkeypatch.setattr(StageRun, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(retrain, say=str)
+    monkeypatch.setattr(StageRun, "train_step", step)
+
+
+def test_a_checkpoint_of_another_recipe_or_teacher_is_never_where_a_run_starts(
+    space, recipe, monkeypatch, tmp_path
+):
+    fresh = Path(shutil.copytree(space, tmp_path / "fresh"))
+    again = ["stages.anchor.epochs=3", "stages.anchor.checkpoint_every=2"]
+    _interrupted_at_step_3(load_recipe(recipe[0], [*recipe[1:], *again]), monkeypatch)
+    checkpoints = space / "checkpoints" / "anchor"
+    assert (checkpoints / "step-0000002").is_dir()
+    # the recipe changed since: the run starts afresh, from the initialisation, not from the
+    # weights of the other recipe's checkpoint
+    other = [*again, "stages.anchor.lr=2e-3"]
+    train(load_recipe(recipe[0], [*recipe[1:], *other]), say=str)
+    train(load_recipe(recipe[0], [f"space={fresh}", *other]), say=str)
+    assert shas(space)["satellite"] == shas(fresh)["satellite"]
+
+    # a checkpoint of this very recipe, but learned against another frozen teacher (its
+    # student weights changed to tell them apart): never resumed; with today's teacher, it is
+    from safetensors.torch import load_file, save_file
+
+    def tampered(teacher: str | None) -> None:
+        _interrupted_at_step_3(load_recipe(recipe[0], [*recipe[1:], *third]), monkeypatch)
+        step = checkpoints / "step-0000002"
+        weights = {k: v + 0.01 for k, v in load_file(step / "student.safetensors").items()}
+        save_file(weights, step / "student.safetensors")
+        state = torch.load(step / "state.pt", weights_only=True)
+        torch.save({**state, "teacher": teacher or state["teacher"]}, step / "state.pt")
+        train(load_recipe(recipe[0], [*recipe[1:], *third]), say=str)
+
+    third = [*again, "stages.anchor.lr=3e-3"]
+    train(load_recipe(recipe[0], [f"space={fresh}", *third]), say=str)
+    tampered("0" * 64)
+    assert shas(space)["satellite"] == shas(fresh)["satellite"]
+    fourth = [*again, "stages.anchor.lr=4e-3"]
+    third[:] = fourth  # another recipe again, so that the stage trains once more
+    train(load_recipe(recipe[0], [f"space={fresh}", *fourth]), say=str)
+    tampered(None)  # the right teacher: resumed from the changed weights
+    assert shas(space)["satellite"] != shas(fresh)["satellite"]
+
+
 def test_the_report_plots_the_last_run_of_a_log_that_holds_several(space, tmp_path):
     import re
 

@@ -27,7 +27,7 @@ from geobind.encoders.weights import (
     temporary_name,
 )
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["checkpoint_state", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(
@@ -72,11 +72,16 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def checkpoint_state(path: Path) -> dict[str, Any]:
+    """The saved state of a checkpoint (step, recipe, ...), its weights left unread."""
+    return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module]) -> dict[str, Any]:
     """Load weights into ``modules`` and restore the RNG; return the saved state."""
     for name, module in modules.items():
         module.load_state_dict(read_state_dict(path / f"{name}.safetensors"))
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    state = checkpoint_state(path)
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(_as_tuples(state["rng"]["python"]))
     return state

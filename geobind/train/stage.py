@@ -38,7 +38,12 @@ from geobind.eval.retrieval import ranks, recall_metrics
 from geobind.plugins import get_registry
 from geobind.space import Space, log_records
 from geobind.train.cache import teacher_embeddings
-from geobind.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from geobind.train.checkpoint import (
+    checkpoint_state,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from geobind.train.distributed import Dist
 from geobind.train.loss import ContrastiveLoss
 from geobind.train.recipe import SideRecipe, StageRecipe
@@ -371,11 +376,15 @@ class StageRun:
         latest = latest_checkpoint(self.folder)
         if latest is None:
             return
-        state = load_checkpoint(latest, self.modules())
-        if state.get("recipe") not in self.recipe_hashes:
-            shutil.rmtree(self.folder, ignore_errors=True)  # another recipe's: start afresh
-            torch.manual_seed(self.stage.seed)
+        # whose checkpoint it is, before its weights are loaded: another recipe's, or one
+        # trained against a frozen teacher trained again since, must not be where this run
+        # starts from (its weights would stand in for the student's initialisation)
+        saved = checkpoint_state(latest)
+        teacher = saved.get("teacher")  # none in a checkpoint of an older geobind
+        if saved.get("recipe") not in self.recipe_hashes or teacher not in (None, self.teacher_sha):
+            shutil.rmtree(self.folder, ignore_errors=True)  # start afresh
             return
+        state = load_checkpoint(latest, self.modules())
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
@@ -445,6 +454,7 @@ class StageRun:
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
                     "recipe": self.recipe_hashes[0],
+                    "teacher": self.teacher_sha,
                 },
             )
         self.dist.barrier()
