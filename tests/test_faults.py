@@ -652,10 +652,8 @@ def test_a_non_utf8_caption_rejects_only_its_row(tmp_path, capsys):
 
 
 # -- (7) each run of a stage starts its log afresh; a resumed run repeats no step ---------------
-def test_a_retrained_then_resumed_stage_logs_each_step_once(space, recipe, monkeypatch):
-    # another run of the anchor stage: 3 epochs of 2 steps, a checkpoint every 2
-    again = ["stages.anchor.epochs=3", "stages.anchor.checkpoint_every=2"]
-    retrain = load_recipe(recipe[0], [*recipe[1:], *again])
+def _interrupted_at_step_3(retrain, monkeypatch) -> None:
+    """Train ``retrain``'s anchor stage until its checkpoint at step 2 and one step more."""
     step = StageRun.train_step
     calls = []
 
@@ -669,27 +667,17 @@ def test_a_retrained_then_resumed_stage_logs_each_step_once(space, recipe, monke
     with pytest.raises(KeyboardInterrupt):
         train(retrain, say=str)
     monkeypatch.setattr(StageRun, "train_step", step)
+
+
+def test_a_retrained_then_resumed_stage_logs_each_step_once(space, recipe, monkeypatch):
+    # another run of the anchor stage: 3 epochs of 2 steps, a checkpoint every 2
+    again = ["stages.anchor.epochs=3", "stages.anchor.checkpoint_every=2"]
+    retrain = load_recipe(recipe[0], [*recipe[1:], *again])
+    _interrupted_at_step_3(retrain, monkeypatch)
     train(retrain, say=str)
     records = log_records((space / "logs" / "anchor.jsonl").read_text())
     steps = [r["step"] for r in records if not r.get("final")]
     assert steps == list(range(1, 7)) and [r["step"] for r in records if r.get("final")] == [6]
-
-
-def _interrupted_at_step_3(retrain, monkeypatch) -> None:
-    """Train ``retrain``'s anchor stage until its checkpoint at step 2 and one step more."""
-    step = StageRun.train_step
-    calls = []
-
-    def dying(self, batch):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return step(self, batch)
-
-    monkeypatch.setattr(StageRun, "train_step", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train(retrain, say=str)
-    monkeypatch.setattr(StageRun, "train_step", step)
 
 
 def test_a_checkpoint_of_another_recipe_or_teacher_is_never_where_a_run_starts(
