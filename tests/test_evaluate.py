@@ -382,6 +382,21 @@ def test_unlearned_words_only_for_a_text_tower_trained_here_from_scratch(built, 
     assert unlearned_words(object(), words) == {}  # no record at all
 
 
+def test_unlearned_words_reads_captions_up_to_its_limit(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from geobind.eval import zeroshot
+
+    n = 20000  # "dunes" only in the last caption, past the first batch of 8,192
+    write_dataset(tmp_path / "c.lance", {"text": ["a beach"] * (n - 1) + ["sand dunes"]}, None)
+    recipe = {"student": {"modality": TEXT}, "data": str(tmp_path / "c.lance")}
+    space = SimpleNamespace(has=lambda m: True, entry=lambda m: SimpleNamespace(recipe=recipe))
+    words = {"sand": ["beach", "dunes"]}
+    assert unlearned_words(space, words) == {}
+    monkeypatch.setattr(zeroshot, "CAPTIONS_READ", 8192)  # a word none of them uses: unlearned
+    assert unlearned_words(space, words) == {"sand": ["dunes"]}
+
+
 # -- (d) the command line --------------------------------------------------------------------
 def test_cli_eval_end_to_end_and_its_errors(built, tmp_path, capsys):
     space, data = built

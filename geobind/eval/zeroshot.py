@@ -25,6 +25,7 @@ from geobind.eval.embed import embed_columns, row_indices
 from geobind.eval.tables import markdown_table, percent
 
 __all__ = [
+    "CAPTIONS_READ",
     "LABEL_COLUMN",
     "TEMPLATES",
     "TEXT",
@@ -65,6 +66,11 @@ def class_embeddings(space: Any, prompts: Mapping[str, Sequence[str]]) -> torch.
     )
 
 
+#: How many of a text tower's training captions :func:`unlearned_words` reads at most: a word
+#: none of the first million uses is as good as unlearned, and a big dataset costs no more.
+CAPTIONS_READ = 1_000_000
+
+
 def unlearned_words(space: Any, words: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     """The class words a text tower trained in this space from scratch never read as words.
 
@@ -74,7 +80,8 @@ def unlearned_words(space: Any, words: Mapping[str, Sequence[str]]) -> dict[str,
     it as a token embedding still at its random start, and pulls its class's prompts somewhere
     else in every run (BENCHMARKS.md: zero-shot 61-77% over three seeds with seven such words,
     74-80% without). Returns class -> such words, read from the captions the space records for
-    that stage; empty when the tower started from weights (pretrained CLIP knows its words) or
+    that stage (up to :data:`CAPTIONS_READ` of them, stopping once every word is found);
+    empty when the tower started from weights (pretrained CLIP knows its words) or
     its captions are no longer where the space recorded them.
     """
     import re
@@ -88,12 +95,19 @@ def unlearned_words(space: Any, words: Mapping[str, Sequence[str]]) -> dict[str,
         return {}  # not trained in this space, or from weights that know their words
     if not data:
         return {}
-    try:
-        captions = open_pairs(data).to_table(columns=[TEXT]).column(TEXT).to_pylist()
+    split = re.compile(r"[\w'-]+")
+    wanted = {part for ws in words.values() for w in ws for part in split.findall(w.lower())}
+    known: set[str] = set()
+    read = 0
+    try:  # in batches, until every word is found or CAPTIONS_READ captions are read
+        for batch in open_pairs(data).to_batches(columns=[TEXT], batch_size=8192):
+            for caption in batch.column(TEXT).to_pylist():
+                known.update(split.findall(caption.lower()) if caption else ())
+            read += batch.num_rows
+            if wanted <= known or read >= CAPTIONS_READ:
+                break
     except Exception:  # moved or not a dataset any more: nothing to check against
         return {}
-    split = re.compile(r"[\w'-]+")
-    known = {w for c in captions if c for w in split.findall(c.lower())}
     unseen = {
         c: [w for w in ws if not set(split.findall(w.lower())) <= known] for c, ws in words.items()
     }
