@@ -78,8 +78,9 @@ def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) 
     stamp = out / "world.json"
     if stamp.exists():
         made = json.loads(stamp.read_text())
-        # the same world wherever it lies: a copied or moved world is not generated again
-        if all(made.get(k) == v for k, v in asdict(options).items() if k != "out"):
+        # the same world wherever it lies: a copied or moved world is not generated again, nor
+        # one made with another number of workers (they render the same places to the bit)
+        if all(made.get(k) == v for k, v in asdict(options).items() if k not in ("out", "workers")):
             say(f"world: {out} (already generated)")
             # the held-out set only, which the demo's zero-shot reads: a new version of a
             # training set would be new data to the stages, and they would all train again

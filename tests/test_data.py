@@ -173,6 +173,36 @@ def test_world_make_names_its_classes_and_writes_its_map(tmp_path):
     )
 
 
+def test_two_workers_render_the_world_one_does(world, tmp_path):
+    # what lets the demo take a world made with any number of workers as its own
+    make_world(WorldOptions(out=str(tmp_path), places=PLACES, workers=2), progress=False)
+    for name in DATASETS:
+        one = open_pairs(world / f"{name}.lance").to_table()
+        assert open_pairs(tmp_path / f"{name}.lance").to_table().equals(one), name
+
+
+class _DiesWhenUnpickled:
+    """A world whose copy kills the worker process that receives it."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def __reduce__(self):
+        import os
+
+        return (os._exit, (3,))
+
+
+def test_a_world_worker_that_dies_is_an_error_not_a_hang(tmp_path):
+    from geobind.data.synthetic import _world_config
+    from geobind.errors import GeobindError
+
+    options = WorldOptions(out=str(tmp_path), places=30, workers=2)
+    dying = _DiesWhenUnpickled(_world_config(options))
+    with pytest.raises(GeobindError, match="a worker process rendering places died"):
+        make_world(options, progress=False, world=dying)
+
+
 def test_a_world_of_older_class_words_is_brought_up_to_date(world, tmp_path):
     import json
     import shutil
@@ -181,10 +211,8 @@ def test_a_world_of_older_class_words_is_brought_up_to_date(world, tmp_path):
     from geobind.demo import ensure_world
 
     shutil.copytree(world, tmp_path, dirs_exist_ok=True)
-    # as the demo would have made it (its worker count does not change a world)
-    stamp = tmp_path / "world.json"
-    made = json.loads(stamp.read_text())
-    stamp.write_text(json.dumps({**made, "workers": WorldOptions().workers}))
+    # made with one worker, the demo's two: the same world (the workers render the same bits)
+    assert json.loads((tmp_path / "world.json").read_text())["workers"] != WorldOptions().workers
     old = {**COVER_WORDS, "farmland": ("farm", "field", "crop")}  # "field": no caption's word
     for name in DATASETS:
         name_classes(tmp_path / f"{name}.lance", "landcover", LAND_COVERS, old)

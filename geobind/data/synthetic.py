@@ -141,8 +141,21 @@ def _start(pool: Any, indices: list[int], overlap: bool) -> Callable[[], list[di
     jobs = [(indices[s : s + 25], overlap) for s in range(0, len(indices), 25)]
     if pool is None:
         return lambda: [p for batch in map(_make_places, jobs) for p in batch]
-    pending = pool.map_async(_make_places, jobs)
-    return lambda: [p for batch in pending.get() for p in batch]
+    pending = [pool.submit(_make_places, job) for job in jobs]
+
+    def results() -> list[dict[str, Any]]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return [p for job in pending for p in job.result()]
+        except BrokenProcessPool as exc:
+            raise GeobindError(
+                f"world: a worker process rendering places died ({exc}); from a script, "
+                "generate the world under `if __name__ == '__main__':` (its workers start a "
+                "new Python that imports the script), or with workers=1"
+            ) from None
+
+    return results
 
 
 def _write(
@@ -194,6 +207,7 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
     their own).
     """
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     import pyarrow as pa
     from tqdm import tqdm
@@ -214,8 +228,13 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
         raise ValueError(f"world: built for {world.config}, not for these options ({config})")
     pool = None
     if options.workers > 1:  # spawn: Lance and torch are not fork-safe
-        pool = multiprocessing.get_context("spawn").Pool(
-            options.workers, initializer=_init_worker, initargs=(world,)
+        # not multiprocessing.Pool: it replaces a worker that dies and waits forever for its
+        # work, where this executor says the pool is broken
+        pool = ProcessPoolExecutor(
+            options.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(world,),
         )
     else:
         _init_worker(world)
@@ -249,7 +268,7 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
     finally:
         bar.close()
         if pool:
-            pool.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)  # at most the jobs under way (~0.3 s)
         _init_worker(None)  # rendered here (one worker): the world is not kept after the run
     (out / "world.json").write_text(
         json.dumps(
