@@ -202,9 +202,9 @@ def waiting(space: Any) -> set[str]:
     """Encoders of an earlier run aligned to weights trained again since, and those aligned
     to them in turn: each waits for its own stage to train it again."""
     stale = {m for m in space.entries if space.misaligned(m)}
+    partners = {m: (e.aligned_to or {}).get("modality") for m, e in space.entries.items()}
     grew = True
     while grew:
-        partners = {m: (space.entry(m).aligned_to or {}).get("modality") for m in space.entries}
         more = {m for m, p in partners.items() if p in stale} - stale
         stale |= more
         grew = bool(more)

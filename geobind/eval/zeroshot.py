@@ -31,6 +31,7 @@ __all__ = [
     "TEXT",
     "build_prompts",
     "class_embeddings",
+    "class_words",
     "classify",
     "dominant_labels",
     "format_zeroshot",
@@ -55,8 +56,16 @@ def build_prompts(
     templates: Sequence[str] = TEMPLATES,
 ) -> dict[str, list[str]]:
     """Every template filled with every word of each class (a class without words: its name)."""
+    named = class_words(classes, words)
+    return {c: [t.format(w) for w in named[c] for t in templates] for c in classes}
+
+
+def class_words(
+    classes: Sequence[str], words: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, list[str]]:
+    """The words each class's prompts are built from: its own, or its name when it has none."""
     words = words or {}
-    return {c: [t.format(w) for w in (words.get(c) or (c,)) for t in templates] for c in classes}
+    return {c: list(words.get(c) or (c,)) for c in classes}
 
 
 def class_embeddings(space: Any, prompts: Mapping[str, Sequence[str]]) -> torch.Tensor:
@@ -215,9 +224,7 @@ def zeroshot_landcover(
     if not targets:
         return {**result, "skipped": f"{dataset_uri}: no image or audio column the space embeds"}
     centroids = class_embeddings(space, prompts)
-    # the words each class's prompts are built from: its own, or its name (build_prompts)
-    named = {c: list((words or {}).get(c) or (c,)) for c in classes}
-    result["unlearned_words"] = unlearned_words(space, named)
+    result["unlearned_words"] = unlearned_words(space, class_words(classes, words))
     result["modalities"] = {
         m: score(classify(z, centroids), truth, classes) for m, z in targets.items()
     }

@@ -77,11 +77,14 @@ def checkpoint_state(path: Path) -> dict[str, Any]:
     return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
 
 
-def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module]) -> dict[str, Any]:
-    """Load weights into ``modules`` and restore the RNG; return the saved state."""
+def load_checkpoint(
+    path: Path, modules: dict[str, torch.nn.Module], state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load weights into ``modules`` and restore the RNG; return the saved state (``state``:
+    :func:`checkpoint_state` of ``path``, when the caller has read it already)."""
     for name, module in modules.items():
         module.load_state_dict(read_state_dict(path / f"{name}.safetensors"))
-    state = checkpoint_state(path)
+    state = checkpoint_state(path) if state is None else state
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(_as_tuples(state["rng"]["python"]))
     return state

@@ -384,7 +384,7 @@ class StageRun:
         if saved.get("recipe") not in self.recipe_hashes or teacher not in (None, self.teacher_sha):
             shutil.rmtree(self.folder, ignore_errors=True)  # start afresh
             return
-        state = load_checkpoint(latest, self.modules())
+        state = load_checkpoint(latest, self.modules(), saved)  # state.pt read once
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
