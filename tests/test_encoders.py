@@ -216,6 +216,29 @@ def test_a_tower_reads_panoramas_that_are_not_square():
     tile.net.load_state_dict(encoder.net.state_dict())
 
 
+def test_heading_augmentation_turns_and_mirrors_a_panorama_round_its_columns():
+    from geobind.world import World, WorldConfig
+
+    panorama = World(WorldConfig(seed=0, places=2, mosaic_width=512)).place(0).ground
+    config = {"image_size": 32, "image_width": 128, "patch_size": 16, "augment": "heading"}
+    encoder = geobind.build_encoder("ground", config)
+    plain = encoder.preprocess(train=False)(panorama)
+    views = {
+        tuple(torch.flip(torch.roll(plain, s, dims=2), dims=flip).flatten().tolist())
+        for s in range(128)
+        for flip in ((), (2,))
+    }
+    torch.manual_seed(0)
+    train = encoder.preprocess(train=True)
+    drawn = [train(panorama) for _ in range(400)]
+    assert all(tuple(d.flatten().tolist()) in views for d in drawn)  # only turns and mirrors
+    assert len({tuple(d.flatten().tolist()) for d in drawn}) > 150  # of many headings
+    # every column of the picture is still there, and each row keeps its place (the horizon)
+    for d in drawn[:5]:
+        assert torch.allclose(d.sum(2), plain.sum(2), atol=1e-4)
+    assert torch.equal(encoder.preprocess(train=False)(panorama), plain)  # eval: as it is
+
+
 def test_training_pictures_without_augmentation_are_decoded_once_and_come_out_the_same(
     monkeypatch,
 ):

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: Training augmentations of :class:`ImagePreprocess` (see ``VisionConfig.augment``).
-AUGMENTATIONS = ("crop", "dihedral", "none")
+AUGMENTATIONS = ("crop", "dihedral", "heading", "none")
 
 #: The tiny tower a :class:`VisionConfig` gets when neither ``arch`` nor a size is given.
 TINY_VISION_DEFAULTS = dict(
@@ -98,7 +98,9 @@ class VisionConfig:
     image_std: list[float] | None = None
     #: augmentation while training: ``crop`` (open_clip's random resized crop), ``dihedral``
     #: (random quarter turns and mirroring, for top-down imagery, which has no "up" that a
-    #: photo taken facing any way could reveal) or ``none``
+    #: photo taken facing any way could reveal), ``heading`` (a 360-degree panorama turned to
+    #: a random heading and mirrored half the time, for towers that need not know which way is
+    #: north: a CLIP stage whose captions never say) or ``none``
     augment: str = "crop"
     #: the largest image decoded, in pixels, checked from its header (None: 64 megapixels, or
     #: the GEOBIND_MAX_PIXELS environment variable)
@@ -195,10 +197,14 @@ class ImagePreprocess:
             if self.augment == "crop":
                 return self._cropped(data)
             pixels = self._kept_pixels(data)  # none, dihedral: the eval transform's pixels
+            if self.augment == "heading":
+                return heading(pixels)
             return dihedral(pixels) if self.augment == "dihedral" else pixels
         pixels = self._transform(decode_image(data, self.max_pixels))
         if self.train and self.augment == "dihedral":
             pixels = dihedral(pixels)
+        if self.train and self.augment == "heading":
+            pixels = heading(pixels)
         return pixels
 
     def _keep(self, key: bytes, value: Any, size: int) -> None:
@@ -271,3 +277,13 @@ def dihedral(pixels: torch.Tensor) -> torch.Tensor:
     k = int(torch.randint(0, 8, ()).item())
     turned = torch.rot90(pixels, k % 4, dims=(1, 2))
     return torch.flip(turned, dims=(2,)) if k >= 4 else turned
+
+
+def heading(pixels: torch.Tensor) -> torch.Tensor:
+    """A 360-degree panorama ``[C, H, W]`` seen from a random heading (its columns rolled round)
+    and mirrored with probability 1/2, drawn with torch's random generator."""
+    import torch
+
+    shift = int(torch.randint(0, pixels.shape[-1], ()).item())
+    turned = torch.roll(pixels, shift, dims=2)
+    return torch.flip(turned, dims=(2,)) if bool(torch.randint(0, 2, ()).item()) else turned
