@@ -237,6 +237,8 @@ def test_heading_augmentation_turns_and_mirrors_a_panorama_round_its_columns():
     for d in drawn[:5]:
         assert torch.allclose(d.sum(2), plain.sum(2), atol=1e-4)
     assert torch.equal(encoder.preprocess(train=False)(panorama), plain)  # eval: as it is
+    with pytest.raises(geobind.ConfigError, match="augment 'heading' turns a 360-degree"):
+        geobind.build_encoder("satellite", {"augment": "heading", "image_size": 32})
 
 
 def test_training_pictures_without_augmentation_are_decoded_once_and_come_out_the_same(

@@ -113,6 +113,15 @@ class VisionConfig:
                 f"{type(self).__name__}: augment {self.augment!r} is not one of "
                 f"{', '.join(AUGMENTATIONS)}"
             )
+        if self.augment == "heading":
+            size: Any = self.image_size  # an architecture's may be a (height, width) pair
+            height, width = (size, size) if isinstance(size, int) else tuple(size)
+            if (self.image_width or width) <= height:
+                raise ConfigError(
+                    f"{type(self).__name__}: augment 'heading' turns a 360-degree panorama "
+                    f"round its columns; give its image_width (wider than image_size "
+                    f"{height}), or choose another augment for pictures that are not panoramas"
+                )
 
 
 # -- weights --------------------------------------------------------------------------
