@@ -228,11 +228,44 @@ def test_a_stage_stored_before_the_distill_key_keeps_its_recipe_hash():
     from geobind.train.stage import recipe_hash
 
     stage = StageRecipe(data="pairs.lance", epochs=3)
+    # the record as hashed before the stage's distill and the sides' own lr existed
     before = {k: v for k, v in dataclasses.asdict(stage).items() if k != "distill"}
+    for side in ("student", "teacher"):
+        before[side] = {k: v for k, v in before[side].items() if k != "lr"}
     blob = json.dumps(before, sort_keys=True).encode()
     assert recipe_hash(stage) == hashlib.sha256(blob).hexdigest()[:16]
     stage.distill = 1.0
     assert recipe_hash(stage) != hashlib.sha256(blob).hexdigest()[:16]
+    stage.distill = 0.0
+    stage.teacher.lr = 1e-4
+    assert recipe_hash(stage) != hashlib.sha256(blob).hexdigest()[:16]
+
+
+def test_a_side_learns_at_its_own_rate(tmp_path, data_dir):
+    from geobind.space import Space
+    from geobind.train.distributed import Dist
+    from geobind.train.stage import StageRun
+
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "space", data_dir)
+    with pytest.raises(ConfigError, match=r"stages.clip.teacher.lr must be > 0, got -0.1"):
+        load_recipe(recipe, ["stages.clip.teacher.lr=-0.1"])
+    with pytest.raises(ConfigError, match="teacher.lr is set, but the teacher is frozen"):
+        load_recipe(recipe, ["stages.anchor.teacher.lr=1e-4"])
+    plan = load_recipe(recipe, ["stages.clip.lr=1e-3", "stages.clip.teacher.lr=2.5e-4"])
+    run = StageRun("clip", plan.stages["clip"], Space(tmp_path / "space"), Dist())
+    before = {n: p.detach().clone() for n, p in run.model.named_parameters()}
+    run.train_step(next(iter(run.batches())))
+    # Adam's first step moves every weight with a gradient by about its rate (times the
+    # warm-up's first factor): the ground tower's a quarter of the text tower's
+    moved = {
+        side: max(
+            float((p.detach() - before[n]).abs().max())
+            for n, p in run.model.named_parameters()
+            if n.startswith(side + ".")
+        )
+        for side in ("student", "teacher")
+    }
+    assert moved["teacher"] / moved["student"] == pytest.approx(0.25, rel=0.05), moved
 
 
 def test_a_stage_moved_with_its_data_is_the_same_recipe_and_rewritten_data_is_not(

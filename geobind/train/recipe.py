@@ -43,6 +43,9 @@ class SideRecipe:
     weights: str | None = None
     #: whether this side trains (the student always does; the teacher only in CLIP pre-training)
     train: bool = False
+    #: this side's own peak learning rate (default: the stage's ``lr``); the same warm-up and
+    #: schedule scale it. A CLIP stage may let one tower learn more slowly than the other
+    lr: float | None = None
 
 
 @dataclass
@@ -225,6 +228,15 @@ def _check_ranges(stage: StageRecipe, where: str) -> None:
             raise ConfigError(f"{where}.{key} must be {rule}, got {value}")
     if len(stage.betas) != 2 or not all(0 <= b < 1 for b in stage.betas):
         raise ConfigError(f"{where}.betas must be two numbers in [0, 1), got {stage.betas}")
+    for side in ("student", "teacher"):
+        lr = getattr(stage, side).lr
+        if lr is not None and not (math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"{where}.{side}.lr must be > 0, got {lr}")
+    if stage.teacher.lr is not None and not stage.teacher.train:
+        raise ConfigError(
+            f"{where}.teacher.lr is set, but the teacher is frozen (teacher.train: false): "
+            f"a frozen side learns at no rate; remove teacher.lr or train the teacher"
+        )
 
 
 def _check_import_stage(stage: StageRecipe, where: str) -> None:

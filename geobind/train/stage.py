@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import torch
@@ -99,15 +99,32 @@ class _Epochs(Sampler):
             epoch, offset = epoch + 1, 0
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices only: no decay for biases, norms, embeddings' scalars, the temperature."""
-    decay: list[nn.Parameter] = []
-    plain: list[nn.Parameter] = []
+def param_groups(
+    model: nn.Module, weight_decay: float, lrs: Mapping[str, float | None] | None = None
+) -> list[dict[str, Any]]:
+    """Decay matrices only: no decay for biases, norms, embeddings' scalars, the temperature.
+
+    ``lrs`` maps a top-level submodule (``"student"``, ``"teacher"``) to its own learning rate
+    (``None``: the optimizer's); each gets groups of its own, the rest shares the default.
+    """
+    groups: dict[tuple[float | None, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (plain if p.ndim < 2 or "logit_scale" in name or name.endswith("bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+        lr = (lrs or {}).get(name.split(".", 1)[0])
+        plain = p.ndim < 2 or "logit_scale" in name or name.endswith("bias")
+        groups.setdefault((lr, not plain), []).append(p)
+    out = []
+    # the default rate's groups first, decayed then not, as before side rates existed: a
+    # checkpoint's optimizer state is matched to its groups by their order
+    order = sorted(groups, key=lambda k: (k[0] is not None, k[0] or 0.0, not k[1]))
+    for lr, decays in order:
+        params = groups[(lr, decays)]
+        group: dict[str, Any] = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        if lr is not None:
+            group["lr"] = lr
+        out.append(group)
+    return out
 
 
 def warmup_cosine(warmup: int, total: int) -> Any:
@@ -191,7 +208,7 @@ def check_widths(
 #: Stage settings added after spaces were first stored, with the value that behaves as before:
 #: hashed only when set otherwise, so a space or checkpoint made before the key existed is still
 #: recognised as the same recipe and is neither retrained nor its resume refused.
-LATER_KEYS: dict[str, Any] = {"distill": 0.0}
+LATER_KEYS: dict[str, Any] = {"distill": 0.0, "student.lr": None, "teacher.lr": None}
 
 
 def recipe_hash(stage: StageRecipe) -> str:
@@ -213,8 +230,12 @@ def _hash(stage: StageRecipe, data: str) -> str:
     record = dataclasses.asdict(stage)
     record["data"] = data
     for key, old in LATER_KEYS.items():
-        if record.get(key) == old:
-            del record[key]
+        *path, last = key.split(".")
+        part = record
+        for step in path:
+            part = part.get(step) or {}
+        if last in part and part[last] == old:
+            del part[last]
     blob = json.dumps(record, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -258,7 +279,11 @@ class StageRun:
         self.local_batch = self._local_batch()
         self.data, self.steps_per_epoch, self.total = self._training_data()
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, stage.weight_decay),
+            param_groups(
+                self.model,
+                stage.weight_decay,
+                {"student": stage.student.lr, "teacher": stage.teacher.lr},
+            ),
             lr=stage.lr,
             betas=cast(tuple[float, float], tuple(stage.betas)),
             eps=stage.eps,
