@@ -202,19 +202,14 @@ class ImagePreprocess:
         if self._transform is None:  # built on first use so the object pickles light
             crop = self.train and self.augment == "crop"
             self._transform = image_transform(self.image_size, crop, self.mean, self.std)
+        turn = _TURNS.get(self.augment) if self.train else None
         if self.train and isinstance(data, bytes):
             if self.augment == "crop":
                 return self._cropped(data)
-            pixels = self._kept_pixels(data)  # none, dihedral: the eval transform's pixels
-            if self.augment == "heading":
-                return heading(pixels)
-            return dihedral(pixels) if self.augment == "dihedral" else pixels
-        pixels = self._transform(decode_image(data, self.max_pixels))
-        if self.train and self.augment == "dihedral":
-            pixels = dihedral(pixels)
-        if self.train and self.augment == "heading":
-            pixels = heading(pixels)
-        return pixels
+            pixels = self._kept_pixels(data)  # none, a turn: the eval transform's pixels
+        else:
+            pixels = self._transform(decode_image(data, self.max_pixels))
+        return turn(pixels) if turn else pixels
 
     def _keep(self, key: bytes, value: Any, size: int) -> None:
         if self._kept_bytes + size <= self.CACHE_BYTES:
@@ -296,3 +291,10 @@ def heading(pixels: torch.Tensor) -> torch.Tensor:
     shift = int(torch.randint(0, pixels.shape[-1], ()).item())
     turned = torch.roll(pixels, shift, dims=2)
     return torch.flip(turned, dims=(2,)) if bool(torch.randint(0, 2, ()).item()) else turned
+
+
+#: The augmentations that turn the eval transform's pixels (``crop`` resizes its own crop).
+_TURNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "dihedral": dihedral,
+    "heading": heading,
+}
