@@ -186,6 +186,37 @@ def test_maps_of_a_text_and_an_audio_query_over_a_world(setup, tmp_path, capsys)
     assert "map written to" in capsys.readouterr().out and out.is_file()
 
 
+def test_heat_is_the_gaussian_weighted_mean_of_the_tiles_and_grey_far_from_them():
+    import math
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from geobind.search.maps import NO_DATA, Frame, _heat, colormap
+
+    rng = np.random.default_rng(0)
+    frame = Frame(lat_min=0.0, lat_max=1.0, lon_min=0.0, lon_max=2.0, width=40, height=20)
+    # five tiles in the west half, none in the east: the east must fade to grey
+    tiles = SimpleNamespace(lat=rng.uniform(0.2, 0.8, 5), lon=rng.uniform(0.2, 0.8, 5))
+    scores, sigma = rng.uniform(0, 1, 5), 3.0
+    got = np.asarray(_heat(tiles, scores, frame, 0.0, 1.0, sigma))
+    # by the definition, pixel by pixel, at the half-resolution grid _heat draws and upsamples
+    px, py = frame.xy(tiles.lat, tiles.lon)
+    want = np.zeros((10, 20, 3))
+    for j in range(10):
+        for i in range(20):
+            d2 = ((2 * i + 1) - px) ** 2 + ((2 * j + 1) - py) ** 2
+            k = np.exp(-d2 / (2 * sigma**2))
+            rgb = colormap(np.array([(k @ scores) / k.sum()]))[0].astype(float)
+            alpha = np.clip((k.max() - math.exp(-4.5)) / (math.exp(-2.0) - math.exp(-4.5)), 0, 1)
+            want[j, i] = rgb * alpha + np.array(NO_DATA, float) * (1 - alpha)
+    small = Image.fromarray(want.round().astype(np.uint8))
+    want_full = np.asarray(small.resize((40, 20), Image.Resampling.BILINEAR))
+    assert np.abs(got.astype(int) - want_full.astype(int)).max() <= 1
+    assert tuple(got[10, 39]) == tuple(NO_DATA)  # far east: no tile within reach
+    assert tuple(got[10, 39]) != tuple(got[int(py[0]), int(px[0])])
+
+
 def test_map_of_a_plain_dataset_pastes_its_tiles(setup, tmp_path):
     n = 12
     rows = pair_rows({"satellite": [png_bytes(i) for i in range(n)]})
