@@ -69,6 +69,19 @@ def test_builtins_register_through_the_same_hooks(clean_env):
     assert registry.owner("satellite").distribution == "geobind"
 
 
+def test_a_world_without_its_modalities_plugins_fails_before_anything_is_made(clean_env, tmp_path):
+    from geobind.data import synthetic
+    from geobind.data.world_source import WorldOptions, make_world
+    from geobind.errors import GeobindError
+
+    fake_entry_points(clean_env)  # geobind alone: satellite, no ground, text or audio
+    clean_env.setattr(synthetic, "get_registry", lambda: Registry().load())
+    out = tmp_path / "world"
+    with pytest.raises(GeobindError, match=r"modality 'ground'.*pip install geobind-ground"):
+        make_world(WorldOptions(out=str(out), places=20))
+    assert not out.exists()  # nor the world built (seconds) before saying so
+
+
 def test_installed_distributions_are_discovered_through_entry_points(clean_env):
     registry = Registry().load()
     owners = {name: registry.owner(name).distribution for name in registry.modalities}

@@ -25,7 +25,14 @@ from geobind.data.pairs import open_pairs, read_values
 from geobind.errors import ConfigError, GeobindError
 from geobind.plugins import get_registry
 
-__all__ = ["DATASETS", "WorldOptions", "datasets_of", "make_world", "open_world"]
+__all__ = [
+    "DATASETS",
+    "WorldOptions",
+    "check_modalities",
+    "datasets_of",
+    "make_world",
+    "open_world",
+]
 
 #: dataset name -> its modality columns
 DATASETS: dict[str, tuple[str, ...]] = {
@@ -105,6 +112,15 @@ def open_world(folder: str | Path) -> Any:
 
 
 _WORLD: Any = None
+
+
+def check_modalities(registry: Any = None) -> None:
+    """Raise, naming the plugin to install, unless every modality the world's datasets hold
+    is registered: before the world is built or anything rendered."""
+    registry = registry or get_registry()
+    for columns in DATASETS.values():
+        for m in columns:
+            registry.modality(m)
 
 
 def _init_worker(world: Any) -> None:
@@ -218,6 +234,7 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
         raise ConfigError("world: 'out' (a folder) is required")
     out = Path(options.out)
     registry, config = get_registry(), _world_config(options)  # a bad option fails here
+    check_modalities(registry)  # and a missing plugin
     out.mkdir(parents=True, exist_ok=True)
     extra = {"landcover": pa.list_(pa.float32(), len(LAND_COVERS))}
     if world is None:

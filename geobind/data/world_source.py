@@ -18,7 +18,7 @@ from typing import Any
 
 from geobind.data.pairs import label_classes, name_classes, open_pairs
 from geobind.data.raster import RASTER_FILE, write_raster
-from geobind.data.synthetic import DATASETS, WorldOptions, _world_config
+from geobind.data.synthetic import DATASETS, WorldOptions, _world_config, check_modalities
 from geobind.data.synthetic import make_world as make_datasets
 from geobind.errors import ConfigError
 
@@ -38,6 +38,7 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     from geobind.world import COVER_WORDS, LAND_COVERS, World  # numpy, scipy
 
     config = _world_config(options)  # a bad option fails here, before anything is built
+    check_modalities()  # and a missing plugin
     if not options.out:
         raise ConfigError("world: 'out' (a folder) is required")
     Path(options.out).mkdir(parents=True, exist_ok=True)  # and a file in the way
