@@ -234,8 +234,8 @@ def _heat(
     total, weight = np.zeros((h, w)), np.zeros((h, w))
     # a Gaussian is separable: each tile's kernel over the grid is the outer product of one
     # along y and one along x, so every tile's sum is a matrix product ([h, n] @ [n, w]), not an
-    # [n, h, w] array of exponentials (100x faster at the demo's 1,000 tiles, and a map of a
-    # large raster's tiles stays seconds); chunks of tiles bound the memory
+    # [n, h, w] array of exponentials: 4x faster at the demo's 1,000 tiles, 100x at 20,000, so
+    # a map of a large raster's tiles takes seconds; chunks of tiles bound the memory
     for start in range(0, len(scores), 4096):
         sl = slice(start, start + 4096)
         kx = np.exp(-((gx[None, :] - px[sl, None]) ** 2) / (2 * sigma**2))
