@@ -220,18 +220,18 @@ def _check_negatives(stage: StageRecipe, where: str) -> None:
 
 def _check_ranges(stage: StageRecipe, where: str) -> None:
     """Each numeric setting within its range; NaN and infinities are never in one."""
-    for key, (rule, accepts) in RANGES.items():
-        value = getattr(stage, key)
-        if value is None:  # only max_steps may be unset
+    checks = [(key, getattr(stage, key), rule) for key, rule in RANGES.items()]
+    # a side's own learning rate (unset: the stage's) by the stage's rule for lr
+    checks += [
+        (f"{side}.lr", getattr(stage, side).lr, RANGES["lr"]) for side in ("student", "teacher")
+    ]
+    for key, value, (rule, accepts) in checks:
+        if value is None:  # only max_steps and the sides' lr may be unset
             continue
         if not (math.isfinite(value) and accepts(value)):
             raise ConfigError(f"{where}.{key} must be {rule}, got {value}")
     if len(stage.betas) != 2 or not all(0 <= b < 1 for b in stage.betas):
         raise ConfigError(f"{where}.betas must be two numbers in [0, 1), got {stage.betas}")
-    for side in ("student", "teacher"):
-        lr = getattr(stage, side).lr
-        if lr is not None and not (math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"{where}.{side}.lr must be > 0, got {lr}")
     if stage.teacher.lr is not None and not stage.teacher.train:
         raise ConfigError(
             f"{where}.teacher.lr is set, but the teacher is frozen (teacher.train: false): "
