@@ -32,6 +32,8 @@ __all__ = [
     "datasets_of",
     "make_world",
     "open_world",
+    "world_record",
+    "world_from_record",
 ]
 
 #: dataset name -> its modality columns
@@ -100,15 +102,30 @@ def open_world(folder: str | Path) -> Any:
     """The :class:`~geobind.world.World` that :func:`make_world` generated ``folder`` from,
     built again from the options its ``world.json`` records: to render its places again (the
     ceiling benchmarks replay them). A folder without that file is refused by name."""
-    from geobind.world import World
+    return world_from_record(world_record(folder))
 
+
+def world_record(folder: str | Path) -> dict[str, Any]:
+    """What :func:`make_world` recorded of the world it generated into ``folder`` (its
+    ``world.json``); a folder without that file is refused by name."""
     stamp = Path(folder) / "world.json"
     try:
         settings = json.loads(stamp.read_text())
     except (OSError, ValueError) as exc:
         raise GeobindError(f"{stamp}: no synthetic world's record ({exc})") from exc
-    known = {f.name for f in fields(WorldOptions)}
-    return World(_world_config(WorldOptions(**{k: v for k, v in settings.items() if k in known})))
+    if not isinstance(settings, dict):
+        raise GeobindError(f"{stamp}: no synthetic world's record (not a mapping)")
+    return settings
+
+
+def world_from_record(settings: dict[str, Any]) -> Any:
+    """The :class:`~geobind.world.World` of a :func:`world_record` (keys it does not know, and
+    where the world was written, play no part in it)."""
+    from geobind.world import World
+
+    known = {f.name for f in fields(WorldOptions)} - {"out"}
+    options = {k: v for k, v in settings.items() if k in known}
+    return World(_world_config(WorldOptions(out="", **options)))
 
 
 _WORLD: Any = None
