@@ -9,7 +9,7 @@ PLUGINS := plugins/geobind-ground plugins/geobind-text plugins/geobind-audio plu
 STAMP  := $(VENV)/.geobind-installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install bench pretrain clean
 
 demo: $(STAMP)
 	$(VENV)/bin/geobind demo
@@ -31,8 +31,16 @@ $(STAMP): $(PY) pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLU
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,dev]' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
+# The demo's CLIP, pretrained again from scratch on its own synthetic world (about 8 minutes;
+# recipes/world/pretrain.yaml): rewrites geobind/recipes/world/weights/, which the demo imports.
+pretrain: $(STAMP)
+	$(VENV)/bin/geobind world make --out geobind-pretrain/world --places 30000 --seed 2
+	$(VENV)/bin/geobind train world/pretrain --space geobind-pretrain/space \
+		data_dir=geobind-pretrain/world
+	$(PY) -m geobind.train.pretrained geobind-pretrain/space
+
 bench: $(STAMP)
 	$(PY) benchmarks/cli_startup.py
 
 clean:
-	rm -rf $(VENV) geobind-demo
+	rm -rf $(VENV) geobind-demo geobind-pretrain

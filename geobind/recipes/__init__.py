@@ -186,11 +186,27 @@ def _first_comment(path: Path) -> str:
     return text if end < 0 else text[: end + 1]
 
 
+def shipped_file(name: str) -> Path:
+    """A file shipped beside geobind's recipe sets (``world/weights/clip-text.safetensors``),
+    where a recipe names it as ``${shipped:world/weights/clip-text.safetensors}``: inside the
+    installed package, wherever that is."""
+    path = Path(str(importlib.resources.files(__name__))) / name
+    if not path.is_file():
+        raise ConfigError(f"${{shipped:{name}}}: geobind ships no such file ({path})")
+    return path
+
+
+def _shipped(name: str) -> str:
+    return str(shipped_file(name))
+
+
 # -- reading ---------------------------------------------------------------------------------
 def read_yaml(path: Path) -> dict:
     """One recipe file as a plain mapping (interpolations left unresolved)."""
     from omegaconf import OmegaConf
 
+    if not OmegaConf.has_resolver("shipped"):
+        OmegaConf.register_resolver("shipped", _shipped)
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
     try:

@@ -1,0 +1,103 @@
+"""The demo's pretrained CLIP: exported from the space `world/pretrain` trains, shipped beside
+the world recipes, imported by the demo's CLIP stage as it is."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from geobind.data.pairs import open_pairs
+from geobind.data.synthetic import WorldOptions, make_world
+from geobind.encoders.encoder import build_encoder
+from geobind.encoders.weights import read_state_dict, sha256_hex
+from geobind.errors import GeobindError
+from geobind.space import load_space
+from geobind.testing import train_tiny_space
+from geobind.train import load_recipe
+from geobind.train.pretrained import (
+    FILES,
+    SHIPPED,
+    export_clip,
+    pretraining_world,
+    shipped_clip,
+    trained_tokens,
+    world_fingerprint,
+)
+
+
+@pytest.fixture(scope="module")
+def clip_space(tmp_path_factory):
+    """A tiny space whose CLIP towers trained on a small synthetic world's captions."""
+    root = tmp_path_factory.mktemp("pretrained")
+    world = root / "world"
+    make_world(WorldOptions(out=str(world), places=40, seed=3, workers=1), progress=False)
+    space = train_tiny_space(root / "space", world / "captions.lance", world / "ground.lance")
+    captions = open_pairs(world / "captions.lance").to_table().column("text").to_pylist()
+    return space, root, captions
+
+
+def test_the_export_keeps_what_trained_and_zeroes_the_token_rows_no_caption_holds(clip_space):
+    space_path, root, captions = clip_space
+    record = export_clip(space_path, root / "out")
+    space = load_space(space_path)
+    trained = read_state_dict(space.weights_path("text"))["token_embedding.weight"]
+    shipped = read_state_dict(root / "out" / FILES["text"])
+    table = shipped["token_embedding.weight"]
+    context = int(space.entry("text").config["context_length"])
+    kept = trained_tokens(captions, context)
+    assert record["trained_tokens"] == len(kept) < 300  # the world's words, start, end, padding
+    assert torch.equal(table[kept], trained[kept])
+    others = torch.ones(len(table), dtype=torch.bool)
+    others[kept] = False
+    assert not table[others].any() and trained[others].abs().sum() > 0
+    # every caption embeds exactly as in the trained space
+    entry = space.entry("text")
+    text = build_encoder("text", entry.config, weights=str(root / "out" / FILES["text"]))
+    assert torch.equal(text.embed(captions), space.embed("text", captions))
+    # and the ground tower is the space's, to the byte
+    ground = (root / "out" / FILES["ground"]).read_bytes()
+    assert ground == space.weights_path("ground").read_bytes()
+    saved = json.loads((root / "out" / "clip.json").read_text())
+    assert saved == shipped_clip(root / "out") == json.loads(json.dumps(record, sort_keys=True))
+    for modality, tower in saved["towers"].items():
+        assert tower["sha256"] == sha256_hex((root / "out" / tower["file"]).read_bytes())
+        assert tower["config"] == space.entry(modality).config
+    # the world it came from, built again from the record, renders the same places
+    assert saved["world"]["options"]["seed"] == 3 and "out" not in saved["world"]["options"]
+    assert world_fingerprint(pretraining_world(saved)) == saved["world"]["fingerprint"]
+
+
+def test_the_export_names_a_space_without_towers_or_a_world(tmp_path, tiny_pair_dataset):
+    with pytest.raises(GeobindError, match="no 'text' tower"):
+        export_clip(tmp_path / "empty", tmp_path / "out")
+    space = train_tiny_space(tmp_path / "space", tiny_pair_dataset)  # pairs of no world
+    with pytest.raises(GeobindError, match="world.json: no synthetic world's record"):
+        export_clip(space, tmp_path / "out")
+    with pytest.raises(GeobindError, match="no record of the shipped CLIP"):
+        shipped_clip(tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_towers_are_what_world_pretrain_trained_and_world_clip_imports():
+    record = shipped_clip()
+    for tower in record["towers"].values():
+        assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
+    # pretrained on the world this tree generates: change the world and `make pretrain` must run
+    world = pretraining_world(record)
+    assert world_fingerprint(world) == record["world"]["fingerprint"], "run `make pretrain`"
+    # trained by the recipe in this tree: change world/pretrain and `make pretrain` must run
+    stage = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["clip"]
+    recorded = {k: v for k, v in record["recipe"].items() if k not in ("hash", "data_identity")}
+    now = {k: v for k, v in dataclasses.asdict(stage).items() if k != "data"}
+    assert recorded == now, "world/pretrain changed since its towers were trained: make pretrain"
+    # imported by the demo's CLIP stage, with the configs the towers were trained with
+    clip = load_recipe("world/demo", ["space=s", "data_dir=w"]).stages["clip"]
+    assert clip.max_steps == 0 and clip.data == "w/captions.lance"
+    for side in (clip.student, clip.teacher):
+        tower = record["towers"][side.modality]
+        assert side.weights == str(SHIPPED / tower["file"])
+        trained = {k: v for k, v in tower["config"].items() if k != "augment"}
+        assert trained.items() >= {k: v for k, v in side.config.items() if k != "augment"}.items()
