@@ -1,6 +1,7 @@
 """The demo: the whole method on the embedded synthetic world, end to end.
 
-World -> CLIP pre-training (ground photos + captions) -> the anchor stage (satellite tiles
+World -> CLIP (ground photos + captions; towers the project pretrained on a world of its own,
+imported as they are) -> the anchor stage (satellite tiles
 against the frozen CLIP image tower) -> the audio stage (HTSAT against the frozen anchor) ->
 the location stage (the geobind-location plugin's own recipe, on the audio stage's tiles) ->
 a retrieval table on held-out places that carry every modality, including the pairs that were
@@ -36,7 +37,7 @@ from geobind.train import load_recipe, train
 
 __all__ = ["CLIP_PAIRS", "DEMO_PAIRS", "default_recipe", "run_demo"]
 
-#: The CLIP stage's own pair (the paper's first check: CLIP retrieval after pre-training).
+#: The CLIP stage's own pair (the paper's first check: CLIP retrieval, here on this world).
 CLIP_PAIRS = [("ground", "text"), ("text", "ground")]
 
 #: The pairs the demo reports, both ways: trained ones, then those that only emerge.
