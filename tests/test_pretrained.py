@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -76,6 +77,13 @@ def test_the_export_names_a_space_without_towers_or_a_world(tmp_path, tiny_pair_
     space = train_tiny_space(tmp_path / "space", tiny_pair_dataset)  # pairs of no world
     with pytest.raises(GeobindError, match="world.json: no synthetic world's record"):
         export_clip(space, tmp_path / "out")
+    imported = tmp_path / "imported"  # a space whose CLIP stage imported its towers
+    shutil.copytree(space, imported)
+    manifest = json.loads((imported / "manifest.json").read_text())
+    manifest["modalities"]["text"]["recipe"]["max_steps"] = 0
+    (imported / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GeobindError, match="not trained here on a pair dataset"):
+        export_clip(imported, tmp_path / "out")
     with pytest.raises(GeobindError, match="no record of the shipped CLIP"):
         shipped_clip(tmp_path)
     assert not (tmp_path / "out").exists()

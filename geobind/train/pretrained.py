@@ -98,8 +98,11 @@ def export_clip(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[st
     text = space.entry("text")
     recipe = text.recipe or {}
     data = recipe.get("data")
-    if not data:
-        raise GeobindError(f"{space.path}: its text tower was not trained on a pair dataset")
+    if not data or recipe.get("max_steps") == 0:
+        raise GeobindError(
+            f"{space.path}: its text tower was not trained here on a pair dataset "
+            "(imported as it was, or from an older geobind): export the space that trained it"
+        )
     try:
         captions = open_pairs(data).to_table(columns=["text"]).column("text").to_pylist()
     except Exception as exc:  # moved, or not a dataset: the rows to keep cannot be known
