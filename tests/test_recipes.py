@@ -256,3 +256,12 @@ def test_a_shipped_plugin_that_is_not_installed_is_named(monkeypatch):
 def test_an_unknown_stage_key_of_a_one_stage_recipe_lists_the_stage_keys():
     with pytest.raises(ConfigError, match="'epoch'.*Did you mean: 'epochs'.*valid keys: data"):
         load_recipe("location", ["epoch=3"], space="s", data="d")
+
+
+def test_a_shipped_file_is_found_inside_the_package_and_a_missing_one_named():
+    clip = load_recipe("world/clip", ["space=s", "data_dir=w"]).stages["clip"]
+    text = Path(clip.student.weights)
+    assert text.is_file() and text.is_relative_to(PACKAGE / "recipes" / "world" / "weights")
+    wrong = "stages.clip.student.weights=${shipped:world/weights/nope.safetensors}"
+    with pytest.raises(ConfigError, match=r"geobind ships no such file .*nope\.safetensors"):
+        load_recipe("world/clip", ["space=s", "data_dir=w", wrong])

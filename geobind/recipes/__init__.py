@@ -192,7 +192,10 @@ def shipped_file(name: str) -> Path:
     installed package, wherever that is."""
     path = Path(str(importlib.resources.files(__name__))) / name
     if not path.is_file():
-        raise ConfigError(f"${{shipped:{name}}}: geobind ships no such file ({path})")
+        raise ConfigError(
+            f"${{shipped:{name}}}: geobind ships no such file ({path}); reinstall geobind, "
+            "or in a source tree run `make pretrain` for the demo's CLIP towers"
+        )
     return path
 
 
