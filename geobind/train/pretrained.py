@@ -137,7 +137,9 @@ def export_clip(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[st
         },
         "trained_tokens": len(keep),
         "world": {"options": settings, "fingerprint": world_fingerprint(world)},
-        "recipe": {k: v for k, v in recipe.items() if k not in ("data",)},
+        # where its data lay and what Lance wrote it as differ from run to run; the rest of
+        # the recipe is what makes the towers, and `make pretrain` makes them to the bit
+        "recipe": {k: v for k, v in recipe.items() if k not in ("data", "data_identity", "hash")},
         "metrics": text.metrics,
     }
     with writing(out / "clip.json"):  # last: a record beside towers it describes
