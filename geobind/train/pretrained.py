@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         record = export_clip(*args)
-    except GeobindError as exc:
+    except (GeobindError, OSError) as exc:  # a full disk names the file it could not write
         print(f"error: {exc}", file=sys.stderr)
         return 1
     where = args[1] if len(args) > 1 else SHIPPED
