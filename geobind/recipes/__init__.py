@@ -36,6 +36,8 @@ __all__ = [
     "list_recipes",
     "modality_recipe",
     "read_recipe_file",
+    "shipped_file",
+    "shipped_folder",
 ]
 
 #: How a modality names a recipe inside its package: ``"package:path/in/package.yaml"``.
@@ -70,9 +72,14 @@ class RecipeInfo:
     error: str = ""
 
 
+def shipped_folder() -> Path:
+    """Where geobind's recipe sets and the files they name lie, inside the installed package."""
+    return Path(str(importlib.resources.files(__name__)))
+
+
 def shipped_recipes() -> dict[str, Path]:
     """geobind's own recipes, ``SET/FILE`` -> path of the YAML file in the package."""
-    root = Path(str(importlib.resources.files(__name__)))
+    root = shipped_folder()
     return {f"{path.parent.name}/{path.stem}": path for path in sorted(root.glob("*/*.yaml"))}
 
 
@@ -190,7 +197,7 @@ def shipped_file(name: str) -> Path:
     """A file shipped beside geobind's recipe sets (``world/weights/clip-text.safetensors``),
     where a recipe names it as ``${shipped:world/weights/clip-text.safetensors}``: inside the
     installed package, wherever that is."""
-    path = Path(str(importlib.resources.files(__name__))) / name
+    path = shipped_folder() / name
     if not path.is_file():
         raise ConfigError(
             f"${{shipped:{name}}}: geobind ships no such file ({path}); reinstall geobind, "

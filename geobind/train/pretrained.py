@@ -21,7 +21,6 @@ that table) compresses to 2.3 MB in git and in a wheel. Every text made of train
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ from geobind.data.synthetic import world_from_record, world_record
 from geobind.encoders.openclip import tokenizer
 from geobind.encoders.weights import atomic_write, read_state_dict, save_state_dict, sha256_hex
 from geobind.errors import GeobindError, writing
+from geobind.recipes import shipped_folder
 from geobind.space import Space
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: Where the shipped towers live: ``weights/`` beside the world recipes (in the package).
-SHIPPED = Path(str(importlib.resources.files("geobind.recipes"))) / "world" / "weights"
+SHIPPED = shipped_folder() / "world" / "weights"
 
 #: The files :func:`export_clip` writes, by modality.
 FILES = {"text": "clip-text.safetensors", "ground": "clip-ground.safetensors"}
