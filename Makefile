@@ -31,13 +31,17 @@ $(STAMP): $(PY) pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLU
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,dev]' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
-# The demo's CLIP, pretrained again from scratch on its own synthetic world (about 8 minutes;
-# recipes/world/pretrain.yaml): rewrites geobind/recipes/world/weights/, which the demo imports.
+# The demo's CLIP and CLAP sound tower, pretrained again from scratch on a synthetic world of
+# their own (about 25 minutes; recipes/world/pretrain.yaml, pretrain-clap.yaml): rewrites
+# geobind/recipes/world/weights/, which the demo imports (CLIP) and starts its audio stage from.
 pretrain: $(STAMP)
-	$(VENV)/bin/geobind world make --out geobind-pretrain/world --places 30000 --seed 2
+	$(VENV)/bin/geobind world make --out geobind-pretrain/world --places 30000 --seed 2 --sounds
 	$(VENV)/bin/geobind train world/pretrain --space geobind-pretrain/space \
 		data_dir=geobind-pretrain/world
 	$(PY) -m geobind.train.pretrained geobind-pretrain/space
+	$(VENV)/bin/geobind train world/pretrain-clap --space geobind-pretrain/clap \
+		data_dir=geobind-pretrain/world
+	$(PY) -m geobind.train.pretrained geobind-pretrain/clap
 
 bench: $(STAMP)
 	$(PY) benchmarks/cli_startup.py

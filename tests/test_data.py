@@ -60,6 +60,32 @@ def test_world_datasets_have_their_modalities_labels_and_splits(world):
     assert Image.open(__import__("io").BytesIO(tile)).size == (64, 64) and caption
 
 
+def test_a_world_with_sounds_pairs_each_audio_clip_with_what_is_heard_in_it(world, tmp_path):
+    """``sounds``: one more dataset, the audio set's places, clips and splits, each clip with
+    the caption of its sources as ``text``; the other datasets are the bytes of a world
+    without it, and a default world writes no sounds.lance."""
+    assert not (world / "sounds.lance").exists()
+    make_world(WorldOptions(out=str(tmp_path), places=20, workers=1, sounds=True), progress=False)
+    sounds, audio = open_pairs(tmp_path / "sounds.lance"), open_pairs(world / "audio.lance")
+    assert set(sounds.schema.names) == {"id", "lat", "lon", "split", "audio", "text", "landcover"}
+    rows = sounds.to_table(columns=["id", "split", "text"]).to_pylist()
+    theirs = audio.to_table(columns=["id", "split"]).to_pylist()[: len(rows)]
+    assert [(r["id"], r["split"]) for r in rows] == [(r["id"], r["split"]) for r in theirs]
+    n = len(rows)
+    assert read_values(sounds, "audio", range(n)) == read_values(audio, "audio", range(n))
+    made = open_world(tmp_path)
+    for r in rows[:3]:
+        place = made.place(int(r["id"].rsplit("-", 1)[1]), modalities=("audio",))
+        assert r["text"] == place.sound_caption and "wind" in r["text"]
+    first = open_pairs(tmp_path / "captions.lance").to_table(columns=["id", "text"]).to_pylist()
+    assert (
+        first
+        == open_pairs(world / "captions.lance")
+        .to_table(columns=["id", "text"])
+        .to_pylist()[: len(first)]
+    )
+
+
 def test_disjoint_training_sets_share_no_place(tmp_path):
     make_world(WorldOptions(out=str(tmp_path), places=40, workers=1, overlap=False), progress=False)
     ids = {

@@ -1,5 +1,7 @@
-"""The demo's pretrained CLIP: exported from the space `world/pretrain` trains, shipped beside
-the world recipes, imported by the demo's CLIP stage as it is."""
+"""The demo's pretrained towers: CLIP's, exported from the space `world/pretrain` trains,
+shipped beside the world recipes, imported by the demo's CLIP stage as it is; CLAP's sound
+tower, exported from the space `world/pretrain-clap` trains, which the demo's audio stage
+starts from."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import shutil
 import pytest
 import torch
 
-from geobind.data.pairs import open_pairs
+from geobind.data.pairs import open_pairs, read_values
 from geobind.data.synthetic import WorldOptions, make_world
 from geobind.encoders.encoder import build_encoder
 from geobind.encoders.weights import read_state_dict, sha256_hex
@@ -18,12 +20,19 @@ from geobind.errors import GeobindError
 from geobind.space import load_space
 from geobind.testing import train_tiny_space
 from geobind.train import load_recipe
+from geobind.train import train as train_recipe
 from geobind.train.pretrained import (
+    CLAP_FILES,
     FILES,
     SHIPPED,
+    export,
+    export_clap,
     export_clip,
+    main,
     pretraining_world,
+    shipped_clap,
     shipped_clip,
+    sounds_fingerprint,
     trained_tokens,
     world_fingerprint,
 )
@@ -109,3 +118,104 @@ def test_the_shipped_towers_are_what_world_pretrain_trained_and_world_clip_impor
         assert side.weights == str(SHIPPED / tower["file"])
         trained = {k: v for k, v in tower["config"].items() if k != "augment"}
         assert trained.items() >= {k: v for k, v in side.config.items() if k != "augment"}.items()
+
+
+TINY_CLAP = """
+space: {space}
+stages:
+  clap:
+    data: {data}
+    student: {{modality: audio, config: {audio}}}
+    teacher: {{modality: text, config: {{embed_dim: 32, context_length: 48, width: 64,
+                                         heads: 2, layers: 1}}, train: true}}
+    batch_size: 8
+    max_steps: 2
+"""
+TINY_AUDIO = dict(
+    embed_dim=32,
+    clip_seconds=1.0,
+    spec_size=64,
+    n_mels=32,
+    window=256,
+    hop=160,
+    fmax=4000.0,
+    swin_window=4,
+    band_stats=True,
+)
+
+
+@pytest.fixture(scope="module")
+def clap_space(tmp_path_factory):
+    """A tiny space whose sound tower trained with a text tower on a small world's sounds."""
+    root = tmp_path_factory.mktemp("clap")
+    world = root / "world"
+    options = WorldOptions(
+        out=str(world), places=30, seed=3, workers=1, sounds=True, clip_seconds=1.0
+    )
+    make_world(options, progress=False)
+    recipe = root / "clap.yaml"
+    recipe.write_text(
+        TINY_CLAP.format(space=root / "space", data=world / "sounds.lance", audio=TINY_AUDIO)
+    )
+    train_recipe(load_recipe(recipe), say=lambda line: None)
+    return root / "space", root
+
+
+def test_the_clap_export_writes_the_sound_tower_and_its_record(clap_space, capsys):
+    space_path, root = clap_space
+    kind, record = export(space_path, root / "out")  # a space with sounds and no ground tower
+    assert kind == "clap" and not (root / "out" / "clip.json").exists()
+    space = load_space(space_path)
+    shipped = root / "out" / CLAP_FILES["audio"]
+    assert shipped.read_bytes() == space.weights_path("audio").read_bytes()
+    saved = json.loads((root / "out" / "clap.json").read_text())
+    assert saved == shipped_clap(root / "out") == json.loads(json.dumps(record, sort_keys=True))
+    tower = saved["towers"]["audio"]
+    assert tower["sha256"] == sha256_hex(shipped.read_bytes())
+    assert tower["config"] == space.entry("audio").config
+    assert saved["recipe"]["student"]["modality"] == "audio" and "data" not in saved["recipe"]
+    options = saved["world"]["options"]
+    assert options["seed"] == 3 and options["sounds"] is True and "out" not in options
+    assert sounds_fingerprint(pretraining_world(saved)) == saved["world"]["fingerprint"]
+    # the tower loads as the demo's audio stage loads a student's weights
+    encoder = build_encoder("audio", tower["config"], weights=str(shipped))
+    clips = read_values(open_pairs(root / "world" / "sounds.lance"), "audio", range(4))
+    assert torch.equal(encoder.embed(clips), space.embed("audio", clips))
+    # and from the command line, one line says what it wrote
+    assert main([str(space_path), str(root / "again")]) == 0
+    assert "clap-audio.safetensors and clap.json" in capsys.readouterr().out
+    assert (root / "again" / "clap.json").read_text() == (root / "out" / "clap.json").read_text()
+
+
+def test_the_clap_export_names_a_space_without_a_sound_tower(clap_space, tmp_path):
+    space_path, _ = clap_space
+    with pytest.raises(GeobindError, match="no 'audio' tower"):
+        export_clap(tmp_path / "empty", tmp_path / "out")
+    imported = tmp_path / "imported"
+    shutil.copytree(space_path, imported)
+    manifest = json.loads((imported / "manifest.json").read_text())
+    manifest["modalities"]["audio"]["recipe"]["max_steps"] = 0
+    (imported / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GeobindError, match="audio tower was not trained here"):
+        export_clap(imported, tmp_path / "out")
+    with pytest.raises(GeobindError, match="no record of the shipped CLAP"):
+        shipped_clap(tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_sound_tower_is_what_world_pretrain_clap_trained_and_world_audio_starts_from():
+    record = shipped_clap()
+    tower = record["towers"]["audio"]
+    assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
+    # pretrained on the sounds this tree's world makes: change them and `make pretrain` must run
+    world = pretraining_world(record)
+    assert sounds_fingerprint(world) == record["world"]["fingerprint"], "run `make pretrain`"
+    assert record["world"]["options"] == shipped_clip()["world"]["options"]  # CLIP's world
+    stage = load_recipe("world/pretrain-clap", ["space=s", "data_dir=w"]).stages["clap"]
+    assert stage.data == "w/sounds.lance"
+    now = {k: v for k, v in dataclasses.asdict(stage).items() if k != "data"}
+    assert record["recipe"] == now, "world/pretrain-clap changed since it trained: make pretrain"
+    # the demo's audio stage starts from it, with the config it was trained with
+    audio = load_recipe("world/demo", ["space=s", "data_dir=w"]).stages["audio"]
+    assert audio.student.weights == str(SHIPPED / tower["file"])
+    assert audio.student.config == tower["config"]

@@ -511,3 +511,43 @@ def test_a_clip_says_what_went_into_it(world: World):
     birds = {k for k in forest_night if k in SPECIES}
     assert birds and birds <= {s for h in ("forest", "grass") for s, _ in ASSEMBLAGES[h]}
     assert "cicadas" not in forest_night and forest_night["crickets"] > 0
+
+
+def test_a_sound_caption_names_what_is_heard_loudest_first():
+    from geobind.world.audio import describe_sound
+
+    said = describe_sound(
+        {"surf": 0.9, "wind": 0.5, "rumble": 0.05, "herring_gull": 2, "crow": 0, "cars": 7}
+    )
+    assert said == (
+        "loud waves breaking, many cars passing, strong wind, gulls calling, faint traffic rumbling"
+    )
+    assert (
+        describe_sound({"wind": 0.1, "owl": 1, "crickets": 0.01}) == "an owl hooting, a light wind"
+    )
+    assert describe_sound({"spring_peeper": 20}) == "a chorus of frogs peeping"
+    assert describe_sound({}) == "silence"
+
+
+def test_a_place_says_what_its_clip_holds(world: World, places: list):
+    """``Place.sound_caption`` describes the very clip stored (its render's trace), and only
+    a place whose sound was rendered has one."""
+    from geobind.world.audio import describe_sound
+
+    p = places[5]
+    again = world.place(5, modalities=("audio",))
+    assert again.audio == p.audio and again.sound_caption == p.sound_caption != ""
+    assert world.place(5, modalities=("ground",)).sound_caption == ""
+    traces: list[dict] = []
+    render = world.sound.render
+
+    def traced(*args, **kwargs):  # keep what the render of this place's clip was told
+        traces.append(kwargs["trace"])
+        return render(*args, **kwargs)
+
+    world.sound.render = traced  # type: ignore[method-assign]
+    try:
+        assert world.place(5, modalities=("audio",)).audio == p.audio
+    finally:
+        world.sound.render = render  # type: ignore[method-assign]
+    assert len(traces) == 1 and describe_sound(traces[0]) == p.sound_caption

@@ -2,7 +2,9 @@
 
 Three training sets, one per stage: ground photos with captions (the demo's CLIP
 pre-training), satellite tiles with ground photos (the anchor stage), satellite tiles with
-sounds (the audio stage); and a held-out set carrying every modality at the same places, for
+sounds (the audio stage); with ``sounds``, a fourth: each of the audio stage's clips with a
+caption of what is heard in it (pretraining a sound encoder on sound and words, as CLAP is;
+``make pretrain``); and a held-out set carrying every modality at the same places, for
 the retrieval that emerges between modalities never trained together. Held-out places are in
 no training set. By default the training sets share their places (each stage then learns from
 every training place, three times the pairs of disjoint sets; a stage still reads only its
@@ -27,11 +29,13 @@ from geobind.plugins import get_registry
 
 __all__ = [
     "DATASETS",
+    "SOUNDS",
     "WorldOptions",
     "check_modalities",
     "datasets_of",
     "make_world",
     "open_world",
+    "world_datasets",
     "world_record",
     "world_from_record",
 ]
@@ -44,12 +48,17 @@ DATASETS: dict[str, tuple[str, ...]] = {
     "heldout": ("satellite", "ground", "audio", "text"),
 }
 TRAINING = ("captions", "ground", "audio")
+#: the dataset a world made with ``sounds`` also writes: the audio stage's places, each clip
+#: with a caption of its sources (``Place.sound_caption``) as its ``text``
+SOUNDS: dict[str, tuple[str, ...]] = {"sounds": ("audio", "text")}
 _MODALITY_COLUMN = {
     "satellite": "satellite",
     "ground": "ground",
     "audio": "audio",
     "text": "caption",
 }
+#: where a dataset takes a modality from another of the place's fields
+_DATASET_COLUMN = {"sounds": {"text": "sound_caption"}}
 #: places generated, and written to their datasets, at a time (bounds memory: ~130 KB each)
 CHUNK = 500
 
@@ -71,16 +80,27 @@ class WorldOptions:
     )
     overlap: bool = opt(True, "the three training sets share their places (else: disjoint)")
     ground_view: str = opt("panorama", "ground pictures: 'panorama' (360 degrees) or 'photo'")
+    sounds: bool = opt(
+        False,
+        "also write sounds.lance: the audio set's clips, each with a caption of what is heard "
+        "in it, to pretrain a sound encoder on (make pretrain; as large as audio.lance)",
+    )
 
 
-def datasets_of(index: int, overlap: bool = True) -> tuple[str, ...]:
+def world_datasets(options: WorldOptions) -> dict[str, tuple[str, ...]]:
+    """The datasets a world made with ``options`` writes, and their modality columns."""
+    return {**DATASETS, **SOUNDS} if options.sounds else dict(DATASETS)
+
+
+def datasets_of(index: int, overlap: bool = True, sounds: bool = False) -> tuple[str, ...]:
     """The datasets place ``index`` belongs to: every tenth place is held out; the others are
     in every training set, or (``overlap=False``) dealt to one of them in turn, so that each
-    set spans the map."""
+    set spans the map. With ``sounds``, ``sounds`` holds the places ``audio`` holds."""
     slot = index % 10
     if slot == 9:
         return ("heldout",)
-    return TRAINING if overlap else (TRAINING[slot // 3],)
+    names = TRAINING if overlap else (TRAINING[slot // 3],)
+    return names + ("sounds",) if sounds and "audio" in names else names
 
 
 def _world_config(options: WorldOptions) -> Any:
@@ -145,11 +165,12 @@ def _init_worker(world: Any) -> None:
     _WORLD = world
 
 
-def _make_places(job: tuple[list[int], bool]) -> list[dict[str, Any]]:
-    indices, overlap = job
+def _make_places(job: tuple[list[int], bool, bool]) -> list[dict[str, Any]]:
+    indices, overlap, sounds = job
     out = []
     for i in indices:
-        columns = {m for name in datasets_of(i, overlap) for m in DATASETS[name]}
+        names = datasets_of(i, overlap, sounds)
+        columns = {m for name in names for m in {**DATASETS, **SOUNDS}[name]}
         wanted = [_MODALITY_COLUMN[m] for m in columns if m != "satellite"]
         p = _WORLD.place(i, modalities=wanted)
         out.append(
@@ -162,16 +183,21 @@ def _make_places(job: tuple[list[int], bool]) -> list[dict[str, Any]]:
                 "ground": p.ground,
                 "audio": p.audio,
                 "caption": p.caption,
+                "sound_caption": p.sound_caption,
                 "fractions": p.fractions.tolist(),
             }
         )
     return out
 
 
-def _start(pool: Any, indices: list[int], overlap: bool) -> Callable[[], list[dict[str, Any]]]:
+def _start(
+    pool: Any, indices: list[int], options: WorldOptions
+) -> Callable[[], list[dict[str, Any]]]:
     """Start rendering places ``indices`` on the pool's workers; the returned call waits for
     them, in order (without a pool, it renders them here when called)."""
-    jobs = [(indices[s : s + 25], overlap) for s in range(0, len(indices), 25)]
+    jobs = [
+        (indices[s : s + 25], options.overlap, options.sounds) for s in range(0, len(indices), 25)
+    ]
     if pool is None:
         return lambda: [p for batch in map(_make_places, jobs) for p in batch]
     pending = [pool.submit(_make_places, job) for job in jobs]
@@ -200,14 +226,16 @@ def _write(
     reports: dict[str, ImportReport],
 ) -> None:
     """Append rendered places to every dataset they belong to."""
-    for name, columns in DATASETS.items():
-        mine = [p for p in places if name in datasets_of(p["index"], options.overlap)]
+    for name, columns in world_datasets(options).items():
+        mine = [
+            p for p in places if name in datasets_of(p["index"], options.overlap, options.sounds)
+        ]
         if mine:
             _add(
                 reports[name],
                 import_pairs(
                     out / f"{name}.lance",
-                    _candidates(mine, name),
+                    _candidates(mine, name, columns),
                     {m: registry.modality(m) for m in columns},
                     extra=extra,
                     check=False,
@@ -215,13 +243,16 @@ def _write(
             )  # generated here, and decoded by the world's own tests
 
 
-def _candidates(places: list[dict[str, Any]], name: str) -> list[Candidate]:
+def _candidates(
+    places: list[dict[str, Any]], name: str, columns: tuple[str, ...]
+) -> list[Candidate]:
+    field = {**_MODALITY_COLUMN, **_DATASET_COLUMN.get(name, {})}
     return [
         Candidate(
             id=place["id"],
             lat=place["lat"],
             lon=place["lon"],
-            values={m: place[_MODALITY_COLUMN[m]] for m in DATASETS[name]},
+            values={m: place[field[m]] for m in columns},
             split="test" if name == "heldout" else None,
             extra={"landcover": place["fractions"]},
         )
@@ -230,7 +261,8 @@ def _candidates(places: list[dict[str, Any]], name: str) -> list[Candidate]:
 
 
 def make_world(options: WorldOptions, progress: bool = True, world: Any = None) -> dict[str, Any]:
-    """Generate the world and write ``OUT/{captions,ground,audio,heldout}.lance``.
+    """Generate the world and write ``OUT/{captions,ground,audio,heldout}.lance`` (and, with
+    ``sounds``, ``OUT/sounds.lance``).
 
     Places are generated once each, ``CHUNK`` at a time, and appended to every dataset they
     belong to. An interrupted run leaves whole chunks behind; running it again adds only the
@@ -272,12 +304,14 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
         )
     else:
         _init_worker(world)
-    reports = {name: ImportReport(dataset=str(out / f"{name}.lance")) for name in DATASETS}
+    reports = {
+        name: ImportReport(dataset=str(out / f"{name}.lance")) for name in world_datasets(options)
+    }
     bar = tqdm(
         total=options.places, desc="world", unit=" places", disable=not progress, mininterval=1.0
     )
     try:
-        present = _present_ids(out)
+        present = _present_ids(out, options)
         pending: tuple[list[int], Callable[[], list[dict[str, Any]]]] | None = None
 
         def write(chunk: tuple[list[int], Callable[[], list[dict[str, Any]]]]) -> None:
@@ -293,7 +327,7 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
                 bar.update(len(indices))  # a run resumed past this chunk: nothing to render
                 continue
             # the workers render this chunk while the previous one is written
-            rendered = _start(pool, indices, options.overlap)
+            rendered = _start(pool, indices, options)
             if pending:
                 write(pending)
             pending = (indices, rendered)
@@ -318,10 +352,10 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
     return reports
 
 
-def _present_ids(out: Path) -> dict[str, set[str]]:
+def _present_ids(out: Path, options: WorldOptions) -> dict[str, set[str]]:
     """The ids each dataset of an interrupted or earlier run already holds."""
     present: dict[str, set[str]] = {}
-    for name in DATASETS:
+    for name in world_datasets(options):
         path = out / f"{name}.lance"
         if path.is_dir():
             ds = open_pairs(path)
@@ -336,7 +370,7 @@ def _dealt(indices: list[int], options: WorldOptions) -> list[tuple[str, str]]:
     return [
         (name, place_id(options.seed, i))
         for i in indices
-        for name in datasets_of(i, options.overlap)
+        for name in datasets_of(i, options.overlap, options.sounds)
     ]
 
 

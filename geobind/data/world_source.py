@@ -18,7 +18,13 @@ from typing import Any
 
 from geobind.data.pairs import label_classes, name_classes, open_pairs
 from geobind.data.raster import RASTER_FILE, write_raster
-from geobind.data.synthetic import DATASETS, WorldOptions, _world_config, check_modalities
+from geobind.data.synthetic import (
+    DATASETS,
+    SOUNDS,
+    WorldOptions,
+    _world_config,
+    check_modalities,
+)
 from geobind.data.synthetic import make_world as make_datasets
 from geobind.errors import ConfigError
 
@@ -61,7 +67,9 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     return reports
 
 
-def refresh_class_words(folder: str | Path, datasets: Iterable[str] = tuple(DATASETS)) -> list[str]:
+def refresh_class_words(
+    folder: str | Path, datasets: Iterable[str] = (*DATASETS, *SOUNDS)
+) -> list[str]:
     """Record today's class names and words in ``datasets`` of a world made by an older
     geobind, which may name a class by words its captions never use (zero-shot prompts are
     built from them; :data:`geobind.world.caption.COVER_WORDS`). Only the label column's

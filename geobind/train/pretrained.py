@@ -1,5 +1,6 @@
-"""The demo's pretrained CLIP: the two towers `world/pretrain` trains, written where the demo
-imports them from (``geobind/recipes/world/weights/``).
+"""The demo's pretrained towers: CLIP's two towers `world/pretrain` trains and CLAP's sound
+tower `world/pretrain-clap` trains, written where the demo takes them from
+(``geobind/recipes/world/weights/``).
 
 GeoBind starts from a CLIP pretrained on other data than the places it binds; no CLIP can be
 downloaded here, so the project pretrains a small one on a synthetic world of its own (another
@@ -16,6 +17,13 @@ weight decay. The export sets those rows to zero, so that a word the tower never
 nothing to an embedding instead of a random direction, and the file (27.7 MB, 25.3 MB of it
 that table) compresses to 2.3 MB in git and in a wheel. Every text made of trained tokens
 (every caption, every zero-shot prompt) embeds exactly as in the trained space.
+
+GeoBind's audio encoder starts from CLAP's (HTS-AT trained on sounds and their captions) before
+its stage aligns it to the anchor. :func:`export_clap` copies the sound tower that
+``recipes/world/pretrain-clap.yaml`` trains on the same pretraining world's sounds and their
+captions (``sounds.lance``: what is heard in each clip, source by source) into
+``clap-audio.safetensors``, with ``clap.json`` beside it; the demo's audio stage starts from
+it (``recipes/world/audio.yaml``). Its text tower is not kept: the demo's text is CLIP's.
 """
 
 from __future__ import annotations
@@ -38,8 +46,11 @@ from geobind.space import Space
 
 __all__ = [
     "SHIPPED",
+    "export",
+    "export_clap",
     "export_clip",
     "pretraining_world",
+    "shipped_clap",
     "shipped_clip",
     "trained_tokens",
     "world_fingerprint",
@@ -50,6 +61,8 @@ SHIPPED = shipped_folder() / "world" / "weights"
 
 #: The files :func:`export_clip` writes, by modality.
 FILES = {"text": "clip-text.safetensors", "ground": "clip-ground.safetensors"}
+#: The file :func:`export_clap` writes, by modality.
+CLAP_FILES = {"audio": "clap-audio.safetensors"}
 
 #: The text tower's token table, in its state dict.
 TOKEN_TABLE = "token_embedding.weight"
@@ -81,10 +94,49 @@ def world_fingerprint(world: Any, n: int = FINGERPRINT_PLACES) -> str:
     return digest.hexdigest()
 
 
+def sounds_fingerprint(world: Any, n: int = FINGERPRINT_PLACES) -> str:
+    """A hash of the sounds of the first ``n`` places of a synthetic world (clip and what is
+    heard in it): equal only while the world renders them as when the sound tower trained."""
+    digest = hashlib.sha256()
+    for i in range(n):
+        place = world.place(i, modalities=("audio",))
+        for part in (place.audio, place.sound_caption.encode()):
+            digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()
+
+
 def pretraining_world(record: dict[str, Any]) -> Any:
     """The :class:`~geobind.world.World` the shipped towers were pretrained on, built again
     from the options :func:`export_clip` recorded."""
     return world_from_record(record["world"]["options"])
+
+
+def _trained_stage(space: Space, modality: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The recipe of the stage that trained ``modality``'s tower in ``space``, the pair dataset
+    it trained on, and the options of the synthetic world that dataset came from (without
+    where it was written); an error naming what is missing otherwise."""
+    recipe = space.entry(modality).recipe or {}
+    data = recipe.get("data")
+    if not data or recipe.get("max_steps") == 0:
+        raise GeobindError(
+            f"{space.path}: its {modality} tower was not trained here on a pair dataset "
+            "(imported as it was, or from an older geobind): export the space that trained it"
+        )
+    # the synthetic world the pairs came from (or an error naming the missing record)
+    settings = world_record(Path(str(data)).parent)
+    settings.pop("out", None)  # where it was written: no part of what it is
+    return recipe, str(data), settings
+
+
+def _made_of(recipe: dict[str, Any]) -> dict[str, Any]:
+    # where its data lay and what Lance wrote it as differ from run to run; the rest of the
+    # recipe is what makes the towers, and `make pretrain` makes them to the bit
+    return {k: v for k, v in recipe.items() if k not in ("data", "data_identity", "hash")}
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    with writing(path):  # last: a record beside towers it describes
+        atomic_write(path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
 
 
 def export_clip(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, Any]:
@@ -96,22 +148,13 @@ def export_clip(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[st
         if not space.has(modality):
             raise GeobindError(f"{space.path}: no {modality!r} tower (train world/pretrain first)")
     text = space.entry("text")
-    recipe = text.recipe or {}
-    data = recipe.get("data")
-    if not data or recipe.get("max_steps") == 0:
-        raise GeobindError(
-            f"{space.path}: its text tower was not trained here on a pair dataset "
-            "(imported as it was, or from an older geobind): export the space that trained it"
-        )
+    recipe, data, settings = _trained_stage(space, "text")
     try:
         captions = open_pairs(data).to_table(columns=["text"]).column("text").to_pylist()
     except Exception as exc:  # moved, or not a dataset: the rows to keep cannot be known
         raise GeobindError(
             f"{space.path}: cannot read the captions its CLIP stage trained on ({data}): {exc}"
         ) from None
-    # the synthetic world the captions came from (or an error naming the missing record)
-    settings = world_record(Path(str(data)).parent)
-    settings.pop("out", None)  # where it was written: no part of what it is
     world = world_from_record(settings)
     state = read_state_dict(space.weights_path("text"))
     table = state[TOKEN_TABLE]
@@ -137,16 +180,54 @@ def export_clip(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[st
         },
         "trained_tokens": len(keep),
         "world": {"options": settings, "fingerprint": world_fingerprint(world)},
-        # where its data lay and what Lance wrote it as differ from run to run; the rest of
-        # the recipe is what makes the towers, and `make pretrain` makes them to the bit
-        "recipe": {k: v for k, v in recipe.items() if k not in ("data", "data_identity", "hash")},
+        "recipe": _made_of(recipe),
         "metrics": text.metrics,
     }
-    with writing(out / "clip.json"):  # last: a record beside towers it describes
-        atomic_write(
-            out / "clip.json", (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
-        )
+    _write_record(out / "clip.json", record)
     return record
+
+
+def export_clap(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, Any]:
+    """Write the sound tower that ``world/pretrain-clap`` trained in the space at
+    ``space_path`` to ``folder`` as it is, and ``clap.json`` (its config, checksum, the
+    stage's recipe and metrics, the pretraining world). Returns that record."""
+    space = Space(space_path)
+    if not space.has("audio"):
+        raise GeobindError(f"{space.path}: no 'audio' tower (train world/pretrain-clap first)")
+    audio = space.entry("audio")
+    recipe, _, settings = _trained_stage(space, "audio")
+    world = world_from_record(settings)
+    out = Path(folder)
+    name = CLAP_FILES["audio"]
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / name, space.weights_path("audio").read_bytes())
+    record: dict[str, Any] = {
+        "note": "the demo's CLAP sound tower, pretrained by recipes/world/pretrain-clap.yaml; "
+        "see geobind/train/pretrained.py",
+        "towers": {
+            "audio": {
+                "file": name,
+                "sha256": sha256_hex((out / name).read_bytes()),
+                "config": audio.config,
+            }
+        },
+        "world": {"options": settings, "fingerprint": sounds_fingerprint(world)},
+        "recipe": _made_of(recipe),
+        "metrics": audio.metrics,
+    }
+    _write_record(out / "clap.json", record)
+    return record
+
+
+def export(space_path: str | Path, folder: str | Path = SHIPPED) -> tuple[str, dict[str, Any]]:
+    """Export what the space at ``space_path`` pretrained: CLIP's towers (a space with a ground
+    tower, :func:`export_clip`) or CLAP's sound tower (one with an audio tower and no ground
+    tower, :func:`export_clap`). Returns which (``"clip"`` or ``"clap"``) and its record."""
+    space = Space(space_path)
+    if space.has("audio") and not space.has("ground"):
+        return "clap", export_clap(space_path, folder)
+    return "clip", export_clip(space_path, folder)
 
 
 def shipped_clip(folder: str | Path = SHIPPED) -> dict[str, Any]:
@@ -158,21 +239,33 @@ def shipped_clip(folder: str | Path = SHIPPED) -> dict[str, Any]:
         raise GeobindError(f"{path}: no record of the shipped CLIP towers ({exc})") from None
 
 
+def shipped_clap(folder: str | Path = SHIPPED) -> dict[str, Any]:
+    """The record :func:`export_clap` wrote beside the shipped sound tower."""
+    path = Path(folder) / "clap.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise GeobindError(f"{path}: no record of the shipped CLAP sound tower ({exc})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2):
         print("usage: python -m geobind.train.pretrained SPACE [FOLDER]", file=sys.stderr)
         return 2
     try:
-        record = export_clip(*args)
+        kind, record = export(*args)
     except (GeobindError, OSError) as exc:  # a full disk names the file it could not write
         print(f"error: {exc}", file=sys.stderr)
         return 1
     where = args[1] if len(args) > 1 else SHIPPED
-    print(
-        f"wrote {', '.join(FILES.values())} and clip.json to {where} "
-        f"({record['trained_tokens']} trained token rows kept)"
-    )
+    if kind == "clap":
+        print(f"wrote {', '.join(CLAP_FILES.values())} and clap.json to {where}")
+    else:
+        print(
+            f"wrote {', '.join(FILES.values())} and clip.json to {where} "
+            f"({record['trained_tokens']} trained token rows kept)"
+        )
     return 0
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from geobind.world.attributes import Conditions
 
-__all__ = ["SoundBank", "encode_audio", "WAVE_BAND_HZ"]
+__all__ = ["SoundBank", "describe_sound", "encode_audio", "WAVE_BAND_HZ"]
 
 _F = np.float32
 #: where the surf of waves puts most of its energy (used by tests and checks)
@@ -456,6 +456,74 @@ class SoundBank:
         if peak > 0.98:
             y *= 0.98 / peak
         return y
+
+
+#: How a sound caption names each steady source (``SoundBank.render``'s trace key -> words).
+_STEADY = {
+    "surf": "waves breaking",
+    "wind": "wind",
+    "howl": "wind howling",
+    "rumble": "traffic rumbling",
+    "babble": "people talking",
+    "cicadas": "cicadas buzzing",
+    "crickets": "crickets chirping",
+    "rain": "rain falling",
+}
+#: How it names each kind of event, heard once and more than once.
+_EVENTS = {
+    "cars": ("a car passing", "cars passing"),
+    "horns": ("a car horn", "car horns"),
+    "foghorns": ("a foghorn", "foghorns"),
+    "wood_thrush": ("a wood thrush singing", "wood thrushes singing"),
+    "woodpecker": ("a woodpecker drumming", "woodpeckers drumming"),
+    "owl": ("an owl hooting", "owls hooting"),
+    "bobolink": ("a bobolink singing", "bobolinks singing"),
+    "field_sparrow": ("a field sparrow singing", "field sparrows singing"),
+    "song_sparrow": ("a song sparrow singing", "song sparrows singing"),
+    "crow": ("a crow cawing", "crows cawing"),
+    "rock_pigeon": ("a pigeon cooing", "pigeons cooing"),
+    "house_sparrow": ("a house sparrow chirping", "house sparrows chirping"),
+    "chickadee": ("a chickadee calling", "chickadees calling"),
+    "herring_gull": ("a gull calling", "gulls calling"),
+    "spring_peeper": ("frogs peeping", "a chorus of frogs peeping"),
+}
+
+
+def describe_sound(trace: dict[str, float]) -> str:
+    """A caption of what is heard in a clip, from :meth:`SoundBank.render`'s ``trace``, as
+    AudioCaps (Kim et al., NAACL 2019) and Clotho caption field recordings: the sources that
+    can be heard, loudest first, with a word for how loud a steady one is and how often an
+    event comes ("strong wind, song sparrows singing, a crow cawing, faint cicadas buzzing").
+
+    It says nothing of the place, only of the clip (its hour and weather show only through
+    what sings and whether it rains). The pretraining world's ``sounds.lance`` pairs each clip
+    with one, to pretrain a sound encoder on sound and words as CLAP is (Elizalde et al.,
+    ICASSP 2023; LAION-Audio-630K) before GeoBind aligns it to the anchor.
+    """
+    parts: list[tuple[float, str]] = []
+    for key, words in _STEADY.items():
+        level = float(trace.get(key, 0.0))
+        if level < 0.02:  # below the room tone: not heard
+            continue
+        if key == "wind":
+            words = "a light wind" if level < 0.12 else "strong wind" if level > 0.4 else words
+        elif level < 0.08:
+            words = "faint " + words
+        elif level > 0.6:
+            words = "loud " + words
+        parts.append((level, words))
+    for key, (once, more) in _EVENTS.items():
+        n = int(trace.get(key, 0))
+        if n <= 0:
+            continue
+        if key == "spring_peeper":  # a chorus: dozens of peeps
+            words = once if n < 15 else more
+        else:
+            words = once if n == 1 else more if n < 5 else "many " + more
+        # an event stands out about as a steady source of level 0.3, more with every repeat
+        parts.append((0.3 + 0.05 * n, words))
+    parts.sort(key=lambda p: -p[0])  # stable: ties keep the order above
+    return ", ".join(words for _, words in parts) or "silence"
 
 
 def encode_audio(y: np.ndarray, sample_rate: int, fmt: str) -> bytes:

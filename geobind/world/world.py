@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from geobind.world.attributes import TIMES_OF_DAY, WEATHERS, Conditions, draw_conditions
-from geobind.world.audio import SoundBank, encode_audio
+from geobind.world.audio import SoundBank, describe_sound, encode_audio
 from geobind.world.caption import write_caption
 from geobind.world.config import LAND_COVERS, WorldConfig
 from geobind.world.ground import GroundRenderer
@@ -41,6 +41,8 @@ class Place:
     :param conditions: time of day, weather and viewing direction of the picture (and caption).
     :param view_fractions: float32, the land-cover share of the ground view's non-sky pixels.
     :param heard: time of day, weather and level of the sound's own visit.
+    :param sound_caption: what is heard in ``audio``, source by source
+        (:func:`~geobind.world.audio.describe_sound`); empty when no audio was rendered.
     """
 
     id: str
@@ -55,6 +57,7 @@ class Place:
     conditions: Conditions
     view_fractions: np.ndarray = field(repr=False)
     heard: Conditions | None = field(default=None, repr=False)
+    sound_caption: str = field(default="", repr=False)
 
     @property
     def dominant(self) -> str:
@@ -313,10 +316,12 @@ class World:
         if wanted & {"ground", "caption"}:  # a caption says what the view shows
             view, counts_view = self._ground.render(cx, cy, cond, view_rng)
             view_frac = (counts_view / max(counts_view.sum(), 1.0)).astype(np.float32)
-        audio = b""
+        audio, sound_caption = b"", ""
         if "audio" in wanted:
-            clip = self.sound.render(frac, sea_share, heard, sound_rng)
+            trace: dict[str, float] = {}  # draws nothing: the clip is the same with or without
+            clip = self.sound.render(frac, sea_share, heard, sound_rng, trace=trace)
             audio = encode_audio(clip, c.sample_rate, c.audio_format)
+            sound_caption = describe_sound(trace)
         caption = (
             write_caption(frac, view_frac, cond, sea_share, caption_rng)
             if "caption" in wanted
@@ -337,6 +342,7 @@ class World:
             conditions=cond,
             view_fractions=view_frac,
             heard=heard,
+            sound_caption=sound_caption,
         )
 
     def _viewpoint(
