@@ -27,7 +27,7 @@ def geobind_register_datasets(register: Callable[[DatasetSource], None]) -> None
             "generator",
             world_source.WorldOptions,
             world_source.make_world,
-            "the synthetic world (the embedded default) -> four pair datasets",
+            "the synthetic world (the embedded default) -> four pair datasets (five with --sounds)",
         )
     )
     register(

@@ -1,8 +1,9 @@
 """The demo: the whole method on the embedded synthetic world, end to end.
 
 World -> CLIP (ground photos + captions; towers the project pretrained on a world of its own,
-imported as they are) -> the anchor stage (satellite tiles
-against the frozen CLIP image tower) -> the audio stage (HTSAT against the frozen anchor) ->
+imported as they are) -> the anchor stage (satellite tiles against the frozen CLIP image
+tower) -> the audio stage (HTSAT, from the sound tower the project pretrained CLAP-style on that
+world's sounds and their captions, against the frozen anchor) ->
 the location stage (the geobind-location plugin's own recipe, on the audio stage's tiles) ->
 a retrieval table on held-out places that carry every modality, including the pairs that were
 never trained together (audio<->text, audio<->ground, location<->text).

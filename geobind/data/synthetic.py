@@ -65,7 +65,7 @@ CHUNK = 500
 
 @dataclass
 class WorldOptions:
-    """Generate the synthetic world into ``out`` as four pair datasets."""
+    """Generate the synthetic world into ``out`` as four pair datasets (five with ``sounds``)."""
 
     out: str = opt("", "folder to write the Lance datasets into")
     places: int = opt(10000, "number of places: every tenth is held out, the rest train")
