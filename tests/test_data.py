@@ -77,6 +77,8 @@ def test_a_world_with_sounds_pairs_each_audio_clip_with_what_is_heard_in_it(worl
     for r in rows[:3]:
         place = made.place(int(r["id"].rsplit("-", 1)[1]), modalities=("audio",))
         assert r["text"] == place.sound_caption and "wind" in r["text"]
+    with pytest.raises(geobind.GeobindError, match=r"sounds.lance \(no such .* --sounds"):
+        open_pairs(world / "sounds.lance")  # a world made without them says how to make them
     first = open_pairs(tmp_path / "captions.lance").to_table(columns=["id", "text"]).to_pylist()
     assert (
         first

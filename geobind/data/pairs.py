@@ -108,7 +108,10 @@ def open_pairs(uri: str | Path) -> lance.LanceDataset:
     import lance
 
     if "://" not in str(uri) and not Path(uri).exists():
-        raise GeobindError(f"not a Lance pair dataset: {uri} (no such file or folder)")
+        hint = ""
+        if Path(uri).name == "sounds.lance" and (Path(uri).parent / "world.json").is_file():
+            hint = "; a synthetic world writes it when made with `geobind world make --sounds`"
+        raise GeobindError(f"not a Lance pair dataset: {uri} (no such file or folder{hint})")
     try:
         return lance.dataset(str(uri))
     except (ValueError, OSError) as exc:
