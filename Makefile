@@ -32,7 +32,7 @@ $(STAMP): $(PY) pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLU
 	touch $(STAMP)
 
 # The demo's CLIP and CLAP sound tower, pretrained again from scratch on a synthetic world of
-# their own (about 25 minutes; recipes/world/pretrain.yaml, pretrain-clap.yaml): rewrites
+# their own (about 20 minutes; recipes/world/pretrain.yaml, pretrain-clap.yaml): rewrites
 # geobind/recipes/world/weights/, which the demo imports (CLIP) and starts its audio stage from.
 pretrain: $(STAMP)
 	$(VENV)/bin/geobind world make --out geobind-pretrain/world --places 30000 --seed 2 --sounds
