@@ -32,6 +32,7 @@ from geobind.modality import Storage
 from geobind.plugins import get_registry
 
 __all__ = [
+    "TINY_AUDIO",
     "TINY_TEXT",
     "TINY_VISION",
     "DatasetPath",
@@ -46,6 +47,17 @@ __all__ = [
 TINY_VISION = dict(embed_dim=32, image_size=32, patch_size=8, width=64, layers=2, head_width=32)
 #: A text tower of the same width.
 TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
+#: An audio tower of the same width (the geobind-audio plugin's HTS-AT), for one-second clips.
+TINY_AUDIO = dict(
+    embed_dim=32,
+    clip_seconds=1.0,
+    spec_size=64,
+    n_mels=32,
+    window=256,
+    hop=160,
+    fmax=4000.0,
+    swin_window=4,
+)
 
 _TINY_SPACE = """
 space: {space}

@@ -18,19 +18,9 @@ from geobind.errors import GeobindError, InputError
 from geobind.search.index import build_index, find_index, list_indexes, open_index, search
 from geobind.search.maps import similarity_map
 from geobind.space import Space, SpaceError, load_space
-from geobind.testing import TINY_VISION, pair_rows, png_bytes
+from geobind.testing import TINY_AUDIO, TINY_VISION, pair_rows, png_bytes
 
 TINY_TEXT = dict(embed_dim=32, context_length=16, width=64, heads=2, layers=1)
-TINY_AUDIO = dict(
-    embed_dim=32,
-    clip_seconds=1.0,
-    spec_size=64,
-    n_mels=32,
-    window=256,
-    hop=160,
-    fmax=4000.0,
-    swin_window=4,
-)
 
 
 def make_space(path: Path, seed: int, audio: bool = True) -> Space:

@@ -18,7 +18,7 @@ from geobind.encoders.encoder import build_encoder
 from geobind.encoders.weights import read_state_dict, sha256_hex
 from geobind.errors import GeobindError
 from geobind.space import load_space
-from geobind.testing import train_tiny_space
+from geobind.testing import TINY_AUDIO, train_tiny_space
 from geobind.train import load_recipe
 from geobind.train import train as train_recipe
 from geobind.train.pretrained import (
@@ -131,17 +131,6 @@ stages:
     batch_size: 8
     max_steps: 2
 """
-TINY_AUDIO = dict(
-    embed_dim=32,
-    clip_seconds=1.0,
-    spec_size=64,
-    n_mels=32,
-    window=256,
-    hop=160,
-    fmax=4000.0,
-    swin_window=4,
-    band_stats=True,
-)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +144,11 @@ def clap_space(tmp_path_factory):
     make_world(options, progress=False)
     recipe = root / "clap.yaml"
     recipe.write_text(
-        TINY_CLAP.format(space=root / "space", data=world / "sounds.lance", audio=TINY_AUDIO)
+        TINY_CLAP.format(
+            space=root / "space",
+            data=world / "sounds.lance",
+            audio={**TINY_AUDIO, "band_stats": True},
+        )
     )
     train_recipe(load_recipe(recipe), say=lambda line: None)
     return root / "space", root
@@ -199,6 +192,9 @@ def test_the_clap_export_names_a_space_without_a_sound_tower(clap_space, tmp_pat
     with pytest.raises(GeobindError, match="audio tower was not trained here"):
         export_clap(imported, tmp_path / "out")
     with pytest.raises(GeobindError, match="no record of the shipped CLAP"):
+        shipped_clap(tmp_path)
+    (tmp_path / "clap.json").write_text("[1]")  # JSON, but not a record
+    with pytest.raises(GeobindError, match=r"clap.json: no record .*\(not a mapping\)"):
         shipped_clap(tmp_path)
     assert not (tmp_path / "out").exists()
 

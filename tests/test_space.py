@@ -13,19 +13,8 @@ import geobind
 from geobind.data import write_pairs
 from geobind.errors import WeightsError
 from geobind.space import Space, SpaceError, load_space
-from geobind.testing import pair_rows, png_bytes, train_tiny_space
+from geobind.testing import TINY_AUDIO, pair_rows, png_bytes, train_tiny_space
 from geobind.train import load_recipe, train
-
-TINY_AUDIO = dict(
-    embed_dim=32,
-    clip_seconds=1.0,
-    spec_size=64,
-    n_mels=32,
-    window=256,
-    hop=160,
-    fmax=4000.0,
-    swin_window=4,
-)
 
 AUDIO_STAGE = """
 stages:

@@ -232,20 +232,22 @@ def export(space_path: str | Path, folder: str | Path = SHIPPED) -> tuple[str, d
 
 def shipped_clip(folder: str | Path = SHIPPED) -> dict[str, Any]:
     """The record :func:`export_clip` wrote beside the shipped towers."""
-    path = Path(folder) / "clip.json"
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError) as exc:
-        raise GeobindError(f"{path}: no record of the shipped CLIP towers ({exc})") from None
+    return _read_record(Path(folder) / "clip.json", "CLIP towers")
 
 
 def shipped_clap(folder: str | Path = SHIPPED) -> dict[str, Any]:
     """The record :func:`export_clap` wrote beside the shipped sound tower."""
-    path = Path(folder) / "clap.json"
+    return _read_record(Path(folder) / "clap.json", "CLAP sound tower")
+
+
+def _read_record(path: Path, what: str) -> dict[str, Any]:
     try:
-        return dict(json.loads(path.read_text()))
+        record = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise GeobindError(f"{path}: no record of the shipped CLAP sound tower ({exc})") from None
+        raise GeobindError(f"{path}: no record of the shipped {what} ({exc})") from None
+    if not isinstance(record, dict):
+        raise GeobindError(f"{path}: no record of the shipped {what} (not a mapping)")
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
