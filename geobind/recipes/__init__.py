@@ -201,7 +201,7 @@ def shipped_file(name: str) -> Path:
     if not path.is_file():
         raise ConfigError(
             f"${{shipped:{name}}}: geobind ships no such file ({path}); reinstall geobind, "
-            "or in a source tree run `make pretrain` for the demo's CLIP towers"
+            "or in a source tree run `make pretrain` for the demo's pretrained towers"
         )
     return path
 
