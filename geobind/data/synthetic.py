@@ -59,6 +59,15 @@ _MODALITY_COLUMN = {
 }
 #: where a dataset takes a modality from another of the place's fields
 _DATASET_COLUMN = {"sounds": {"text": "sound_caption"}}
+#: which of ``World.place``'s renders each of a place's fields needs (the tile needs none)
+_RENDER = {"ground": "ground", "audio": "audio", "caption": "caption", "sound_caption": "audio"}
+
+
+def _field(dataset: str, modality: str) -> str:
+    """The place's field that ``dataset``'s ``modality`` column holds."""
+    return _DATASET_COLUMN.get(dataset, {}).get(modality, _MODALITY_COLUMN[modality])
+
+
 #: places generated, and written to their datasets, at a time (bounds memory: ~130 KB each)
 CHUNK = 500
 
@@ -169,10 +178,12 @@ def _make_places(job: tuple[list[int], bool, bool]) -> list[dict[str, Any]]:
     indices, overlap, sounds = job
     out = []
     for i in indices:
-        names = datasets_of(i, overlap, sounds)
-        columns = {m for name in names for m in {**DATASETS, **SOUNDS}[name]}
-        wanted = [_MODALITY_COLUMN[m] for m in columns if m != "satellite"]
-        p = _WORLD.place(i, modalities=wanted)
+        needs = {
+            _field(name, m)
+            for name in datasets_of(i, overlap, sounds)
+            for m in {**DATASETS, **SOUNDS}[name]
+        }
+        p = _WORLD.place(i, modalities={_RENDER[f] for f in needs if f in _RENDER})
         out.append(
             {
                 "index": i,
@@ -246,13 +257,12 @@ def _write(
 def _candidates(
     places: list[dict[str, Any]], name: str, columns: tuple[str, ...]
 ) -> list[Candidate]:
-    field = {**_MODALITY_COLUMN, **_DATASET_COLUMN.get(name, {})}
     return [
         Candidate(
             id=place["id"],
             lat=place["lat"],
             lon=place["lon"],
-            values={m: place[field[m]] for m in columns},
+            values={m: place[_field(name, m)] for m in columns},
             split="test" if name == "heldout" else None,
             extra={"landcover": place["fractions"]},
         )
