@@ -107,7 +107,7 @@ def sounds_fingerprint(world: Any, n: int = FINGERPRINT_PLACES) -> str:
 
 def pretraining_world(record: dict[str, Any]) -> Any:
     """The :class:`~geobind.world.World` the shipped towers were pretrained on, built again
-    from the options :func:`export_clip` recorded."""
+    from the options :func:`export_clip` or :func:`export_clap` recorded."""
     return world_from_record(record["world"]["options"])
 
 
