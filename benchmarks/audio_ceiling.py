@@ -169,8 +169,8 @@ def _caption_embeddings(space, captions: Path, ds, train: list, val: list, ho) -
 
 def _traced_sources(world_dir: Path):
     """A function of (dataset, rows, the rows' stored clips) -> each clip as what went into it:
-    one column per source of the world's sounds (``SoundBank.render``'s trace), replayed from
-    the world."""
+    one column per source of the world's sounds (``Place.sources``, ``SoundBank.render``'s
+    trace), replayed from the world."""
     from geobind.data.synthetic import open_world
     from geobind.errors import GeobindError
     from geobind.world.world import place_id
@@ -179,14 +179,6 @@ def _traced_sources(world_dir: Path):
         world = open_world(world_dir)
     except GeobindError as exc:
         raise SystemExit(f"audio_ceiling: {exc}") from exc
-    bank, render = world.sound, world.sound.render
-    traces: list[dict] = []
-
-    def traced(*a, **kw):
-        traces.append({})
-        return render(*a, trace=traces[-1], **kw)
-
-    bank.render = traced  # type: ignore[method-assign]
 
     def rows_of(d, rows: list[int], stored: list[bytes]) -> list[dict]:
         ids = d.take(rows, columns=["id"]).column("id").to_pylist()
@@ -196,14 +188,15 @@ def _traced_sources(world_dir: Path):
             index = int(tail) if tail.isdigit() else -1
             if index < 0 or place_id(world.config.seed, index) != pid:
                 raise SystemExit(f"audio_ceiling: row {pid!r} is no place of the world {world_dir}")
+            place = world.place(index, modalities=("audio",))
             # the replay must be the very clip the dataset holds, or the bound is about another
-            if world.place(index, modalities=("audio",)).audio != blob:
+            if place.audio != blob:
                 raise SystemExit(
                     f"audio_ceiling: the world replays another clip for {pid} than "
                     f"{world_dir} holds (made by another version of geobind/world?); "
                     "generate the world again to measure this bound"
                 )
-            out.append(traces[-1])
+            out.append(place.sources)
         return out
 
     columns: list[str] = []

@@ -530,24 +530,19 @@ def test_a_sound_caption_names_what_is_heard_loudest_first():
 
 
 def test_a_place_says_what_its_clip_holds(world: World, places: list):
-    """``Place.sound_caption`` describes the very clip stored (its render's trace), and only
-    a place whose sound was rendered has one."""
+    """``Place.sources`` is the trace of the render of the very clip stored, and its
+    ``sound_caption`` describes them; only a place whose sound was rendered has either."""
     from geobind.world.audio import describe_sound
 
     p = places[5]
     again = world.place(5, modalities=("audio",))
     assert again.audio == p.audio and again.sound_caption == p.sound_caption != ""
-    assert world.place(5, modalities=("ground",)).sound_caption == ""
-    traces: list[dict] = []
-    render = world.sound.render
-
-    def traced(*args, **kwargs):  # keep what the render of this place's clip was told
-        traces.append(kwargs["trace"])
-        return render(*args, **kwargs)
-
-    world.sound.render = traced  # type: ignore[method-assign]
-    try:
-        assert world.place(5, modalities=("audio",)).audio == p.audio
-    finally:
-        world.sound.render = render  # type: ignore[method-assign]
-    assert len(traces) == 1 and describe_sound(traces[0]) == p.sound_caption
+    assert p.sound_caption == describe_sound(p.sources) and p.sources["wind"] > 0
+    silent = world.place(5, modalities=("ground",))
+    assert silent.sound_caption == "" and silent.sources == {}
+    # replayed by hand from the place's own sound stream: the same clip, the same trace
+    _, sound_rng, _ = np.random.default_rng([world.config.seed, 0x91AC, 5]).spawn(3)
+    trace: dict[str, float] = {}
+    clip = world.sound.render(p.fractions, _sea_share(world, p), p.heard, sound_rng, trace=trace)
+    y, _ = sf.read(io.BytesIO(p.audio), dtype="float32")
+    assert np.abs(y - clip).max() < 2e-4 and trace == p.sources  # 16-bit quantisation

@@ -41,8 +41,9 @@ class Place:
     :param conditions: time of day, weather and viewing direction of the picture (and caption).
     :param view_fractions: float32, the land-cover share of the ground view's non-sky pixels.
     :param heard: time of day, weather and level of the sound's own visit.
-    :param sound_caption: what is heard in ``audio``, source by source
-        (:func:`~geobind.world.audio.describe_sound`); empty when no audio was rendered.
+    :param sources: what went into ``audio``, source by source (``SoundBank.render``'s
+        trace: each steady source's level, each kind of event's count); empty when no audio
+        was rendered.
     """
 
     id: str
@@ -57,7 +58,13 @@ class Place:
     conditions: Conditions
     view_fractions: np.ndarray = field(repr=False)
     heard: Conditions | None = field(default=None, repr=False)
-    sound_caption: str = field(default="", repr=False)
+    sources: dict[str, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def sound_caption(self) -> str:
+        """What is heard in ``audio`` (:func:`~geobind.world.audio.describe_sound` of its
+        ``sources``); empty when no audio was rendered."""
+        return describe_sound(self.sources) if self.audio else ""
 
     @property
     def dominant(self) -> str:
@@ -316,12 +323,11 @@ class World:
         if wanted & {"ground", "caption"}:  # a caption says what the view shows
             view, counts_view = self._ground.render(cx, cy, cond, view_rng)
             view_frac = (counts_view / max(counts_view.sum(), 1.0)).astype(np.float32)
-        audio, sound_caption = b"", ""
-        if "audio" in wanted:
-            trace: dict[str, float] = {}  # draws nothing: the clip is the same with or without
-            clip = self.sound.render(frac, sea_share, heard, sound_rng, trace=trace)
+        audio = b""
+        sources: dict[str, float] = {}
+        if "audio" in wanted:  # the trace draws nothing: the clip is the same with or without
+            clip = self.sound.render(frac, sea_share, heard, sound_rng, trace=sources)
             audio = encode_audio(clip, c.sample_rate, c.audio_format)
-            sound_caption = describe_sound(trace)
         caption = (
             write_caption(frac, view_frac, cond, sea_share, caption_rng)
             if "caption" in wanted
@@ -342,7 +348,7 @@ class World:
             conditions=cond,
             view_fractions=view_frac,
             heard=heard,
-            sound_caption=sound_caption,
+            sources=sources,
         )
 
     def _viewpoint(
