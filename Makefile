@@ -31,9 +31,10 @@ $(STAMP): $(PY) pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLU
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,dev]' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
-# The demo's CLIP and CLAP sound tower, pretrained again from scratch on a synthetic world of
-# their own (about 20 minutes; recipes/world/pretrain.yaml, pretrain-clap.yaml): rewrites
-# geobind/recipes/world/weights/, which the demo imports (CLIP) and starts its audio stage from.
+# The demo's CLIP, anchor and CLAP sound tower, pretrained again from scratch on a synthetic
+# world of their own (about 24 minutes; recipes/world/pretrain.yaml, pretrain-clap.yaml):
+# rewrites geobind/recipes/world/weights/, which the demo imports (CLIP) and starts its anchor
+# and audio stages from.
 pretrain: $(STAMP)
 	$(VENV)/bin/geobind world make --out geobind-pretrain/world --places 30000 --seed 2 --sounds
 	$(VENV)/bin/geobind train world/pretrain --space geobind-pretrain/space \

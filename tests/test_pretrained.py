@@ -1,7 +1,8 @@
 """The demo's pretrained towers: CLIP's, exported from the space `world/pretrain` trains,
 shipped beside the world recipes, imported by the demo's CLIP stage as it is; CLAP's sound
 tower, exported from the space `world/pretrain-clap` trains, which the demo's audio stage
-starts from."""
+starts from; the anchor `world/pretrain` trains after its CLIP stage, which the demo's anchor
+stage starts from."""
 
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ from geobind.testing import TINY_AUDIO, train_tiny_space
 from geobind.train import load_recipe
 from geobind.train import train as train_recipe
 from geobind.train.pretrained import (
+    ANCHOR_FILES,
     CLAP_FILES,
     FILES,
     SHIPPED,
     export,
+    export_anchor,
     export_clap,
     export_clip,
     main,
     pretraining_world,
+    shipped_anchor,
     shipped_clap,
     shipped_clip,
     sounds_fingerprint,
@@ -120,6 +124,76 @@ def test_the_shipped_towers_are_what_world_pretrain_trained_and_world_clip_impor
         assert trained.items() >= {k: v for k, v in side.config.items() if k != "augment"}.items()
 
 
+def test_the_anchor_export_writes_the_satellite_tower_the_clip_stage_was_followed_by(
+    clip_space, capsys
+):
+    space_path, root, _ = clip_space
+    records = export(space_path, root / "both")  # CLIP's towers and the anchor after them
+    assert list(records) == ["clip", "anchor"]
+    space = load_space(space_path)
+    shipped = root / "both" / ANCHOR_FILES["satellite"]
+    assert shipped.read_bytes() == space.weights_path("satellite").read_bytes()
+    saved = json.loads((root / "both" / "anchor.json").read_text())
+    record = records["anchor"]
+    assert saved == shipped_anchor(root / "both") == json.loads(json.dumps(record, sort_keys=True))
+    tower = saved["towers"]["satellite"]
+    assert tower["sha256"] == sha256_hex(shipped.read_bytes())
+    assert tower["config"] == space.entry("satellite").config
+    assert saved["recipe"]["student"]["modality"] == "satellite" and "data" not in saved["recipe"]
+    assert saved["world"] == records["clip"]["world"]  # the same world as the towers before it
+    # the tower loads as a stage loads a student's weights, and embeds as the space does
+    encoder = build_encoder("satellite", tower["config"], weights=str(shipped))
+    tiles = read_values(open_pairs(root / "world" / "ground.lance"), "satellite", range(4))
+    assert torch.equal(encoder.embed(tiles), space.embed("satellite", tiles))
+    # from the command line: a line for each export
+    assert main([str(space_path), str(root / "again")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "clip-ground.safetensors" in lines[0]
+    assert lines[1].startswith("wrote anchor-satellite.safetensors and anchor.json")
+    assert (root / "again" / "anchor.json").read_text() == (
+        root / "both" / "anchor.json"
+    ).read_text()
+
+
+def test_the_anchor_export_names_a_space_without_an_anchor(clip_space, tmp_path):
+    space_path, _, _ = clip_space
+    with pytest.raises(GeobindError, match="no 'satellite' tower"):
+        export_anchor(tmp_path / "empty", tmp_path / "out")
+    imported = tmp_path / "imported"
+    shutil.copytree(space_path, imported)
+    manifest = json.loads((imported / "manifest.json").read_text())
+    manifest["modalities"]["satellite"]["recipe"]["max_steps"] = 0
+    (imported / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GeobindError, match="satellite tower was not trained here"):
+        export_anchor(imported, tmp_path / "out")
+    with pytest.raises(GeobindError, match="no record of the shipped anchor"):
+        shipped_anchor(tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_anchor_is_what_world_pretrain_trained_and_the_anchor_stages_start_from():
+    record = shipped_anchor()
+    tower = record["towers"]["satellite"]
+    assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
+    assert record["world"] == shipped_clip()["world"], "run `make pretrain`"  # CLIP's world
+    assert world_fingerprint(pretraining_world(record)) == record["world"]["fingerprint"]
+    stage = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["anchor"]
+    assert stage.data == "w/ground.lance" and stage.student.weights == "space:ground"
+    now = {k: v for k, v in dataclasses.asdict(stage).items() if k != "data"}
+    assert record["recipe"] == now, (
+        "world/pretrain's anchor changed since it trained: make pretrain"
+    )
+    # against the shipped ground tower, the one the demo imports, in its embedding space
+    ground = shipped_clip()["towers"]["ground"]["config"]
+    assert record["recipe"]["teacher"]["modality"] == "ground"
+    # the demo's anchor stage and the long run's start from it, with the config it trained with
+    for name in ("world/demo", "world/long"):
+        anchor = load_recipe(name, ["space=s", "data_dir=w"]).stages["anchor"]
+        assert anchor.student.weights == str(SHIPPED / tower["file"]), name
+        assert tower["config"].items() >= anchor.student.config.items(), name
+    assert tower["config"]["embed_dim"] == ground["embed_dim"]
+
+
 TINY_CLAP = """
 space: {space}
 stages:
@@ -156,8 +230,9 @@ def clap_space(tmp_path_factory):
 
 def test_the_clap_export_writes_the_sound_tower_and_its_record(clap_space, capsys):
     space_path, root = clap_space
-    kind, record = export(space_path, root / "out")  # a space with sounds and no ground tower
-    assert kind == "clap" and not (root / "out" / "clip.json").exists()
+    records = export(space_path, root / "out")  # a space with sounds and no ground tower
+    assert list(records) == ["clap"] and not (root / "out" / "clip.json").exists()
+    record = records["clap"]
     space = load_space(space_path)
     shipped = root / "out" / CLAP_FILES["audio"]
     assert shipped.read_bytes() == space.weights_path("audio").read_bytes()

@@ -24,6 +24,13 @@ its stage aligns it to the anchor. :func:`export_clap` copies the sound tower th
 captions (``sounds.lance``: what is heard in each clip, source by source) into
 ``clap-audio.safetensors``, with ``clap.json`` beside it; the demo's audio stage starts from
 it (``recipes/world/audio.yaml``). Its text tower is not kept: the demo's text is CLIP's.
+
+GeoBind's anchor is itself a pretrained model (its stage 1 trained on millions of pairs) that
+a region's own pairs then adapt. ``world/pretrain`` trains one after its CLIP stage, as the
+demo's chain does (stage 1 against the frozen ground tower, from its weights), on the same
+pretraining world's 24,300 tile and panorama pairs; :func:`export_anchor` copies that satellite
+tower into ``anchor-satellite.safetensors`` with ``anchor.json``, and the demo's anchor stage
+starts from it (``recipes/world/anchor.yaml``).
 """
 
 from __future__ import annotations
@@ -48,8 +55,10 @@ __all__ = [
     "SHIPPED",
     "export",
     "export_clap",
+    "export_anchor",
     "export_clip",
     "pretraining_world",
+    "shipped_anchor",
     "shipped_clap",
     "shipped_clip",
     "trained_tokens",
@@ -63,6 +72,8 @@ SHIPPED = shipped_folder() / "world" / "weights"
 FILES = {"text": "clip-text.safetensors", "ground": "clip-ground.safetensors"}
 #: The file :func:`export_clap` writes, by modality.
 CLAP_FILES = {"audio": "clap-audio.safetensors"}
+#: The file :func:`export_anchor` writes, by modality.
+ANCHOR_FILES = {"satellite": "anchor-satellite.safetensors"}
 
 #: The text tower's token table, in its state dict.
 TOKEN_TABLE = "token_embedding.weight"
@@ -194,45 +205,85 @@ def export_clap(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[st
     space = Space(space_path)
     if not space.has("audio"):
         raise GeobindError(f"{space.path}: no 'audio' tower (train world/pretrain-clap first)")
-    audio = space.entry("audio")
-    recipe, _, settings = _trained_stage(space, "audio")
-    world = world_from_record(settings)
-    out = Path(folder)
-    name = CLAP_FILES["audio"]
-    with writing(out):
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / name, space.weights_path("audio").read_bytes())
+    _, _, settings = _trained_stage(space, "audio")
     record: dict[str, Any] = {
         "note": "the demo's CLAP sound tower, pretrained by recipes/world/pretrain-clap.yaml; "
         "see geobind/train/pretrained.py",
-        "towers": {
-            "audio": {
-                "file": name,
-                "sha256": sha256_hex((out / name).read_bytes()),
-                "config": audio.config,
-            }
+        "world": {
+            "options": settings,
+            "fingerprint": sounds_fingerprint(world_from_record(settings)),
         },
-        "world": {"options": settings, "fingerprint": sounds_fingerprint(world)},
-        "recipe": _made_of(recipe),
-        "metrics": audio.metrics,
     }
+    out = Path(folder)
+    _export_tower(space, "audio", CLAP_FILES["audio"], out, record)
     _write_record(out / "clap.json", record)
     return record
 
 
-def export(space_path: str | Path, folder: str | Path = SHIPPED) -> tuple[str, dict[str, Any]]:
+def _export_tower(
+    space: Space, modality: str, name: str, folder: Path, record: dict[str, Any]
+) -> dict[str, Any]:
+    """Copy ``modality``'s trained tower of ``space`` to ``folder/name`` as it is; the record
+    gains its config, checksum, the stage's recipe and metrics."""
+    entry = space.entry(modality)
+    recipe, _, _ = _trained_stage(space, modality)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        data = space.weights_path(modality).read_bytes()
+        atomic_write(folder / name, data)
+    record["towers"] = {
+        modality: {"file": name, "sha256": sha256_hex(data), "config": entry.config}
+    }
+    record["recipe"] = _made_of(recipe)
+    record["metrics"] = entry.metrics
+    return record
+
+
+def export_anchor(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, Any]:
+    """Write the anchor (the satellite tower) that ``world/pretrain`` trained in the space at
+    ``space_path`` to ``folder`` as it is, and ``anchor.json`` (its config, checksum, the
+    stage's recipe and metrics, the pretraining world). Returns that record."""
+    space = Space(space_path)
+    if not space.has("satellite"):
+        raise GeobindError(f"{space.path}: no 'satellite' tower (train world/pretrain first)")
+    _, _, settings = _trained_stage(space, "satellite")
+    record: dict[str, Any] = {
+        "note": "the demo's pretrained anchor, trained by recipes/world/pretrain.yaml after its "
+        "CLIP stage; see geobind/train/pretrained.py",
+        "world": {
+            "options": settings,
+            "fingerprint": world_fingerprint(world_from_record(settings)),
+        },
+    }
+    out = Path(folder)
+    _export_tower(space, "satellite", ANCHOR_FILES["satellite"], out, record)
+    _write_record(out / "anchor.json", record)
+    return record
+
+
+def export(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, dict[str, Any]]:
     """Export what the space at ``space_path`` pretrained: CLIP's towers (a space with a ground
-    tower, :func:`export_clip`) or CLAP's sound tower (one with an audio tower and no ground
-    tower, :func:`export_clap`). Returns which (``"clip"`` or ``"clap"``) and its record."""
+    tower, :func:`export_clip`) and the anchor trained against them where it holds one
+    (:func:`export_anchor`), or CLAP's sound tower (one with an audio tower and no ground
+    tower, :func:`export_clap`). Returns each record by what it is (``"clip"``, ``"anchor"``,
+    ``"clap"``)."""
     space = Space(space_path)
     if space.has("audio") and not space.has("ground"):
-        return "clap", export_clap(space_path, folder)
-    return "clip", export_clip(space_path, folder)
+        return {"clap": export_clap(space_path, folder)}
+    records = {"clip": export_clip(space_path, folder)}
+    if space.has("satellite"):
+        records["anchor"] = export_anchor(space_path, folder)
+    return records
 
 
 def shipped_clip(folder: str | Path = SHIPPED) -> dict[str, Any]:
     """The record :func:`export_clip` wrote beside the shipped towers."""
     return _read_record(Path(folder) / "clip.json", "CLIP towers")
+
+
+def shipped_anchor(folder: str | Path = SHIPPED) -> dict[str, Any]:
+    """The record :func:`export_anchor` wrote beside the shipped anchor."""
+    return _read_record(Path(folder) / "anchor.json", "anchor")
 
 
 def shipped_clap(folder: str | Path = SHIPPED) -> dict[str, Any]:
@@ -256,18 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m geobind.train.pretrained SPACE [FOLDER]", file=sys.stderr)
         return 2
     try:
-        kind, record = export(*args)
+        records = export(*args)
     except (GeobindError, OSError) as exc:  # a full disk names the file it could not write
         print(f"error: {exc}", file=sys.stderr)
         return 1
     where = args[1] if len(args) > 1 else SHIPPED
-    if kind == "clap":
-        print(f"wrote {', '.join(CLAP_FILES.values())} and clap.json to {where}")
-    else:
-        print(
-            f"wrote {', '.join(FILES.values())} and clip.json to {where} "
-            f"({record['trained_tokens']} trained token rows kept)"
-        )
+    for kind, record in records.items():
+        files = ", ".join(tower["file"] for tower in record["towers"].values())
+        kept = f" ({record['trained_tokens']} trained token rows kept)" if kind == "clip" else ""
+        print(f"wrote {files} and {kind}.json to {where}{kept}")
     return 0
 
 
