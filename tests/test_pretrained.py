@@ -166,6 +166,8 @@ def test_the_anchor_export_names_a_space_without_an_anchor(clip_space, tmp_path)
     (imported / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(GeobindError, match="satellite tower was not trained here"):
         export_anchor(imported, tmp_path / "out")
+    with pytest.raises(GeobindError, match="satellite tower was not trained here"):
+        export(imported, tmp_path / "out")  # nothing written, CLIP's towers included
     with pytest.raises(GeobindError, match="no record of the shipped anchor"):
         shipped_anchor(tmp_path)
     assert not (tmp_path / "out").exists()

@@ -270,6 +270,8 @@ def export(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, di
     space = Space(space_path)
     if space.has("audio") and not space.has("ground"):
         return {"clap": export_clap(space_path, folder)}
+    if space.has("satellite"):
+        _trained_stage(space, "satellite")  # an anchor it cannot export stops it before CLIP's
     records = {"clip": export_clip(space_path, folder)}
     if space.has("satellite"):
         records["anchor"] = export_anchor(space_path, folder)
