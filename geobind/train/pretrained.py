@@ -198,67 +198,65 @@ def export_clip(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[st
     return record
 
 
+def _export_tower(
+    space_path: str | Path,
+    folder: str | Path,
+    modality: str,
+    name: str,
+    trained_by: str,
+    fingerprint: Any,
+) -> dict[str, Any]:
+    """Write ``modality``'s tower, trained in the space at ``space_path`` by the recipe
+    ``trained_by``, to ``folder/name`` as it is, and its record beside it (``name``'s stem up to
+    the first ``-``, ``.json``): config, checksum, the stage's recipe and metrics, and the
+    pretraining world with ``fingerprint`` of it. Returns that record."""
+    space = Space(space_path)
+    if not space.has(modality):
+        raise GeobindError(f"{space.path}: no {modality!r} tower (train {trained_by} first)")
+    entry = space.entry(modality)
+    recipe, _, settings = _trained_stage(space, modality)
+    world = world_from_record(settings)
+    out = Path(folder)
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        data = space.weights_path(modality).read_bytes()
+        atomic_write(out / name, data)
+    record: dict[str, Any] = {
+        "note": NOTES[modality],
+        "towers": {modality: {"file": name, "sha256": sha256_hex(data), "config": entry.config}},
+        "world": {"options": settings, "fingerprint": fingerprint(world)},
+        "recipe": _made_of(recipe),
+        "metrics": entry.metrics,
+    }
+    _write_record(out / f"{name.split('-')[0]}.json", record)
+    return record
+
+
+#: What each single tower :func:`_export_tower` writes is, in its record.
+NOTES = {
+    "audio": "the demo's CLAP sound tower, pretrained by recipes/world/pretrain-clap.yaml; "
+    "see geobind/train/pretrained.py",
+    "satellite": "the demo's pretrained anchor, trained by recipes/world/pretrain.yaml after "
+    "its CLIP stage; see geobind/train/pretrained.py",
+}
+
+
 def export_clap(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, Any]:
     """Write the sound tower that ``world/pretrain-clap`` trained in the space at
     ``space_path`` to ``folder`` as it is, and ``clap.json`` (its config, checksum, the
     stage's recipe and metrics, the pretraining world). Returns that record."""
-    space = Space(space_path)
-    if not space.has("audio"):
-        raise GeobindError(f"{space.path}: no 'audio' tower (train world/pretrain-clap first)")
-    _, _, settings = _trained_stage(space, "audio")
-    record: dict[str, Any] = {
-        "note": "the demo's CLAP sound tower, pretrained by recipes/world/pretrain-clap.yaml; "
-        "see geobind/train/pretrained.py",
-        "world": {
-            "options": settings,
-            "fingerprint": sounds_fingerprint(world_from_record(settings)),
-        },
-    }
-    out = Path(folder)
-    _export_tower(space, "audio", CLAP_FILES["audio"], out, record)
-    _write_record(out / "clap.json", record)
-    return record
-
-
-def _export_tower(
-    space: Space, modality: str, name: str, folder: Path, record: dict[str, Any]
-) -> dict[str, Any]:
-    """Copy ``modality``'s trained tower of ``space`` to ``folder/name`` as it is; the record
-    gains its config, checksum, the stage's recipe and metrics."""
-    entry = space.entry(modality)
-    recipe, _, _ = _trained_stage(space, modality)
-    with writing(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        data = space.weights_path(modality).read_bytes()
-        atomic_write(folder / name, data)
-    record["towers"] = {
-        modality: {"file": name, "sha256": sha256_hex(data), "config": entry.config}
-    }
-    record["recipe"] = _made_of(recipe)
-    record["metrics"] = entry.metrics
-    return record
+    name = CLAP_FILES["audio"]
+    return _export_tower(
+        space_path, folder, "audio", name, "world/pretrain-clap", sounds_fingerprint
+    )
 
 
 def export_anchor(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, Any]:
     """Write the anchor (the satellite tower) that ``world/pretrain`` trained in the space at
     ``space_path`` to ``folder`` as it is, and ``anchor.json`` (its config, checksum, the
     stage's recipe and metrics, the pretraining world). Returns that record."""
-    space = Space(space_path)
-    if not space.has("satellite"):
-        raise GeobindError(f"{space.path}: no 'satellite' tower (train world/pretrain first)")
-    _, _, settings = _trained_stage(space, "satellite")
-    record: dict[str, Any] = {
-        "note": "the demo's pretrained anchor, trained by recipes/world/pretrain.yaml after its "
-        "CLIP stage; see geobind/train/pretrained.py",
-        "world": {
-            "options": settings,
-            "fingerprint": world_fingerprint(world_from_record(settings)),
-        },
-    }
-    out = Path(folder)
-    _export_tower(space, "satellite", ANCHOR_FILES["satellite"], out, record)
-    _write_record(out / "anchor.json", record)
-    return record
+    name = ANCHOR_FILES["satellite"]
+    return _export_tower(space_path, folder, "satellite", name, "world/pretrain", world_fingerprint)
 
 
 def export(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, dict[str, Any]]:
