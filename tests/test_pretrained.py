@@ -155,21 +155,31 @@ def test_the_anchor_export_writes_the_satellite_tower_the_clip_stage_was_followe
     ).read_text()
 
 
-def test_the_anchor_export_names_a_space_without_an_anchor(clip_space, tmp_path):
-    space_path, _, _ = clip_space
-    with pytest.raises(GeobindError, match="no 'satellite' tower"):
-        export_anchor(tmp_path / "empty", tmp_path / "out")
+def refuses_what_it_cannot_export(space_path, modality, exporter, shipped, what, tmp_path):
+    """``exporter`` names a space without ``modality``'s tower and one that imported it, and
+    ``shipped`` a folder without its record; nothing is written."""
+    with pytest.raises(GeobindError, match=f"no '{modality}' tower"):
+        exporter(tmp_path / "empty", tmp_path / "out")
     imported = tmp_path / "imported"
     shutil.copytree(space_path, imported)
     manifest = json.loads((imported / "manifest.json").read_text())
-    manifest["modalities"]["satellite"]["recipe"]["max_steps"] = 0
+    manifest["modalities"][modality]["recipe"]["max_steps"] = 0
     (imported / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(GeobindError, match="satellite tower was not trained here"):
-        export_anchor(imported, tmp_path / "out")
+    with pytest.raises(GeobindError, match=f"{modality} tower was not trained here"):
+        exporter(imported, tmp_path / "out")
+    with pytest.raises(GeobindError, match=f"no record of the shipped {what}"):
+        shipped(tmp_path)
+    assert not (tmp_path / "out").exists()
+    return imported
+
+
+def test_the_anchor_export_names_a_space_without_an_anchor(clip_space, tmp_path):
+    space_path, _, _ = clip_space
+    imported = refuses_what_it_cannot_export(
+        space_path, "satellite", export_anchor, shipped_anchor, "anchor", tmp_path
+    )
     with pytest.raises(GeobindError, match="satellite tower was not trained here"):
         export(imported, tmp_path / "out")  # nothing written, CLIP's towers included
-    with pytest.raises(GeobindError, match="no record of the shipped anchor"):
-        shipped_anchor(tmp_path)
     assert not (tmp_path / "out").exists()
 
 
@@ -259,21 +269,10 @@ def test_the_clap_export_writes_the_sound_tower_and_its_record(clap_space, capsy
 
 def test_the_clap_export_names_a_space_without_a_sound_tower(clap_space, tmp_path):
     space_path, _ = clap_space
-    with pytest.raises(GeobindError, match="no 'audio' tower"):
-        export_clap(tmp_path / "empty", tmp_path / "out")
-    imported = tmp_path / "imported"
-    shutil.copytree(space_path, imported)
-    manifest = json.loads((imported / "manifest.json").read_text())
-    manifest["modalities"]["audio"]["recipe"]["max_steps"] = 0
-    (imported / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(GeobindError, match="audio tower was not trained here"):
-        export_clap(imported, tmp_path / "out")
-    with pytest.raises(GeobindError, match="no record of the shipped CLAP"):
-        shipped_clap(tmp_path)
+    refuses_what_it_cannot_export(space_path, "audio", export_clap, shipped_clap, "CLAP", tmp_path)
     (tmp_path / "clap.json").write_text("[1]")  # JSON, but not a record
     with pytest.raises(GeobindError, match=r"clap.json: no record .*\(not a mapping\)"):
         shipped_clap(tmp_path)
-    assert not (tmp_path / "out").exists()
 
 
 def test_the_shipped_sound_tower_is_what_world_pretrain_clap_trained_and_world_audio_starts_from():
