@@ -54,8 +54,8 @@ from geobind.space import Space
 __all__ = [
     "SHIPPED",
     "export",
-    "export_clap",
     "export_anchor",
+    "export_clap",
     "export_clip",
     "pretraining_world",
     "shipped_anchor",
@@ -198,6 +198,15 @@ def export_clip(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[st
     return record
 
 
+#: What each single tower the export writes is, in its record.
+NOTES = {
+    "audio": "the demo's CLAP sound tower, pretrained by recipes/world/pretrain-clap.yaml; "
+    "see geobind/train/pretrained.py",
+    "satellite": "the demo's pretrained anchor, trained by recipes/world/pretrain.yaml after "
+    "its CLIP stage; see geobind/train/pretrained.py",
+}
+
+
 def _export_tower(
     space_path: str | Path,
     folder: str | Path,
@@ -230,15 +239,6 @@ def _export_tower(
     }
     _write_record(out / f"{name.split('-')[0]}.json", record)
     return record
-
-
-#: What each single tower :func:`_export_tower` writes is, in its record.
-NOTES = {
-    "audio": "the demo's CLAP sound tower, pretrained by recipes/world/pretrain-clap.yaml; "
-    "see geobind/train/pretrained.py",
-    "satellite": "the demo's pretrained anchor, trained by recipes/world/pretrain.yaml after "
-    "its CLIP stage; see geobind/train/pretrained.py",
-}
 
 
 def export_clap(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, Any]:
