@@ -2,6 +2,7 @@
 shipped beside the world recipes, imported by the demo's CLIP stage as it is; CLAP's sound
 tower, exported from the space `world/pretrain-clap` trains, which the demo's audio stage
 starts from; the anchor `world/pretrain` trains after its CLIP stage, which the demo's anchor
+stage starts from, and the sound tower it aligns to that anchor after it, which the demo's audio
 stage starts from."""
 
 from __future__ import annotations
@@ -24,16 +25,20 @@ from geobind.train import load_recipe
 from geobind.train import train as train_recipe
 from geobind.train.pretrained import (
     ANCHOR_FILES,
+    ANCHORED_FILES,
     CLAP_FILES,
     FILES,
     SHIPPED,
     export,
     export_anchor,
+    export_anchored,
     export_clap,
     export_clip,
+    made_of,
     main,
     pretraining_world,
     shipped_anchor,
+    shipped_anchored,
     shipped_clap,
     shipped_clip,
     sounds_fingerprint,
@@ -112,7 +117,7 @@ def test_the_shipped_towers_are_what_world_pretrain_trained_and_world_clip_impor
     # trained by the recipe in this tree: change world/pretrain and `make pretrain` must run
     stage = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["clip"]
     recorded = record["recipe"]
-    now = {k: v for k, v in dataclasses.asdict(stage).items() if k != "data"}
+    now = made_of(dataclasses.asdict(stage))
     assert recorded == now, "world/pretrain changed since its towers were trained: make pretrain"
     # imported by the demo's CLIP stage, with the configs the towers were trained with
     clip = load_recipe("world/demo", ["space=s", "data_dir=w"]).stages["clip"]
@@ -191,7 +196,7 @@ def test_the_shipped_anchor_is_what_world_pretrain_trained_and_the_anchor_stages
     assert world_fingerprint(pretraining_world(record)) == record["world"]["fingerprint"]
     stage = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["anchor"]
     assert stage.data == "w/ground.lance" and stage.student.weights == "space:ground"
-    now = {k: v for k, v in dataclasses.asdict(stage).items() if k != "data"}
+    now = made_of(dataclasses.asdict(stage))
     assert record["recipe"] == now, (
         "world/pretrain's anchor changed since it trained: make pretrain"
     )
@@ -285,8 +290,115 @@ def test_the_shipped_sound_tower_is_what_world_pretrain_clap_trained_and_world_a
     assert record["world"]["options"] == shipped_clip()["world"]["options"]  # CLIP's world
     stage = load_recipe("world/pretrain-clap", ["space=s", "data_dir=w"]).stages["clap"]
     assert stage.data == "w/sounds.lance"
-    now = {k: v for k, v in dataclasses.asdict(stage).items() if k != "data"}
+    now = made_of(dataclasses.asdict(stage))
     assert record["recipe"] == now, "world/pretrain-clap changed since it trained: make pretrain"
+    # world/pretrain's audio stage starts from it, with the config it trained with
+    audio = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["audio"]
+    assert audio.student.weights == str(SHIPPED / tower["file"])
+    assert tower["config"].items() >= audio.student.config.items()
+
+
+TINY_ANCHORED = """
+space: {space}
+stages:
+  audio:
+    data: {data}
+    student: {{modality: audio, config: {audio}}}
+    teacher: {{modality: satellite, weights: space}}
+    negatives: bank
+    batch_size: 8
+    max_steps: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def anchored_space(clip_space, tmp_path_factory):
+    """The CLIP space's copy with a sound tower aligned to its anchor, as `world/pretrain`'s
+    audio stage aligns CLAP's."""
+    space_path, root, _ = clip_space
+    here = tmp_path_factory.mktemp("anchored")
+    shutil.copytree(space_path, here / "space")
+    recipe = here / "audio.yaml"
+    recipe.write_text(
+        TINY_ANCHORED.format(
+            space=here / "space", data=root / "world" / "audio.lance", audio=TINY_AUDIO
+        )
+    )
+    train_recipe(load_recipe(recipe), say=lambda line: None)
+    return here / "space", root
+
+
+def test_the_export_writes_the_sound_tower_aligned_to_the_anchor_after_it(anchored_space, capsys):
+    space_path, root = anchored_space
+    out = space_path.parent / "out"
+    records = export(space_path, out)
+    assert list(records) == ["clip", "anchor", "anchored"]
+    space = load_space(space_path)
+    shipped = out / ANCHORED_FILES["audio"]
+    assert shipped.read_bytes() == space.weights_path("audio").read_bytes()
+    saved = json.loads((out / "anchored.json").read_text())
+    assert (
+        saved
+        == shipped_anchored(out)
+        == json.loads(json.dumps(records["anchored"], sort_keys=True))
+    )
+    tower = saved["towers"]["audio"]
+    assert tower["sha256"] == sha256_hex(shipped.read_bytes())
+    assert tower["config"] == space.entry("audio").config
+    assert saved["recipe"]["teacher"]["modality"] == "satellite"  # against the anchor
+    assert saved["world"]["options"] == records["anchor"]["world"]["options"]
+    assert sounds_fingerprint(pretraining_world(saved)) == saved["world"]["fingerprint"]
+    # the tower loads as a stage loads a student's weights, and embeds as the space does
+    encoder = build_encoder("audio", tower["config"], weights=str(shipped))
+    clips = read_values(open_pairs(root / "world" / "audio.lance"), "audio", range(4))
+    assert torch.equal(encoder.embed(clips), space.embed("audio", clips))
+    # from the command line: a line for each of the three exports
+    assert main([str(space_path), str(space_path.parent / "again")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[2].startswith("wrote anchored-audio.safetensors and anchored.json")
+
+
+def test_the_anchored_export_names_a_space_without_the_tower(anchored_space, tmp_path):
+    space_path, _ = anchored_space
+    imported = refuses_what_it_cannot_export(
+        space_path, "audio", export_anchored, shipped_anchored, "anchored sound tower", tmp_path
+    )
+    with pytest.raises(GeobindError, match="audio tower was not trained here"):
+        export(imported, tmp_path / "out")  # nothing written: CLIP's towers, the anchor
+    assert not (tmp_path / "out").exists()
+
+
+def test_made_of_names_a_shipped_start_as_recipes_do_and_keeps_the_rest():
+    stage = dataclasses.asdict(
+        load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["audio"]
+    )
+    kept = made_of(stage)
+    assert stage["student"]["weights"] == str(SHIPPED / "clap-audio.safetensors")
+    assert kept["student"]["weights"] == "${shipped:world/weights/clap-audio.safetensors}"
+    assert kept["teacher"] == stage["teacher"] and "data" not in kept
+    assert stage["student"]["weights"].startswith("/")  # the stage itself is left as it was
+    assert {k: v for k, v in kept.items() if k != "student"} == {
+        k: v for k, v in stage.items() if k not in ("student", "data")
+    }
+
+
+def test_the_shipped_anchored_tower_is_what_world_pretrain_aligned_and_world_audio_starts_from():
+    record = shipped_anchored()
+    tower = record["towers"]["audio"]
+    assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
+    assert record["world"]["options"] == shipped_clip()["world"]["options"], "make pretrain"
+    assert sounds_fingerprint(pretraining_world(record)) == record["world"]["fingerprint"]
+    stage = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["audio"]
+    assert stage.data == "w/audio.lance" and stage.teacher.weights == "space"
+    assert record["recipe"] == made_of(dataclasses.asdict(stage)), (
+        "world/pretrain's audio stage changed since it trained: make pretrain"
+    )
+    # against the shipped anchor, in its width
+    assert (
+        tower["config"]["embed_dim"]
+        == shipped_anchor()["towers"]["satellite"]["config"]["embed_dim"]
+    )
     # the demo's audio stage and the long run's start from it, with the config it trained with
     for name in ("world/demo", "world/long"):
         audio = load_recipe(name, ["space=s", "data_dir=w"]).stages["audio"]

@@ -1,6 +1,6 @@
-"""The demo's pretrained towers: CLIP's two towers `world/pretrain` trains and CLAP's sound
-tower `world/pretrain-clap` trains, written where the demo takes them from
-(``geobind/recipes/world/weights/``).
+"""The demo's pretrained towers: CLIP's two towers, the anchor and the sound tower aligned to it
+that `world/pretrain` trains, and CLAP's sound tower `world/pretrain-clap` trains, written
+where the demo takes them from (``geobind/recipes/world/weights/``).
 
 GeoBind starts from a CLIP pretrained on other data than the places it binds; no CLIP can be
 downloaded here, so the project pretrains a small one on a synthetic world of its own (another
@@ -31,6 +31,12 @@ demo's chain does (stage 1 against the frozen ground tower, from its weights), o
 pretraining world's 24,300 tile and panorama pairs; :func:`export_anchor` copies that satellite
 tower into ``anchor-satellite.safetensors`` with ``anchor.json``, and the demo's anchor stage
 starts from it (``recipes/world/anchor.yaml``).
+
+GeoBind's stage 2 likewise: ``world/pretrain`` then aligns CLAP's sound tower to that anchor on
+the pretraining world's 24,300 pairs of tile and sound, three times the demo's; :func:`export`
+copies the result into ``anchored-audio.safetensors`` with ``anchored.json``
+(:func:`export_anchored`), and the demo's audio stage adapts it to its own region
+(``recipes/world/audio.yaml``).
 """
 
 from __future__ import annotations
@@ -55,10 +61,13 @@ __all__ = [
     "SHIPPED",
     "export",
     "export_anchor",
+    "export_anchored",
     "export_clap",
     "export_clip",
+    "made_of",
     "pretraining_world",
     "shipped_anchor",
+    "shipped_anchored",
     "shipped_clap",
     "shipped_clip",
     "trained_tokens",
@@ -74,6 +83,8 @@ FILES = {"text": "clip-text.safetensors", "ground": "clip-ground.safetensors"}
 CLAP_FILES = {"audio": "clap-audio.safetensors"}
 #: The file :func:`export_anchor` writes, by modality.
 ANCHOR_FILES = {"satellite": "anchor-satellite.safetensors"}
+#: The file :func:`export_anchored` writes, by modality.
+ANCHORED_FILES = {"audio": "anchored-audio.safetensors"}
 
 #: The text tower's token table, in its state dict.
 TOKEN_TABLE = "token_embedding.weight"
@@ -139,10 +150,20 @@ def _trained_stage(space: Space, modality: str) -> tuple[dict[str, Any], str, di
     return recipe, str(data), settings
 
 
-def _made_of(recipe: dict[str, Any]) -> dict[str, Any]:
-    # where its data lay and what Lance wrote it as differ from run to run; the rest of the
-    # recipe is what makes the towers, and `make pretrain` makes them to the bit
-    return {k: v for k, v in recipe.items() if k not in ("data", "data_identity", "hash")}
+def made_of(recipe: dict[str, Any]) -> dict[str, Any]:
+    """What of a stage's recipe (as a dict) makes its tower, as a record keeps it.
+
+    Where its data lay and what Lance wrote it as differ from run to run; the rest of the
+    recipe is what makes the towers, and `make pretrain` makes them to the bit. A side that
+    started from a file geobind ships is named as recipes name it (``${shipped:...}``), not by
+    where this checkout lies."""
+    kept = {k: v for k, v in recipe.items() if k not in ("data", "data_identity", "hash")}
+    root = f"{shipped_folder()}/"
+    for side in ("student", "teacher"):
+        weights = (kept.get(side) or {}).get("weights")
+        if isinstance(weights, str) and weights.startswith(root):
+            kept[side] = {**kept[side], "weights": f"${{shipped:{weights[len(root) :]}}}"}
+    return kept
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
@@ -191,19 +212,21 @@ def export_clip(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[st
         },
         "trained_tokens": len(keep),
         "world": {"options": settings, "fingerprint": world_fingerprint(world)},
-        "recipe": _made_of(recipe),
+        "recipe": made_of(recipe),
         "metrics": text.metrics,
     }
     _write_record(out / "clip.json", record)
     return record
 
 
-#: What each single tower the export writes is, in its record.
+#: What each single tower the export writes is, in its record, by the record's name.
 NOTES = {
-    "audio": "the demo's CLAP sound tower, pretrained by recipes/world/pretrain-clap.yaml; "
+    "clap": "the demo's CLAP sound tower, pretrained by recipes/world/pretrain-clap.yaml; "
     "see geobind/train/pretrained.py",
-    "satellite": "the demo's pretrained anchor, trained by recipes/world/pretrain.yaml after "
+    "anchor": "the demo's pretrained anchor, trained by recipes/world/pretrain.yaml after "
     "its CLIP stage; see geobind/train/pretrained.py",
+    "anchored": "the demo's pretrained sound tower, CLAP's aligned to the pretrained anchor by "
+    "recipes/world/pretrain.yaml after its anchor stage; see geobind/train/pretrained.py",
 }
 
 
@@ -230,14 +253,15 @@ def _export_tower(
         out.mkdir(parents=True, exist_ok=True)
         data = space.weights_path(modality).read_bytes()
         atomic_write(out / name, data)
+    kind = name.split("-")[0]
     record: dict[str, Any] = {
-        "note": NOTES[modality],
+        "note": NOTES[kind],
         "towers": {modality: {"file": name, "sha256": sha256_hex(data), "config": entry.config}},
         "world": {"options": settings, "fingerprint": fingerprint(world)},
-        "recipe": _made_of(recipe),
+        "recipe": made_of(recipe),
         "metrics": entry.metrics,
     }
-    _write_record(out / f"{name.split('-')[0]}.json", record)
+    _write_record(out / f"{kind}.json", record)
     return record
 
 
@@ -259,20 +283,35 @@ def export_anchor(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[
     return _export_tower(space_path, folder, "satellite", name, "world/pretrain", world_fingerprint)
 
 
+def export_anchored(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, Any]:
+    """Write the sound tower that ``world/pretrain`` aligned to its anchor in the space at
+    ``space_path`` to ``folder`` as it is, and ``anchored.json`` (its config, checksum, the
+    stage's recipe and metrics, the pretraining world). Returns that record."""
+    name = ANCHORED_FILES["audio"]
+    return _export_tower(space_path, folder, "audio", name, "world/pretrain", sounds_fingerprint)
+
+
+#: What :func:`export` writes after CLIP's towers, where the space holds it: the modality, the
+#: record's name, its exporter.
+AFTER_CLIP = (("satellite", "anchor", export_anchor), ("audio", "anchored", export_anchored))
+
+
 def export(space_path: str | Path, folder: str | Path = SHIPPED) -> dict[str, dict[str, Any]]:
     """Export what the space at ``space_path`` pretrained: CLIP's towers (a space with a ground
-    tower, :func:`export_clip`) and the anchor trained against them where it holds one
-    (:func:`export_anchor`), or CLAP's sound tower (one with an audio tower and no ground
-    tower, :func:`export_clap`). Returns each record by what it is (``"clip"``, ``"anchor"``,
-    ``"clap"``)."""
+    tower, :func:`export_clip`), the anchor trained against them where it holds one
+    (:func:`export_anchor`) and the sound tower aligned to that anchor where it holds one
+    (:func:`export_anchored`); or CLAP's sound tower (a space with an audio tower and no
+    ground tower, :func:`export_clap`). Returns each record by what it is (``"clip"``,
+    ``"anchor"``, ``"anchored"``, ``"clap"``)."""
     space = Space(space_path)
     if space.has("audio") and not space.has("ground"):
         return {"clap": export_clap(space_path, folder)}
-    if space.has("satellite"):
-        _trained_stage(space, "satellite")  # an anchor it cannot export stops it before CLIP's
+    after = [(m, kind, f) for m, kind, f in AFTER_CLIP if space.has(m)]
+    for modality, _, _ in after:
+        _trained_stage(space, modality)  # a tower it cannot export stops it before CLIP's
     records = {"clip": export_clip(space_path, folder)}
-    if space.has("satellite"):
-        records["anchor"] = export_anchor(space_path, folder)
+    for _, kind, exporter in after:
+        records[kind] = exporter(space_path, folder)
     return records
 
 
@@ -284,6 +323,11 @@ def shipped_clip(folder: str | Path = SHIPPED) -> dict[str, Any]:
 def shipped_anchor(folder: str | Path = SHIPPED) -> dict[str, Any]:
     """The record :func:`export_anchor` wrote beside the shipped anchor."""
     return _read_record(Path(folder) / "anchor.json", "anchor")
+
+
+def shipped_anchored(folder: str | Path = SHIPPED) -> dict[str, Any]:
+    """The record :func:`export_anchored` wrote beside the shipped sound tower."""
+    return _read_record(Path(folder) / "anchored.json", "anchored sound tower")
 
 
 def shipped_clap(folder: str | Path = SHIPPED) -> dict[str, Any]:
