@@ -31,18 +31,19 @@ $(STAMP): $(PY) pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLU
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,dev]' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
-# The demo's CLIP, anchor and CLAP sound tower, pretrained again from scratch on a synthetic
-# world of their own (about 24 minutes; recipes/world/pretrain.yaml, pretrain-clap.yaml):
-# rewrites geobind/recipes/world/weights/, which the demo imports (CLIP) and starts its anchor
-# and audio stages from.
+# The demo's CLAP sound tower, CLIP, anchor and the sound tower aligned to that anchor,
+# pretrained again from scratch on a synthetic world of their own (about 29 minutes;
+# recipes/world/pretrain-clap.yaml, then pretrain.yaml, whose audio stage starts from CLAP's
+# tower): rewrites geobind/recipes/world/weights/, which the demo imports (CLIP) and starts its
+# anchor and audio stages from.
 pretrain: $(STAMP)
 	$(VENV)/bin/geobind world make --out geobind-pretrain/world --places 30000 --seed 2 --sounds
-	$(VENV)/bin/geobind train world/pretrain --space geobind-pretrain/space \
-		data_dir=geobind-pretrain/world
-	$(PY) -m geobind.train.pretrained geobind-pretrain/space
 	$(VENV)/bin/geobind train world/pretrain-clap --space geobind-pretrain/clap \
 		data_dir=geobind-pretrain/world
 	$(PY) -m geobind.train.pretrained geobind-pretrain/clap
+	$(VENV)/bin/geobind train world/pretrain --space geobind-pretrain/space \
+		data_dir=geobind-pretrain/world
+	$(PY) -m geobind.train.pretrained geobind-pretrain/space
 
 bench: $(STAMP)
 	$(PY) benchmarks/cli_startup.py
