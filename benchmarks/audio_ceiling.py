@@ -34,68 +34,30 @@ real data the band-energy lines are the ones to measure.
 
 from __future__ import annotations
 
-import argparse
-import os
 from pathlib import Path
 
 import numpy as np
-from readers import infonce_reader, recall, ridge_reader
+from readers import SPLITS, infonce_reader, open_places, recall, ridge_reader
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="geobind-demo/space")
-    parser.add_argument("--world", default="geobind-demo/world")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
-    from geobind.data.pairs import open_pairs, read_inputs
-    from geobind.data.reader import split_rows
+    places = open_places("audio_ceiling", __doc__)  # first: it keeps the hub offline
     from geobind.eval.floor import transform_rows
     from geobind.plugins import get_registry
-    from geobind.space import load_space
 
-    audio, heldout = Path(args.world, "audio.lance"), Path(args.world, "heldout.lance")
-    if (
-        not audio.is_dir()
-        or not heldout.is_dir()
-        or not Path(args.space, "manifest.json").is_file()
-    ):
-        raise SystemExit(
-            f"audio_ceiling: need a synthetic world ({audio} and {heldout}) and a space "
-            f"({args.space}); run `make demo` first or pass --world and --space"
-        )
-    space = load_space(args.space)
+    space, ds, ho = places.space, places.sets["train"], places.sets["held"]
     if "audio" not in space.modalities:
-        raise SystemExit(f"audio_ceiling: the space {args.space} holds no audio encoder yet")
-    ds, ho = open_pairs(audio), open_pairs(heldout)
-    train, val = split_rows(ds, "train"), split_rows(ds, "val")
-    held = list(range(ho.count_rows()))
+        raise SystemExit(f"audio_ceiling: the space {space.path} holds no audio encoder yet")
+    train, val, held = (places.rows[k] for k in SPLITS)
 
-    def unit(x: torch.Tensor) -> np.ndarray:
-        return torch.nn.functional.normalize(x.float(), dim=1).numpy()
-
-    def tiles(d, rows):
-        return unit(space.embed("satellite", list(read_inputs(d, "satellite", rows)), 256))
-
-    def cover(d, rows):
-        return np.stack(d.take(rows, columns=["landcover"]).column("landcover").to_pylist())
-
-    sources = _traced_sources(Path(args.world))
-    anchor = {"train": tiles(ds, train), "val": tiles(ds, val), "held": tiles(ho, held)}
+    sources = _traced_sources(places.world)
+    anchor = places.anchor()
     # each split's clips read once: for the band energies, the replay and the learned encoder
-    clips = {
-        "train": read_inputs(ds, "audio", train),
-        "val": read_inputs(ds, "audio", val),
-        "held": read_inputs(ho, "audio", held),
-    }
+    clips = {k: places.read(k, "audio") for k in SPLITS}
     sounds = get_registry().modality("audio").features().fit(clips["train"][:3000])
     inputs = {
         "land-cover fractions (an oracle sound encoder)": {
-            "train": cover(ds, train),
-            "val": cover(ds, val),
-            "held": cover(ho, held),
+            k: places.column(k, "landcover") for k in SPLITS
         },
         "each clip's sources (an oracle that took it apart)": {
             "train": sources(ds, train, clips["train"]),
@@ -107,13 +69,13 @@ def main() -> None:
         },
     }
 
-    learned = unit(space.embed("audio", clips["held"], 256))
+    learned = places.unit(space.embed("audio", clips["held"], 256))
     print(f"R@10 on {len(held)} held-out places (chance {1000 / len(held):.1f}%)")
     print(f"{'sound side, onto the anchor':58s} {'audio->sat':>10s} {'sat->audio':>10s}  chosen")
     _readers(inputs, anchor, learned)
 
     # audio -> text is never trained: how far would a sound encoder trained on that pair go?
-    text = _caption_embeddings(space, Path(args.world, "captions.lance"), ds, train, val, ho)
+    text = _caption_embeddings(space, places.world / "captions.lance", ds, train, val, ho)
     if text is None:
         print("(no captions.lance of the same places: audio -> text not measured)")
         return

@@ -23,12 +23,8 @@ Run it on two spaces to see what a change of anchor does to what locations can r
 
 from __future__ import annotations
 
-import argparse
-import os
-from pathlib import Path
-
 import numpy as np
-from readers import recall, ridge_reader
+from readers import SPLITS, open_places, recall, ridge_reader
 
 
 def unit_vectors(latlon: np.ndarray) -> np.ndarray:
@@ -61,52 +57,11 @@ def neighbours_reader(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="geobind-demo/space")
-    parser.add_argument("--world", default="geobind-demo/world")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
-    from geobind.data.pairs import open_pairs, read_inputs
-    from geobind.data.reader import split_rows
-    from geobind.space import load_space
-
-    pairs, heldout = Path(args.world, "audio.lance"), Path(args.world, "heldout.lance")
-    if (
-        not pairs.is_dir()
-        or not heldout.is_dir()
-        or not Path(args.space, "manifest.json").is_file()
-    ):
-        raise SystemExit(
-            f"location_ceiling: need a synthetic world ({pairs} and {heldout}) and a space "
-            f"({args.space}); run `make demo` first or pass --world and --space"
-        )
-    space = load_space(args.space)
-    ds, ho = open_pairs(pairs), open_pairs(heldout)
-    rows = {"train": split_rows(ds, "train"), "val": split_rows(ds, "val")}
-    held = list(range(ho.count_rows()))
-
-    def unit(x: torch.Tensor) -> np.ndarray:
-        return torch.nn.functional.normalize(x.float(), dim=1).numpy()
-
-    def column(d, r, names):
-        t = d.take(r, columns=list(names))
-        return np.stack([np.asarray(t.column(n).to_pylist(), dtype=np.float64) for n in names], 1)
-
-    sources = {"train": ds, "val": ds, "held": ho}
-    index = {"train": rows["train"], "val": rows["val"], "held": held}
-    anchor = {
-        k: unit(space.embed("satellite", list(read_inputs(sources[k], "satellite", index[k])), 256))
-        for k in index
-    }
-    latlon = {k: column(sources[k], index[k], ("lat", "lon")) for k in index}
-    cover = {
-        k: np.stack(
-            sources[k].take(index[k], columns=["landcover"]).column("landcover").to_pylist()
-        )
-        for k in index
-    }
+    places = open_places("location_ceiling", __doc__)
+    space = places.space
+    anchor = places.anchor()
+    latlon = {k: np.stack([places.column(k, "lat"), places.column(k, "lon")], 1) for k in SPLITS}
+    cover = {k: places.column(k, "landcover") for k in SPLITS}
 
     def score(q: np.ndarray, g: np.ndarray) -> float:
         return sum(recall(q, g))
@@ -115,6 +70,7 @@ def main() -> None:
         there, back = recall(q, anchor["held"])
         print(f"{name:58s} {there:9.1f}% {back:9.1f}%  {chosen}")
 
+    held = places.rows["held"]
     print(f"R@10 on {len(held)} held-out places (chance {1000 / len(held):.1f}%)")
     print(f"{'location side, onto the anchor':58s} {'loc->sat':>10s} {'sat->loc':>10s}  chosen")
     points = {k: unit_vectors(v) for k, v in latlon.items()}
@@ -127,7 +83,7 @@ def main() -> None:
         values = [tuple(p) for p in latlon["held"]]
         show(
             "the space's learned location encoder (no map)",
-            unit(space.embed("location", values, 256)),
+            places.unit(space.embed("location", values, 256)),
         )
     else:
         print("(the space holds no location encoder: the learned row is left out)")

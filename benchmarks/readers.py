@@ -1,18 +1,98 @@
-"""Readers the ceiling benchmarks fit from one side's features onto the frozen anchor.
+"""Readers the ceiling benchmarks fit from one side's features onto the frozen anchor, and the
+places they read.
 
-Each takes ``x`` and ``anchor``, dicts of ``train``, ``val`` and ``held`` rows (features, and
-the anchor's unit embeddings of the same places' tiles), fits on ``train``, picks its setting
-or epoch by ``score(prediction, anchor)`` on ``val`` (higher is better), and returns its
-prediction for ``held`` with what it chose.
+Each reader takes ``x`` and ``anchor``, dicts of ``train``, ``val`` and ``held`` rows (features,
+and the anchor's unit embeddings of the same places' tiles), fits on ``train``, picks its
+setting or epoch by ``score(prediction, anchor)`` on ``val`` (higher is better), and returns its
+prediction for ``held`` with what it chose. :func:`open_places` reads the command line they
+share (``--space``, ``--world``) and the rows they split.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 Score = Callable[[np.ndarray, np.ndarray], float]
+
+#: The splits every reader fits, chooses and is measured on.
+SPLITS = ("train", "val", "held")
+
+
+@dataclass
+class Places:
+    """A space and the audio stage's pairs of its synthetic world, by split: the training and
+    validation rows of ``audio.lance`` and every held-out place of ``heldout.lance``."""
+
+    space: Any
+    world: Path
+    sets: dict[str, Any]
+    rows: dict[str, list[int]]
+
+    def unit(self, x: Any) -> np.ndarray:
+        """Rows of a tensor made unit length, as numpy."""
+        import torch
+
+        return torch.nn.functional.normalize(x.float(), dim=1).numpy()
+
+    def read(self, split: str, inputs: str) -> list:
+        """``inputs``' raw values of ``split``'s rows."""
+        from geobind.data.pairs import read_inputs
+
+        return list(read_inputs(self.sets[split], inputs, self.rows[split]))
+
+    def column(self, split: str, name: str) -> np.ndarray:
+        """A numeric column (or a column of lists: ``landcover``) of ``split``'s rows."""
+        values = self.sets[split].take(self.rows[split], columns=[name]).column(name)
+        return np.asarray(values.to_pylist(), dtype=np.float64)
+
+    def anchor(self) -> dict[str, np.ndarray]:
+        """The anchor's unit embeddings of every split's tiles."""
+        return {
+            k: self.unit(self.space.embed("satellite", self.read(k, "satellite"), 256))
+            for k in SPLITS
+        }
+
+
+def open_places(name: str, doc: str | None) -> Places:
+    """Read ``--space`` and ``--world`` (the demo's by default) from the command line, check
+    that they are there (or exit naming what is missing), and open them."""
+    parser = argparse.ArgumentParser(description=(doc or name).splitlines()[0])
+    parser.add_argument("--space", default="geobind-demo/space")
+    parser.add_argument("--world", default="geobind-demo/world")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from geobind.data.pairs import open_pairs
+    from geobind.data.reader import split_rows
+    from geobind.space import load_space
+
+    pairs, heldout = Path(args.world, "audio.lance"), Path(args.world, "heldout.lance")
+    if (
+        not pairs.is_dir()
+        or not heldout.is_dir()
+        or not Path(args.space, "manifest.json").is_file()
+    ):
+        raise SystemExit(
+            f"{name}: need a synthetic world ({pairs} and {heldout}) and a space "
+            f"({args.space}); run `make demo` first or pass --world and --space"
+        )
+    ds, ho = open_pairs(pairs), open_pairs(heldout)
+    return Places(
+        space=load_space(args.space),
+        world=Path(args.world),
+        sets={"train": ds, "val": ds, "held": ho},
+        rows={
+            "train": split_rows(ds, "train"),
+            "val": split_rows(ds, "val"),
+            "held": list(range(ho.count_rows())),
+        },
+    )
 
 
 def fourier(x: np.ndarray, scale: float, dims: int = 1024, seed: int = 0) -> np.ndarray:
