@@ -20,7 +20,7 @@ from geobind.encoders.encoder import build_encoder
 from geobind.encoders.weights import read_state_dict, sha256_hex
 from geobind.errors import GeobindError
 from geobind.space import load_space
-from geobind.testing import TINY_AUDIO, train_tiny_space
+from geobind.testing import TINY_AUDIO, train_tiny_space, train_tiny_stage
 from geobind.train import load_recipe
 from geobind.train import train as train_recipe
 from geobind.train.pretrained import (
@@ -129,27 +129,43 @@ def test_the_shipped_towers_are_what_world_pretrain_trained_and_world_clip_impor
         assert trained.items() >= {k: v for k, v in side.config.items() if k != "augment"}.items()
 
 
+def wrote_the_tower(space_path, out, modality, name, record, shipped, values):
+    """The export wrote ``modality``'s tower of the space at ``space_path`` to ``out/name`` as
+    it is, and ``record`` beside it as ``shipped`` reads it back (its checksum, the space's
+    config, the stage's recipe without its data); the tower loads as a stage loads a student's
+    weights and embeds ``values`` as the space does. Returns the record as saved."""
+    space = load_space(space_path)
+    tower_file = out / name
+    assert tower_file.read_bytes() == space.weights_path(modality).read_bytes()
+    saved = json.loads((out / f"{name.split('-')[0]}.json").read_text())
+    assert saved == shipped(out) == json.loads(json.dumps(record, sort_keys=True))
+    tower = saved["towers"][modality]
+    assert tower["sha256"] == sha256_hex(tower_file.read_bytes())
+    assert tower["config"] == space.entry(modality).config
+    assert "data" not in saved["recipe"]
+    encoder = build_encoder(modality, tower["config"], weights=str(tower_file))
+    assert torch.equal(encoder.embed(values), space.embed(modality, values))
+    return saved
+
+
 def test_the_anchor_export_writes_the_satellite_tower_the_clip_stage_was_followed_by(
     clip_space, capsys
 ):
     space_path, root, _ = clip_space
     records = export(space_path, root / "both")  # CLIP's towers and the anchor after them
     assert list(records) == ["clip", "anchor"]
-    space = load_space(space_path)
-    shipped = root / "both" / ANCHOR_FILES["satellite"]
-    assert shipped.read_bytes() == space.weights_path("satellite").read_bytes()
-    saved = json.loads((root / "both" / "anchor.json").read_text())
-    record = records["anchor"]
-    assert saved == shipped_anchor(root / "both") == json.loads(json.dumps(record, sort_keys=True))
-    tower = saved["towers"]["satellite"]
-    assert tower["sha256"] == sha256_hex(shipped.read_bytes())
-    assert tower["config"] == space.entry("satellite").config
-    assert saved["recipe"]["student"]["modality"] == "satellite" and "data" not in saved["recipe"]
-    assert saved["world"] == records["clip"]["world"]  # the same world as the towers before it
-    # the tower loads as a stage loads a student's weights, and embeds as the space does
-    encoder = build_encoder("satellite", tower["config"], weights=str(shipped))
     tiles = read_values(open_pairs(root / "world" / "ground.lance"), "satellite", range(4))
-    assert torch.equal(encoder.embed(tiles), space.embed("satellite", tiles))
+    saved = wrote_the_tower(
+        space_path,
+        root / "both",
+        "satellite",
+        ANCHOR_FILES["satellite"],
+        records["anchor"],
+        shipped_anchor,
+        tiles,
+    )
+    assert saved["recipe"]["student"]["modality"] == "satellite"
+    assert saved["world"] == records["clip"]["world"]  # the same world as the towers before it
     # from the command line: a line for each export
     assert main([str(space_path), str(root / "again")]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -249,23 +265,14 @@ def test_the_clap_export_writes_the_sound_tower_and_its_record(clap_space, capsy
     space_path, root = clap_space
     records = export(space_path, root / "out")  # a space with sounds and no ground tower
     assert list(records) == ["clap"] and not (root / "out" / "clip.json").exists()
-    record = records["clap"]
-    space = load_space(space_path)
-    shipped = root / "out" / CLAP_FILES["audio"]
-    assert shipped.read_bytes() == space.weights_path("audio").read_bytes()
-    saved = json.loads((root / "out" / "clap.json").read_text())
-    assert saved == shipped_clap(root / "out") == json.loads(json.dumps(record, sort_keys=True))
-    tower = saved["towers"]["audio"]
-    assert tower["sha256"] == sha256_hex(shipped.read_bytes())
-    assert tower["config"] == space.entry("audio").config
-    assert saved["recipe"]["student"]["modality"] == "audio" and "data" not in saved["recipe"]
+    clips = read_values(open_pairs(root / "world" / "sounds.lance"), "audio", range(4))
+    saved = wrote_the_tower(
+        space_path, root / "out", "audio", CLAP_FILES["audio"], records["clap"], shipped_clap, clips
+    )
+    assert saved["recipe"]["student"]["modality"] == "audio"
     options = saved["world"]["options"]
     assert options["seed"] == 3 and options["sounds"] is True and "out" not in options
     assert sounds_fingerprint(pretraining_world(saved)) == saved["world"]["fingerprint"]
-    # the tower loads as the demo's audio stage loads a student's weights
-    encoder = build_encoder("audio", tower["config"], weights=str(shipped))
-    clips = read_values(open_pairs(root / "world" / "sounds.lance"), "audio", range(4))
-    assert torch.equal(encoder.embed(clips), space.embed("audio", clips))
     # and from the command line, one line says what it wrote
     assert main([str(space_path), str(root / "again")]) == 0
     assert "clap-audio.safetensors and clap.json" in capsys.readouterr().out
@@ -298,33 +305,15 @@ def test_the_shipped_sound_tower_is_what_world_pretrain_clap_trained_and_world_a
     assert tower["config"].items() >= audio.student.config.items()
 
 
-TINY_ANCHORED = """
-space: {space}
-stages:
-  audio:
-    data: {data}
-    student: {{modality: audio, config: {audio}}}
-    teacher: {{modality: satellite, weights: space}}
-    negatives: bank
-    batch_size: 8
-    max_steps: 2
-"""
-
-
 @pytest.fixture(scope="module")
 def anchored_space(clip_space, tmp_path_factory):
-    """The CLIP space's copy with a sound tower aligned to its anchor, as `world/pretrain`'s
-    audio stage aligns CLAP's."""
+    """The CLIP space's copy with a sound tower aligned to its anchor (the geobind-audio
+    plugin's own stage, a few steps), as `world/pretrain`'s audio stage aligns CLAP's."""
     space_path, root, _ = clip_space
     here = tmp_path_factory.mktemp("anchored")
     shutil.copytree(space_path, here / "space")
-    recipe = here / "audio.yaml"
-    recipe.write_text(
-        TINY_ANCHORED.format(
-            space=here / "space", data=root / "world" / "audio.lance", audio=TINY_AUDIO
-        )
-    )
-    train_recipe(load_recipe(recipe), say=lambda line: None)
+    config = f"student.config={TINY_AUDIO}"
+    train_tiny_stage("audio", here / "space", root / "world" / "audio.lance", 2, [config])
     return here / "space", root
 
 
@@ -333,25 +322,14 @@ def test_the_export_writes_the_sound_tower_aligned_to_the_anchor_after_it(anchor
     out = space_path.parent / "out"
     records = export(space_path, out)
     assert list(records) == ["clip", "anchor", "anchored"]
-    space = load_space(space_path)
-    shipped = out / ANCHORED_FILES["audio"]
-    assert shipped.read_bytes() == space.weights_path("audio").read_bytes()
-    saved = json.loads((out / "anchored.json").read_text())
-    assert (
-        saved
-        == shipped_anchored(out)
-        == json.loads(json.dumps(records["anchored"], sort_keys=True))
+    clips = read_values(open_pairs(root / "world" / "audio.lance"), "audio", range(4))
+    name = ANCHORED_FILES["audio"]
+    saved = wrote_the_tower(
+        space_path, out, "audio", name, records["anchored"], shipped_anchored, clips
     )
-    tower = saved["towers"]["audio"]
-    assert tower["sha256"] == sha256_hex(shipped.read_bytes())
-    assert tower["config"] == space.entry("audio").config
     assert saved["recipe"]["teacher"]["modality"] == "satellite"  # against the anchor
     assert saved["world"]["options"] == records["anchor"]["world"]["options"]
     assert sounds_fingerprint(pretraining_world(saved)) == saved["world"]["fingerprint"]
-    # the tower loads as a stage loads a student's weights, and embeds as the space does
-    encoder = build_encoder("audio", tower["config"], weights=str(shipped))
-    clips = read_values(open_pairs(root / "world" / "audio.lance"), "audio", range(4))
-    assert torch.equal(encoder.embed(clips), space.embed("audio", clips))
     # from the command line: a line for each of the three exports
     assert main([str(space_path), str(space_path.parent / "again")]) == 0
     lines = capsys.readouterr().out.splitlines()
