@@ -277,6 +277,38 @@ def test_captions_mention_the_dominant_cover(places: list):
     assert len({p.caption for p in places}) > len(places) // 2  # varied wording
 
 
+def test_captions_seldom_say_when_in_daylight_and_often_in_the_dark():
+    # real captions (COCO, Flickr8k) name the hour or weather of an ordinary daylight scene in a
+    # few percent of cases and a night or rain scene far more often; the world's captions do
+    # the same, and where they say when, they say the picture's own hour or weather
+    from geobind.world.caption import _TIME, _TIME_NOUN, _WEATHER, _WEATHER_ADJ, write_caption
+
+    frac = np.zeros(len(LAND_COVERS))
+    frac[LAND_COVERS.index("forest")] = 1.0
+    rng = np.random.default_rng(0)
+
+    def when(cond: Conditions) -> list[str]:
+        adjectives = (*_WEATHER_ADJ[cond.weather], "clear")
+        return [
+            *_TIME[cond.time_of_day],
+            *_WEATHER[cond.weather],
+            *(f" {a} {_TIME_NOUN[cond.time_of_day]}" for a in adjectives),
+        ]
+
+    def share_naming(cond: Conditions, other: Conditions) -> float:
+        named = 0
+        for _ in range(2000):
+            text = write_caption(frac, None, cond, 0.0, rng)
+            assert not any(p in text for p in when(other) if p not in when(cond)), text
+            named += any(p in text for p in when(cond)) or text.endswith("under the stars")
+        return named / 2000
+
+    midday = Conditions("midday", "cloudy", 0.0, -20.0)
+    night = Conditions("night", "rain", 0.0, -20.0)
+    assert 0.02 < share_naming(midday, night) < 0.08
+    assert 0.55 < share_naming(night, midday) < 0.75
+
+
 def test_class_words_are_words_the_captions_use():
     # zero-shot prompts are built from the class words, and a text tower trained on the
     # captions knows only the words they use: each class word must be one, as a whole word
