@@ -578,3 +578,40 @@ def test_a_place_says_what_its_clip_holds(world: World, places: list):
     clip = world.sound.render(p.fractions, _sea_share(world, p), p.heard, sound_rng, trace=trace)
     y, _ = sf.read(io.BytesIO(p.audio), dtype="float32")
     assert np.abs(y - clip).max() < 2e-4 and trace == p.sources  # 16-bit quantisation
+
+
+def test_caption_when_counts_what_real_captions_say(tmp_path, capsys):
+    # benchmarks/caption_when.py measured the rates the world's captions follow; on captions
+    # whose answer is known it counts only outdoor scenes, and tells dark or wet from fair
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "caption_when", Path(__file__).parents[1] / "benchmarks" / "caption_when.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    said = [
+        "A city street at night with stop lights.",  # outdoor, dark
+        "Children play on a sunny beach.",  # outdoor, fair
+        "Cows grazing in a green field.",  # outdoor, says nothing of when
+        "A dirt road through the woods.",  # outdoor, says nothing of when
+        "A cat asleep on a sofa at night.",  # not outdoor
+    ]
+    coco = tmp_path / "captions_val2014.json"
+    coco.write_text(json.dumps({"annotations": [{"caption": c} for c in said]}))
+    flickr = tmp_path / "Flickr8k.token.txt"
+    flickr.write_text("".join(f"img{i}.jpg#0\t{c}\n" for i, c in enumerate(said)))
+    for path in (coco, flickr):
+        assert bench.shares(bench.read_captions(path)) == (4, 0.5, 0.25)
+    bench.main([str(coco)])
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row == ["captions_val2014.json", "5", "4", "50.0%", "25.0%"]
+    bad = tmp_path / "other.json"
+    bad.write_text("{}")
+    with pytest.raises(SystemExit, match="other.json is not a COCO captions file"):
+        bench.main([str(bad)])
+    with pytest.raises(SystemExit, match="missing.txt not found"):
+        bench.main([str(tmp_path / "missing.txt")])

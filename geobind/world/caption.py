@@ -144,8 +144,8 @@ _WEATHER_ADJ = {
 }
 
 #: How often a caption says when its picture was taken. Captions say what is in a picture and
-#: seldom when: of the COCO captions (val2014: 24,019 captions of 4,800 pictures) that name an
-#: outdoor scene (4,732; a street, a beach, fields, a lake...), 4.5% name the time of day or the
+#: seldom when: of 24,019 COCO captions (4,800 pictures of val2014) those that name an outdoor
+#: scene (4,732; a street, a beach, fields, a lake...), 4.5% name the time of day or the
 #: weather, and 2.1% daylight or fair weather ("during the day", "sunny", "cloudy"); of
 #: Flickr8k's 40,460 (8,706 outdoor) 3.1% and 1.1%. Most of the rest say "at night", "at
 #: sunset" or "in the rain", where the light is what the picture shows. So a caption names the
@@ -153,7 +153,7 @@ _WEATHER_ADJ = {
 #: twenty, and those of dawn, dusk, night, rain or fog two times in three, as before. At two in
 #: three for every picture (the world before), the ground tower learned the hour and the
 #: weather first, and a place's panoramas from two visits found each other at 20%
-#: (BENCHMARKS.md).
+#: (BENCHMARKS.md). `benchmarks/caption_when.py` counts them.
 _SAY_WHEN_FAIR = 0.05
 _SAY_WHEN_SALIENT = 0.65
 _FAIR_HOURS = ("morning", "midday", "afternoon")
