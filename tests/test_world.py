@@ -23,6 +23,7 @@ from geobind.world import (
 )
 
 WATER, SAND, URBAN, ROAD = (LAND_COVERS.index(c) for c in ("water", "sand", "urban", "road"))
+FOREST = LAND_COVERS.index("forest")
 
 
 def small(**kw) -> WorldConfig:
@@ -235,21 +236,48 @@ def test_pictures_and_sounds_are_separate_visits(world: World):
     p, k = ps[7], 7
     rng = np.random.default_rng([world.config.seed, 0x91AC, k])
     _, sound_rng, _ = rng.spawn(3)
-    clip = world.sound.render(p.fractions, _sea_share(world, p), p.heard, sound_rng)
+    clip = _replay(world, p, sound_rng)
     y, _ = sf.read(io.BytesIO(p.audio), dtype="float32")
     assert np.abs(y - clip).max() < 2e-4  # 16-bit quantisation
 
 
-def _sea_share(world: World, p) -> float:
+def _replay(world: World, p, sound_rng, trace: dict | None = None) -> np.ndarray:
+    """The place's clip rendered again from what the recorder hears there."""
+    far, near, sea_share = world.heard_cover(p.lat, p.lon)
+    return world.sound.render(far, sea_share, p.heard, sound_rng, trace=trace, near=near)
+
+
+def test_a_recorder_hears_its_surroundings_most(world: World):
+    """Sound falls off with distance: the land cover heard at a place weighs the recorder's
+    surroundings most, birds' (near) more than loud sources' (far), and a point's own cover
+    more than the tile's fractions do; it sums to one, as fractions do."""
     T = world.config.tile_size
+    gains = []
+    for i in range(60):
+        p = world.place(i, modalities=())
+        far, near, sea = world.heard_cover(p.lat, p.lon)
+        assert far.shape == near.shape == p.fractions.shape
+        assert np.isclose(far.sum(), 1.0, atol=1e-5) and np.isclose(near.sum(), 1.0, atol=1e-5)
+        assert 0.0 <= sea <= 1.0
+        x, y = world.latlon_to_pixel(p.lat, p.lon)
+        own = int(world.terrain.labels[int(y), int(x)])
+        gains.append((p.fractions[own], far[own], near[own]))
+    tile, far_own, near_own = np.array(gains).T
+    # the cover under the recorder: heard far more than the tile holds it, near more still
+    assert np.mean(far_own) > np.mean(tile) + 0.05
+    assert np.mean(near_own) > np.mean(far_own) + 0.02 and np.mean(near_own >= far_own) > 0.9
+    # on a tile split in two, the recorder hears its own half mostly
+    p = world.place(3, modalities=())
     x0, y0 = world._window(p.lat, p.lon)
-    labels = world.terrain.labels[y0 : y0 + T, x0 : x0 + T]
-    water = labels == WATER
-    return (
-        float((world.terrain.aux[y0 : y0 + T, x0 : x0 + T][water] == 0).mean())
-        if water.any()
-        else 0.0
-    )
+    saved = world.terrain.labels[y0 : y0 + T, x0 : x0 + T].copy()
+    try:
+        world.terrain.labels[y0 : y0 + T, x0 : x0 + T] = FOREST
+        x, _ = world.latlon_to_pixel(p.lat, p.lon)
+        world.terrain.labels[y0 : y0 + T, int(x) + 2 : x0 + T] = URBAN  # east of the recorder
+        far, near, _ = world.heard_cover(p.lat, p.lon)
+    finally:
+        world.terrain.labels[y0 : y0 + T, x0 : x0 + T] = saved
+    assert near[FOREST] > far[FOREST] > 0.5 and far[URBAN] > near[URBAN] > 0.0
 
 
 def test_a_place_seen_under_given_conditions(world: World):
@@ -575,7 +603,7 @@ def test_a_place_says_what_its_clip_holds(world: World, places: list):
     # replayed by hand from the place's own sound stream: the same clip, the same trace
     _, sound_rng, _ = np.random.default_rng([world.config.seed, 0x91AC, 5]).spawn(3)
     trace: dict[str, float] = {}
-    clip = world.sound.render(p.fractions, _sea_share(world, p), p.heard, sound_rng, trace=trace)
+    clip = _replay(world, p, sound_rng, trace)
     y, _ = sf.read(io.BytesIO(p.audio), dtype="float32")
     assert np.abs(y - clip).max() < 2e-4 and trace == p.sources  # 16-bit quantisation
 

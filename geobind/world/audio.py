@@ -26,6 +26,9 @@ from geobind.world.attributes import Conditions
 __all__ = ["SoundBank", "describe_sound", "encode_audio", "WAVE_BAND_HZ"]
 
 _F = np.float32
+#: how much a source's loudness varies from one recording to the next (the spread of its log
+#: amplitude: 0.45 is about +-4 dB): a busy or quiet hour on the road, strong or weak surf
+LOUDNESS_SPREAD = 0.45
 #: where the surf of waves puts most of its energy (used by tests and checks)
 WAVE_BAND_HZ = (150.0, 1200.0)
 
@@ -328,8 +331,14 @@ class SoundBank:
         cond: Conditions,
         rng: np.random.Generator,
         trace: dict[str, float] | None = None,
+        near: np.ndarray | None = None,
     ) -> np.ndarray:
         """One clip (float32 in [-1, 1]) for land-cover ``fractions`` under ``cond``.
+
+        :param fractions: the land cover that loud sources (surf, wind, traffic, the murmur of
+            a town) carry from (``World.heard_cover``'s ``far``).
+        :param near: the land cover that birds, frogs and insects carry from (its ``near``);
+            None: ``fractions``.
 
         :param trace: if given, filled with what went into the clip, source by source: the
             level of each continuous source (its gain times its random loudness) and the number
@@ -348,7 +357,7 @@ class SoundBank:
         y = np.zeros(n, _F)
 
         def loud() -> float:  # random loudness of a source, about +-4 dB
-            return float(np.exp(0.45 * rng.standard_normal()))
+            return float(np.exp(LOUDNESS_SPREAD * rng.standard_normal()))
 
         def source(name: str, level: float) -> float:
             note(name, level)
@@ -398,6 +407,8 @@ class SoundBank:
                 self._events(y, self.horns, horns, rng, 0.1, 0.25)
         # birds and frogs: each habitat's own species, as many calls as the habitat's share of
         # the place and the hour allow; one or two individuals of a species sing in one clip
+        if near is not None:  # animals heard from nearer than loud sources carry
+            water, sand, grass, farm, forest, urban = (float(x) for x in near[:6])
         shore = (0.4 * sand + 0.3 * water * sea_share) if coast else 0.0
         fresh = np.sqrt(water) * (1.0 - sea_share) if coast else 0.0
         habitat = {

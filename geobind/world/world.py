@@ -7,6 +7,7 @@ import io
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,6 +24,26 @@ __all__ = ["MODALITIES", "Place", "World", "generate"]
 
 #: What a place can record besides its satellite tile, which is always cut.
 MODALITIES = ("ground", "audio", "caption")
+#: How far sound carries, in mosaic pixels (about 41 m each at the default size): the distance
+#: over which ground, vegetation and air take away a further 1/e of it, beyond spherical
+#: spreading (:meth:`World.heard_cover`). Surf, traffic and wind carry about 500 m ...
+REACH_FAR_PX = 24.0
+#: ... birds, frogs and insects about 160 m.
+REACH_NEAR_PX = 8.0
+#: The nearest a patch of ground's sound comes to the recorder on average (one pixel, ~41 m):
+#: it keeps the recorder's own pixel from drowning out the rest.
+NEAREST_PX = 1.0
+
+
+class HeardCover(NamedTuple):
+    """Land-cover shares as heard at a place (:meth:`World.heard_cover`): ``far`` weighted by
+    how far loud sources carry, ``near`` by how far birds, frogs and insects do, and the sea's
+    share of the water heard far."""
+
+    far: np.ndarray
+    near: np.ndarray
+    sea_share: float
+
 
 _PLASTIC = 1.32471795724474602596  # R2 low-discrepancy sequence constant
 
@@ -154,6 +175,41 @@ class World:
             self.terrain.labels[y0 : y0 + T, x0 : x0 + T].ravel(), minlength=len(LAND_COVERS)
         )
         return (counts / counts.sum()).astype(np.float32)
+
+    def heard_cover(self, lat: float, lon: float) -> HeardCover:
+        """The land cover that a recorder standing at (lat, lon) hears, near and far: each
+        pixel of the tile weighted by how much of its sound reaches the recorder.
+
+        A patch of ground at distance ``r`` reaches the recorder with an intensity that falls as
+        ``1 / r**2`` (spherical spreading, 6 dB for each doubling of distance) and by
+        ``exp(-r / reach)`` for what ground, vegetation and air absorb on the way (the excess
+        attenuation of ISO 9613-2, a few dB per hundred metres over soft ground). A field
+        recording so hears mostly its own surroundings, as Radio Aporee's recordings, the
+        sounds SoundingEarth (Heidler et al., 2023) pairs with aerial tiles, do: a song sparrow
+        in the hedge beside the microphone, a road a hundred metres off, surf from a beach
+        half a kilometre away; the far side of a 2.6 km tile is seldom heard. Loud sources
+        (surf, traffic, wind in the open) carry farther (:data:`REACH_FAR_PX`) than birds,
+        frogs and insects (:data:`REACH_NEAR_PX`).
+        """
+        x, y = self.latlon_to_pixel(lat, lon)
+        x0, y0 = self._window(lat, lon)
+        T = self.config.tile_size
+        labels = self.terrain.labels[y0 : y0 + T, x0 : x0 + T]
+        # each pixel's distance from the recorder, in pixels (pixel i spans [i, i+1))
+        dx = np.arange(T) + x0 + 0.5 - x
+        dy = np.arange(T) + y0 + 0.5 - y
+        r = np.hypot(dx[None, :], dy[:, None])
+        water = labels == WATER
+        sea = water & (self.terrain.aux[y0 : y0 + T, x0 : x0 + T] == SEA)
+        out = []
+        for reach in (REACH_FAR_PX, REACH_NEAR_PX):
+            w = np.exp(-r / reach) / (r**2 + NEAREST_PX**2)
+            share = np.bincount(labels.ravel(), w.ravel(), minlength=len(LAND_COVERS))
+            out.append((share / share.sum()).astype(np.float32))
+        w = np.exp(-r / REACH_FAR_PX) / (r**2 + NEAREST_PX**2)
+        on_water = float(w[water].sum())
+        sea_share = float(w[sea].sum()) / on_water if on_water > 0 else 0.0
+        return HeardCover(out[0], out[1], sea_share)
 
     def mosaic_image(self):
         """The whole map as a PIL image (north up)."""
@@ -326,7 +382,8 @@ class World:
         audio = b""
         sources: dict[str, float] = {}
         if "audio" in wanted:  # the trace draws nothing: the clip is the same with or without
-            clip = self.sound.render(frac, sea_share, heard, sound_rng, trace=sources)
+            far, near, far_sea = self.heard_cover(lat, lon)
+            clip = self.sound.render(far, far_sea, heard, sound_rng, trace=sources, near=near)
             audio = encode_audio(clip, c.sample_rate, c.audio_format)
         caption = (
             write_caption(frac, view_frac, cond, sea_share, caption_rng)
