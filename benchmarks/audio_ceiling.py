@@ -9,9 +9,12 @@ embeddings (closed form; the feature scale and ridge chosen on the training set'
 rows; ``readers.py``), from three inputs on the audio stage's training pairs, and prints R@10
 of each on the held-out places, against the anchor's embeddings of their tiles:
 
-- the place's true land-cover fractions: an oracle sound encoder that heard the land cover
-  exactly; how far the anchor lets any sound go (the world's sounds depend on the land cover,
-  the hour and the weather, the last two invisible from above);
+- the place's true land-cover fractions: an oracle sound encoder that knew the tile's land
+  cover exactly; how far the anchor lets any sound go (the world's sounds depend on the land
+  cover around the recorder, the hour and the weather, the last two invisible from above);
+- the land cover as heard at the place (``World.heard_cover``: each pixel weighted by how much
+  of its sound reaches the recorder, far for loud sources and near for animals): an oracle
+  that heard exactly what the world's sounds follow, before the hour, the weather and chance;
 - what went into each clip, source by source (each continuous source's level, each species'
   number of calls, the cars and horns: ``SoundBank.render``'s trace, replayed from the world
   for the very clip stored): an oracle sound encoder that took every clip apart perfectly; how
@@ -51,6 +54,7 @@ def main() -> None:
     train, val, held = (places.rows[k] for k in SPLITS)
 
     sources = _traced_sources(places.world)
+    heard = _heard_cover(places.world)
     anchor = places.anchor()
     # each split's clips read once: for the band energies, the replay and the learned encoder
     clips = {k: places.read(k, "audio") for k in SPLITS}
@@ -58,6 +62,11 @@ def main() -> None:
     inputs = {
         "land-cover fractions (an oracle sound encoder)": {
             k: places.column(k, "landcover") for k in SPLITS
+        },
+        "land cover as heard at the place, far and near": {
+            "train": heard(ds, train),
+            "val": heard(ds, val),
+            "held": heard(ho, held),
         },
         "each clip's sources (an oracle that took it apart)": {
             "train": sources(ds, train, clips["train"]),
@@ -80,6 +89,7 @@ def main() -> None:
         print("(no captions.lance of the same places: audio -> text not measured)")
         return
     del inputs["land-cover fractions (an oracle sound encoder)"]
+    del inputs["land cover as heard at the place, far and near"]
     side = "sound side, onto the captions of its places"
     print(f"{side:58s} {'audio->text':>10s} {'text->audio':>10s}")
     _readers(inputs, text, learned)
@@ -127,6 +137,24 @@ def _caption_embeddings(space, captions: Path, ds, train: list, val: list, ho) -
         out[split] = embed([said[i] for i in ids])
     out["held"] = embed(read_values(ho, "text", range(ho.count_rows())))
     return out
+
+
+def _heard_cover(world_dir: Path):
+    """A function of (dataset, rows) -> the land cover heard at each row's place, far and near
+    side by side (``World.heard_cover``), from the world's map."""
+    from geobind.data.synthetic import open_world
+
+    world = open_world(world_dir)
+
+    def matrix(d, rows: list[int]) -> np.ndarray:
+        table = d.take(rows, columns=["lat", "lon"]).to_pydict()
+        out = []
+        for lat, lon in zip(table["lat"], table["lon"]):
+            far, near, sea_share = world.heard_cover(lat, lon)
+            out.append(np.concatenate([far, near, [sea_share]]))
+        return np.array(out, np.float64)
+
+    return matrix
 
 
 def _traced_sources(world_dir: Path):
