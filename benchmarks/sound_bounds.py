@@ -41,19 +41,20 @@ FIT_ROWS = 3000
 
 @contextlib.contextmanager
 def what_if(world, setting: dict) -> Iterator[None]:
-    """The world's sound under ``setting`` (keys: far, near, loudness, fair, clip_seconds)."""
+    """The world's sound under ``setting`` (keys: alike, loudness, fair, clip_seconds)."""
     import geobind.world.attributes as attributes
     import geobind.world.audio as audio
     import geobind.world.world as world_module
 
-    saved = (
-        world_module.REACH_FAR_PX,
-        world_module.REACH_NEAR_PX,
-        world_module.NEAREST_PX,
-        audio.LOUDNESS_SPREAD,
-        attributes.CAPTURES["any"],
-        world._sound,
-    )
+    knobs = [
+        (world_module, "REACH_FAR_PX"),
+        (world_module, "REACH_NEAR_PX"),
+        (world_module, "NEAREST_PX"),
+        (audio, "LOUDNESS_SPREAD"),
+        (world, "_sound"),
+    ]
+    saved = [getattr(owner, name) for owner, name in knobs]
+    capture = attributes.CAPTURES["any"]
     try:
         if setting.get("alike"):  # weights all alike: the tile's own fractions
             world_module.REACH_FAR_PX = world_module.REACH_NEAR_PX = 1e9
@@ -68,14 +69,9 @@ def what_if(world, setting: dict) -> Iterator[None]:
             world._sound = audio.SoundBank(c.sample_rate, n, c.seed)
         yield
     finally:
-        (
-            world_module.REACH_FAR_PX,
-            world_module.REACH_NEAR_PX,
-            world_module.NEAREST_PX,
-            audio.LOUDNESS_SPREAD,
-            attributes.CAPTURES["any"],
-            world._sound,
-        ) = saved
+        for (owner, name), value in zip(knobs, saved):
+            setattr(owner, name, value)
+        attributes.CAPTURES["any"] = capture
 
 
 SETTINGS: dict[str, dict] = {
