@@ -103,7 +103,12 @@ def main() -> None:
             parts.append(px[3 * h // 8 : 5 * h // 8, 3 * w // 8 : 5 * w // 8])
             return np.sqrt(np.concatenate([self._hist(p) for p in parts]))
 
-    world = open_world(places.world)
+    from geobind.errors import GeobindError
+
+    try:
+        world = open_world(places.world)
+    except GeobindError as exc:
+        raise SystemExit(f"sound_bounds: {exc}") from exc
     rows = places.rows
     # the floor's own sample of the training rows (as fit_space_floor draws it); the oracle
     # reads every training row, as audio_ceiling.py's does
