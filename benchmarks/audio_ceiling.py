@@ -53,8 +53,9 @@ def main() -> None:
         raise SystemExit(f"audio_ceiling: the space {space.path} holds no audio encoder yet")
     train, val, held = (places.rows[k] for k in SPLITS)
 
-    sources = _traced_sources(places.world)
-    heard = _heard_cover(places.world)
+    world = _open_world(places.world)
+    sources = _traced_sources(world, places.world)
+    heard = _heard_cover(world)
     anchor = places.anchor()
     # each split's clips read once: for the band energies, the replay and the learned encoder
     clips = {k: places.read(k, "audio") for k in SPLITS}
@@ -139,12 +140,21 @@ def _caption_embeddings(space, captions: Path, ds, train: list, val: list, ho) -
     return out
 
 
-def _heard_cover(world_dir: Path):
+def _open_world(world_dir: Path):
+    """The world that generated ``world_dir``, built again from its record (once: it renders
+    the whole map)."""
+    from geobind.data.synthetic import open_world
+    from geobind.errors import GeobindError
+
+    try:
+        return open_world(world_dir)
+    except GeobindError as exc:
+        raise SystemExit(f"audio_ceiling: {exc}") from exc
+
+
+def _heard_cover(world):
     """A function of (dataset, rows) -> the land cover heard at each row's place, far and near
     side by side (``World.heard_cover``), from the world's map."""
-    from geobind.data.synthetic import open_world
-
-    world = open_world(world_dir)
 
     def matrix(d, rows: list[int]) -> np.ndarray:
         table = d.take(rows, columns=["lat", "lon"]).to_pydict()
@@ -157,18 +167,11 @@ def _heard_cover(world_dir: Path):
     return matrix
 
 
-def _traced_sources(world_dir: Path):
+def _traced_sources(world, world_dir: Path):
     """A function of (dataset, rows, the rows' stored clips) -> each clip as what went into it:
     one column per source of the world's sounds (``Place.sources``, ``SoundBank.render``'s
-    trace), replayed from the world."""
-    from geobind.data.synthetic import open_world
-    from geobind.errors import GeobindError
+    trace), replayed from ``world`` (generated into ``world_dir``)."""
     from geobind.world.world import place_id
-
-    try:
-        world = open_world(world_dir)
-    except GeobindError as exc:
-        raise SystemExit(f"audio_ceiling: {exc}") from exc
 
     def rows_of(d, rows: list[int], stored: list[bytes]) -> list[dict]:
         ids = d.take(rows, columns=["id"]).column("id").to_pylist()

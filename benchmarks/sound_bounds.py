@@ -88,6 +88,7 @@ def main() -> None:
     places = open_places("sound_bounds", __doc__)  # first: it keeps the hub offline
     from geobind.data.synthetic import open_world
     from geobind.encoders.features import ColourHistogram, decode_image
+    from geobind.errors import GeobindError
     from geobind.eval.floor import fit_floor
     from geobind.eval.retrieval import ranks, recall_metrics
     from geobind.plugins import get_registry
@@ -102,8 +103,6 @@ def main() -> None:
             parts = [px, px[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]]
             parts.append(px[3 * h // 8 : 5 * h // 8, 3 * w // 8 : 5 * w // 8])
             return np.sqrt(np.concatenate([self._hist(p) for p in parts]))
-
-    from geobind.errors import GeobindError
 
     try:
         world = open_world(places.world)

@@ -26,9 +26,9 @@ __all__ = ["MODALITIES", "Place", "World", "generate"]
 MODALITIES = ("ground", "audio", "caption")
 #: How far sound carries, in mosaic pixels (about 41 m each at the default size): the distance
 #: over which ground, vegetation and air take away a further 1/e of it, beyond spherical
-#: spreading (:meth:`World.heard_cover`). Surf, traffic and wind carry about 500 m ...
+#: spreading (:meth:`World.heard_cover`). Surf, traffic and wind carry about 1 km ...
 REACH_FAR_PX = 24.0
-#: ... birds, frogs and insects about 160 m.
+#: ... birds, frogs and insects about 330 m.
 REACH_NEAR_PX = 8.0
 #: The nearest a patch of ground's sound comes to the recorder on average (one pixel, ~41 m):
 #: it keeps the recorder's own pixel from drowning out the rest.
@@ -201,15 +201,17 @@ class World:
         r = np.hypot(dx[None, :], dy[:, None])
         water = labels == WATER
         sea = water & (self.terrain.aux[y0 : y0 + T, x0 : x0 + T] == SEA)
-        out = []
-        for reach in (REACH_FAR_PX, REACH_NEAR_PX):
-            w = np.exp(-r / reach) / (r**2 + NEAREST_PX**2)
-            share = np.bincount(labels.ravel(), w.ravel(), minlength=len(LAND_COVERS))
-            out.append((share / share.sum()).astype(np.float32))
-        w = np.exp(-r / REACH_FAR_PX) / (r**2 + NEAREST_PX**2)
-        on_water = float(w[water].sum())
-        sea_share = float(w[sea].sum()) / on_water if on_water > 0 else 0.0
-        return HeardCover(out[0], out[1], sea_share)
+        far_w, near_w = (
+            np.exp(-r / reach) / (r**2 + NEAREST_PX**2) for reach in (REACH_FAR_PX, REACH_NEAR_PX)
+        )
+        far, near = (
+            np.bincount(labels.ravel(), w.ravel(), minlength=len(LAND_COVERS))
+            for w in (far_w, near_w)
+        )
+        far, near = ((v / v.sum()).astype(np.float32) for v in (far, near))
+        on_water = float(far_w[water].sum())  # the sea is heard as far as surf carries
+        sea_share = float(far_w[sea].sum()) / on_water if on_water > 0 else 0.0
+        return HeardCover(far, near, sea_share)
 
     def mosaic_image(self):
         """The whole map as a PIL image (north up)."""
