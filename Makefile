@@ -32,7 +32,7 @@ $(STAMP): $(PY) pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLU
 	touch $(STAMP)
 
 # The demo's CLAP sound tower, CLIP, anchor and the sound tower aligned to that anchor,
-# pretrained again from scratch on a synthetic world of their own (40-50 minutes;
+# pretrained again from scratch on a synthetic world of their own (about an hour;
 # recipes/world/pretrain-clap.yaml, then pretrain.yaml, whose audio stage starts from CLAP's
 # tower): rewrites geobind/recipes/world/weights/, which the demo imports (CLIP) and starts its
 # anchor and audio stages from.
