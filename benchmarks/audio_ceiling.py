@@ -40,7 +40,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from readers import SPLITS, infonce_reader, open_places, recall, ridge_reader
+from readers import (
+    SPLITS,
+    infonce_reader,
+    open_places,
+    recall,
+    ridge_reader,
+    source_matrix,
+    world_index,
+)
 
 
 def main() -> None:
@@ -171,16 +179,13 @@ def _traced_sources(world, world_dir: Path):
     """A function of (dataset, rows, the rows' stored clips) -> each clip as what went into it:
     one column per source of the world's sounds (``Place.sources``, ``SoundBank.render``'s
     trace), replayed from ``world`` (generated into ``world_dir``)."""
-    from geobind.world.world import place_id
 
     def rows_of(d, rows: list[int], stored: list[bytes]) -> list[dict]:
         ids = d.take(rows, columns=["id"]).column("id").to_pylist()
         out = []
-        for pid, blob in zip(ids, stored):
-            tail = pid.rsplit("-", 1)[-1]
-            index = int(tail) if tail.isdigit() else -1
-            if index < 0 or place_id(world.config.seed, index) != pid:
-                raise SystemExit(f"audio_ceiling: row {pid!r} is no place of the world {world_dir}")
+        for pid, index, blob in zip(
+            ids, world_index("audio_ceiling", world, world_dir, ids), stored
+        ):
             place = world.place(index, modalities=("audio",))
             # the replay must be the very clip the dataset holds, or the bound is about another
             if place.audio != blob:
@@ -198,8 +203,7 @@ def _traced_sources(world, world_dir: Path):
         got = rows_of(d, rows, stored)
         if not columns:  # fixed by the first (training) rows; later unseen sources are dropped
             columns.extend(sorted({k for t in got for k in t}))
-        x = np.array([[t.get(k, 0.0) for k in columns] for t in got], np.float64)
-        return np.log1p(10.0 * x)  # levels (0.01-1.4) and counts (0-30) on one footing
+        return source_matrix(got, columns)
 
     return matrix
 

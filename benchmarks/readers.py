@@ -95,6 +95,28 @@ def open_places(name: str, doc: str | None) -> Places:
     )
 
 
+def world_index(name: str, world: Any, world_dir: Path, ids: Sequence[str]) -> list[int]:
+    """Each row id's place index in ``world`` (generated into ``world_dir``); stops, naming the
+    row, at an id that is no place of it."""
+    from geobind.world.world import place_id
+
+    out = []
+    for pid in ids:
+        tail = pid.rsplit("-", 1)[-1]
+        index = int(tail) if tail.isdigit() else -1
+        if index < 0 or place_id(world.config.seed, index) != pid:
+            raise SystemExit(f"{name}: row {pid!r} is no place of the world {world_dir}")
+        out.append(index)
+    return out
+
+
+def source_matrix(traces: Sequence[dict], columns: Sequence[str]) -> np.ndarray:
+    """Clips as what went into them (``Place.sources``), one column per source: levels
+    (0.01-1.4) and counts (0-30) on one footing; a source not in ``columns`` is dropped."""
+    x = np.array([[t.get(k, 0.0) for k in columns] for t in traces], np.float64)
+    return np.log1p(10.0 * x)
+
+
 def fourier(x: np.ndarray, scale: float, dims: int = 1024, seed: int = 0) -> np.ndarray:
     """Random Fourier features of standardised rows (a Gaussian kernel of width 1/scale).
 

@@ -34,9 +34,7 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-from readers import open_places, recall, ridge_reader
-
-FIT_ROWS = 3000
+from readers import open_places, recall, ridge_reader, source_matrix, world_index
 
 
 @contextlib.contextmanager
@@ -89,10 +87,9 @@ def main() -> None:
     from geobind.data.synthetic import open_world
     from geobind.encoders.features import ColourHistogram, decode_image
     from geobind.errors import GeobindError
-    from geobind.eval.floor import fit_floor
+    from geobind.eval.floor import fit_floor, fit_sample
     from geobind.eval.retrieval import ranks, recall_metrics
     from geobind.plugins import get_registry
-    from geobind.world.world import place_id
 
     class CentreHistogram(ColourHistogram):
         """The floor's colour histograms of the whole tile, its middle half and middle quarter."""
@@ -109,17 +106,14 @@ def main() -> None:
     except GeobindError as exc:
         raise SystemExit(f"sound_bounds: {exc}") from exc
     rows = places.rows
-    # the floor's own sample of the training rows (as fit_space_floor draws it); the oracle
-    # reads every training row, as audio_ceiling.py's does
-    pick = np.random.default_rng(0).choice(len(rows["train"]), FIT_ROWS, replace=False)
-    sample = sorted(int(i) for i in pick)
+    # the floor's own sample of the training rows (fit_space_floor's); the oracle reads every
+    # training row, as audio_ceiling.py's does
+    sample = fit_sample(range(len(rows["train"])))
     splits = ("train", "val", "held")
     index = {}
     for k in splits:
         ids = places.sets[k].take(rows[k], columns=["id"]).column("id").to_pylist()
-        index[k] = [int(pid.rsplit("-", 1)[-1]) for pid in ids]
-        if any(place_id(world.config.seed, i) != pid for i, pid in zip(index[k], ids)):
-            raise SystemExit(f"sound_bounds: {places.world} holds rows of another world")
+        index[k] = world_index("sound_bounds", world, places.world, ids)
     keep: dict[str, set[int] | None] = {"train": set(sample), "val": set(), "held": None}
     anchor = places.anchor()
     tiles = {k: places.read(k, "satellite") for k in splits}
@@ -157,10 +151,7 @@ def main() -> None:
                     if heard is None or j in heard:
                         clips[k].append(made.audio)
         columns = sorted({c for t in traces["train"] for c in t})
-        x = {
-            k: np.log1p(10.0 * np.array([[t.get(c, 0.0) for c in columns] for t in v]))
-            for k, v in traces.items()
-        }
+        x = {k: source_matrix(v, columns) for k, v in traces.items()}
         oracle, _ = ridge_reader(x, anchor, score)
         o_as, o_sa = recall(oracle, anchor["held"])
         f_sa, f_as = floor(clips, tile_features)

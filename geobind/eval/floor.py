@@ -41,6 +41,7 @@ __all__ = [
     "FIT_ROWS",
     "Floor",
     "fit_floor",
+    "fit_sample",
     "fit_space_floor",
     "floor_table",
     "trained_pairs",
@@ -175,13 +176,22 @@ def _moved(data: str, identity: str | None, near: str | None) -> str:
     return str(beside) if beside.is_dir() and data_identity(str(beside)) == identity else data
 
 
+def fit_sample(rows: Sequence[int], fit_rows: int = FIT_ROWS, seed: int = 0) -> list[int]:
+    """The training rows a floor is fitted on: all of ``rows``, or a seeded sample of
+    ``fit_rows`` of them in their order."""
+    import numpy as np
+
+    if len(rows) <= fit_rows:
+        return list(rows)
+    rng = np.random.default_rng(seed)
+    return sorted(int(r) for r in rng.choice(rows, fit_rows, replace=False))
+
+
 def fit_space_floor(
     student: str, teacher: str, dataset_uri: str, fit_rows: int = FIT_ROWS, seed: int = 0
 ) -> Floor | str:
     """The floor of one trained pair, fitted on (a seeded sample of) its dataset's training
     split; a string saying why when it cannot be fitted."""
-    import numpy as np
-
     registry = get_registry()
     mods = [registry.modality(m) for m in (student, teacher)]
     first, second = mods[0].features, mods[1].features
@@ -192,10 +202,7 @@ def fit_space_floor(
         ds = open_pairs(dataset_uri)
     except Exception as exc:  # the stage's data may have moved since it trained
         return f"its training data is not readable ({exc})"
-    rows = split_rows(ds, "train")
-    if len(rows) > fit_rows:
-        rng = np.random.default_rng(seed)
-        rows = sorted(int(r) for r in rng.choice(rows, fit_rows, replace=False))
+    rows = fit_sample(split_rows(ds, "train"), fit_rows, seed)
     if len(rows) < 10:
         return f"only {len(rows)} training rows in {dataset_uri}"
     values = (read_inputs(ds, mods[0].inputs, rows), read_inputs(ds, mods[1].inputs, rows))
