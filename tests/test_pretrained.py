@@ -107,28 +107,6 @@ def test_the_export_names_a_space_without_towers_or_a_world(tmp_path, tiny_pair_
     assert not (tmp_path / "out").exists()
 
 
-def test_the_shipped_towers_are_what_world_pretrain_trained_and_world_clip_imports():
-    record = shipped_clip()
-    for tower in record["towers"].values():
-        assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
-    # pretrained on the world this tree generates: change the world and `make pretrain` must run
-    world = pretraining_world(record)
-    assert world_fingerprint(world) == record["world"]["fingerprint"], "run `make pretrain`"
-    # trained by the recipe in this tree: change world/pretrain and `make pretrain` must run
-    stage = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["clip"]
-    recorded = record["recipe"]
-    now = made_of(dataclasses.asdict(stage))
-    assert recorded == now, "world/pretrain changed since its towers were trained: make pretrain"
-    # imported by the demo's CLIP stage, with the configs the towers were trained with
-    clip = load_recipe("world/demo", ["space=s", "data_dir=w"]).stages["clip"]
-    assert clip.max_steps == 0 and clip.data == "w/captions.lance"
-    for side in (clip.student, clip.teacher):
-        tower = record["towers"][side.modality]
-        assert side.weights == str(SHIPPED / tower["file"])
-        trained = {k: v for k, v in tower["config"].items() if k != "augment"}
-        assert trained.items() >= {k: v for k, v in side.config.items() if k != "augment"}.items()
-
-
 def wrote_the_tower(space_path, out, modality, name, record, shipped, values):
     """The export wrote ``modality``'s tower of the space at ``space_path`` to ``out/name`` as
     it is, and ``record`` beside it as ``shipped`` reads it back (its checksum, the space's
@@ -204,29 +182,6 @@ def test_the_anchor_export_names_a_space_without_an_anchor(clip_space, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-def test_the_shipped_anchor_is_what_world_pretrain_trained_and_the_anchor_stages_start_from():
-    record = shipped_anchor()
-    tower = record["towers"]["satellite"]
-    assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
-    assert record["world"] == shipped_clip()["world"], "run `make pretrain`"  # CLIP's world
-    assert world_fingerprint(pretraining_world(record)) == record["world"]["fingerprint"]
-    stage = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["anchor"]
-    assert stage.data == "w/ground.lance" and stage.student.weights == "space:ground"
-    now = made_of(dataclasses.asdict(stage))
-    assert record["recipe"] == now, (
-        "world/pretrain's anchor changed since it trained: make pretrain"
-    )
-    # against the shipped ground tower, the one the demo imports, in its embedding space
-    ground = shipped_clip()["towers"]["ground"]["config"]
-    assert record["recipe"]["teacher"]["modality"] == "ground"
-    # the demo's anchor stage and the long run's start from it, with the config it trained with
-    for name in ("world/demo", "world/long"):
-        anchor = load_recipe(name, ["space=s", "data_dir=w"]).stages["anchor"]
-        assert anchor.student.weights == str(SHIPPED / tower["file"]), name
-        assert tower["config"].items() >= anchor.student.config.items(), name
-    assert tower["config"]["embed_dim"] == ground["embed_dim"]
-
-
 TINY_CLAP = """
 space: {space}
 stages:
@@ -287,24 +242,6 @@ def test_the_clap_export_names_a_space_without_a_sound_tower(clap_space, tmp_pat
         shipped_clap(tmp_path)
 
 
-def test_the_shipped_sound_tower_is_what_world_pretrain_clap_trained_and_world_audio_starts_from():
-    record = shipped_clap()
-    tower = record["towers"]["audio"]
-    assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
-    # pretrained on the sounds this tree's world makes: change them and `make pretrain` must run
-    world = pretraining_world(record)
-    assert sounds_fingerprint(world) == record["world"]["fingerprint"], "run `make pretrain`"
-    assert record["world"]["options"] == shipped_clip()["world"]["options"]  # CLIP's world
-    stage = load_recipe("world/pretrain-clap", ["space=s", "data_dir=w"]).stages["clap"]
-    assert stage.data == "w/sounds.lance"
-    now = made_of(dataclasses.asdict(stage))
-    assert record["recipe"] == now, "world/pretrain-clap changed since it trained: make pretrain"
-    # world/pretrain's audio stage starts from it, with the config it trained with
-    audio = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["audio"]
-    assert audio.student.weights == str(SHIPPED / tower["file"])
-    assert tower["config"].items() >= audio.student.config.items()
-
-
 @pytest.fixture(scope="module")
 def anchored_space(clip_space, tmp_path_factory):
     """The CLIP space's copy with a sound tower aligned to its anchor (the geobind-audio
@@ -359,6 +296,70 @@ def test_made_of_names_a_shipped_start_as_recipes_do_and_keeps_the_rest():
     assert {k: v for k, v in kept.items() if k != "student"} == {
         k: v for k, v in stage.items() if k not in ("student", "data")
     }
+
+
+# -- the shipped towers: each replays the world they were pretrained on, one world for all --
+def test_the_shipped_towers_are_what_world_pretrain_trained_and_world_clip_imports():
+    record = shipped_clip()
+    for tower in record["towers"].values():
+        assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
+    # pretrained on the world this tree generates: change the world and `make pretrain` must run
+    world = pretraining_world(record)
+    assert world_fingerprint(world) == record["world"]["fingerprint"], "run `make pretrain`"
+    # trained by the recipe in this tree: change world/pretrain and `make pretrain` must run
+    stage = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["clip"]
+    recorded = record["recipe"]
+    now = made_of(dataclasses.asdict(stage))
+    assert recorded == now, "world/pretrain changed since its towers were trained: make pretrain"
+    # imported by the demo's CLIP stage, with the configs the towers were trained with
+    clip = load_recipe("world/demo", ["space=s", "data_dir=w"]).stages["clip"]
+    assert clip.max_steps == 0 and clip.data == "w/captions.lance"
+    for side in (clip.student, clip.teacher):
+        tower = record["towers"][side.modality]
+        assert side.weights == str(SHIPPED / tower["file"])
+        trained = {k: v for k, v in tower["config"].items() if k != "augment"}
+        assert trained.items() >= {k: v for k, v in side.config.items() if k != "augment"}.items()
+
+
+def test_the_shipped_anchor_is_what_world_pretrain_trained_and_the_anchor_stages_start_from():
+    record = shipped_anchor()
+    tower = record["towers"]["satellite"]
+    assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
+    assert record["world"] == shipped_clip()["world"], "run `make pretrain`"  # CLIP's world
+    assert world_fingerprint(pretraining_world(record)) == record["world"]["fingerprint"]
+    stage = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["anchor"]
+    assert stage.data == "w/ground.lance" and stage.student.weights == "space:ground"
+    now = made_of(dataclasses.asdict(stage))
+    assert record["recipe"] == now, (
+        "world/pretrain's anchor changed since it trained: make pretrain"
+    )
+    # against the shipped ground tower, the one the demo imports, in its embedding space
+    ground = shipped_clip()["towers"]["ground"]["config"]
+    assert record["recipe"]["teacher"]["modality"] == "ground"
+    # the demo's anchor stage and the long run's start from it, with the config it trained with
+    for name in ("world/demo", "world/long"):
+        anchor = load_recipe(name, ["space=s", "data_dir=w"]).stages["anchor"]
+        assert anchor.student.weights == str(SHIPPED / tower["file"]), name
+        assert tower["config"].items() >= anchor.student.config.items(), name
+    assert tower["config"]["embed_dim"] == ground["embed_dim"]
+
+
+def test_the_shipped_sound_tower_is_what_world_pretrain_clap_trained_and_world_audio_starts_from():
+    record = shipped_clap()
+    tower = record["towers"]["audio"]
+    assert tower["sha256"] == sha256_hex((SHIPPED / tower["file"]).read_bytes())
+    # pretrained on the sounds this tree's world makes: change them and `make pretrain` must run
+    world = pretraining_world(record)
+    assert sounds_fingerprint(world) == record["world"]["fingerprint"], "run `make pretrain`"
+    assert record["world"]["options"] == shipped_clip()["world"]["options"]  # CLIP's world
+    stage = load_recipe("world/pretrain-clap", ["space=s", "data_dir=w"]).stages["clap"]
+    assert stage.data == "w/sounds.lance"
+    now = made_of(dataclasses.asdict(stage))
+    assert record["recipe"] == now, "world/pretrain-clap changed since it trained: make pretrain"
+    # world/pretrain's audio stage starts from it, with the config it trained with
+    audio = load_recipe("world/pretrain", ["space=s", "data_dir=w"]).stages["audio"]
+    assert audio.student.weights == str(SHIPPED / tower["file"])
+    assert tower["config"].items() >= audio.student.config.items()
 
 
 def test_the_shipped_anchored_tower_is_what_world_pretrain_aligned_and_world_audio_starts_from():

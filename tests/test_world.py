@@ -3,6 +3,8 @@ modalities carry the land covers."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+import geobind.world.world as world_module
 from geobind.errors import ConfigError
 from geobind.world import (
     COVER_WORDS,
@@ -101,9 +104,11 @@ def _fingerprint(p) -> tuple:
     )
 
 
-def test_same_seed_same_bytes(world: World, places: list):
+def test_same_seed_same_bytes(world: World, places: list, monkeypatch):
+    monkeypatch.setattr(world_module, "_last_rasters", None)  # built again, not shared
     again = World(small())
-    assert np.array_equal(again.rgb, world.rgb)
+    assert again.rgb is not world.rgb and np.array_equal(again.rgb, world.rgb)
+    assert np.array_equal(again.terrain.labels, world.terrain.labels)
     for i in (0, 7, 19):
         assert _fingerprint(again.place(i)) == _fingerprint(places[i])
     # generate() is the same stream, and a place does not depend on what was made before it
@@ -111,6 +116,16 @@ def test_same_seed_same_bytes(world: World, places: list):
         _fingerprint(p) for p in places[:3]
     ]
     assert _fingerprint(World(small()).place(5)) == _fingerprint(places[5])
+
+
+def test_worlds_of_one_seed_and_mosaic_share_their_rasters_read_only():
+    first = World(small())
+    grown = World(small(places=300, clip_seconds=1.0))  # more places, other clips
+    assert grown.rgb is first.rgb and grown.terrain is first.terrain
+    with pytest.raises(ValueError, match="read-only"):
+        grown.terrain.labels[0, 0] = 0
+    assert World(small(mosaic_width=800)).rgb.shape[1] == 800  # another size: its own
+    assert World(small()).rgb is not first.rgb  # only the last world's are kept
 
 
 def test_different_seed_differs(world: World, places: list):
@@ -269,14 +284,12 @@ def test_a_recorder_hears_its_surroundings_most(world: World):
     # on a tile split in two, the recorder hears its own half mostly
     p = world.place(3, modalities=())
     x0, y0 = world._window(p.lat, p.lon)
-    saved = world.terrain.labels[y0 : y0 + T, x0 : x0 + T].copy()
-    try:
-        world.terrain.labels[y0 : y0 + T, x0 : x0 + T] = FOREST
-        x, _ = world.latlon_to_pixel(p.lat, p.lon)
-        world.terrain.labels[y0 : y0 + T, int(x) + 2 : x0 + T] = URBAN  # east of the recorder
-        far, near, _ = world.heard_cover(p.lat, p.lon)
-    finally:
-        world.terrain.labels[y0 : y0 + T, x0 : x0 + T] = saved
+    edited = copy.copy(world)  # worlds of one seed share their rasters, read-only
+    edited.terrain = dataclasses.replace(world.terrain, labels=world.terrain.labels.copy())
+    edited.terrain.labels[y0 : y0 + T, x0 : x0 + T] = FOREST
+    x, _ = world.latlon_to_pixel(p.lat, p.lon)
+    edited.terrain.labels[y0 : y0 + T, int(x) + 2 : x0 + T] = URBAN  # east of the recorder
+    far, near, _ = edited.heard_cover(p.lat, p.lon)
     assert near[FOREST] > far[FOREST] > 0.5 and far[URBAN] > near[URBAN] > 0.0
 
 

@@ -18,7 +18,7 @@ from geobind.world.config import LAND_COVERS, WorldConfig
 from geobind.world.ground import GroundRenderer
 from geobind.world.mosaic import render_mosaic
 from geobind.world.noise import hash_u01
-from geobind.world.terrain import ROAD, SEA, WATER, build_terrain
+from geobind.world.terrain import ROAD, SEA, WATER, Terrain, build_terrain
 
 __all__ = ["MODALITIES", "Place", "World", "generate"]
 
@@ -111,18 +111,44 @@ def place_id(seed: int, index: int) -> str:
     return f"w{seed}-{index:06d}"
 
 
+#: The rasters of the last world built: ``((seed, mosaic shape), (terrain, mosaic))``.
+_last_rasters: tuple[tuple[int, tuple[int, int]], tuple[Terrain, np.ndarray]] | None = None
+
+
+def _rasters(cfg: WorldConfig) -> tuple[Terrain, np.ndarray]:
+    """The terrain and mosaic of a world, which follow from its seed and mosaic size alone.
+
+    They take most of a world's build (about 7 s on two cores). The last ones are kept, so a
+    process that opens the same world again (an export replaying the world it trained on for
+    each tower, a world grown by more places) builds them once; kept by hand rather than by
+    ``functools.lru_cache``, whose key would be the whole config, places and all. The arrays
+    are made read-only: every World of those settings shares them.
+    """
+    global _last_rasters
+    key = (cfg.seed, cfg.mosaic_shape)
+    if _last_rasters is None or _last_rasters[0] != key:
+        _last_rasters = None  # the old rasters go before the new ones are built
+        terrain = build_terrain(cfg)
+        rgb = render_mosaic(terrain, cfg.seed)
+        for array in (*vars(terrain).values(), rgb):
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+        _last_rasters = key, (terrain, rgb)
+    return _last_rasters[1]
+
+
 class World:
     """A synthetic world built deterministically from ``config.seed``.
 
-    Building takes a few seconds (the rasters and the mosaic); places are then made on
+    Building takes a few seconds (the rasters and the mosaic; a second world of the same seed
+    and mosaic size in a process shares the first one's); places are then made on
     demand, each from its own random stream, so ``place(i)`` is the same whatever else is
     generated, in whatever order.
     """
 
     def __init__(self, config: WorldConfig | None = None) -> None:
         self.config = cfg = config if config is not None else WorldConfig()
-        self.terrain = build_terrain(cfg)
-        self.rgb = render_mosaic(self.terrain, cfg.seed)
+        self.terrain, self.rgb = _rasters(cfg)
         self.height_px, self.width_px = self.terrain.labels.shape
         self._ground = GroundRenderer(
             self.terrain,
