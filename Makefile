@@ -14,8 +14,11 @@ export HF_HUB_OFFLINE ?= 1
 demo: $(STAMP)
 	$(VENV)/bin/geobind demo
 
+# one pytest-xdist worker per core, each test file on one worker (its module fixtures built
+# once), the longest files handed out first (tests/conftest.py, which also shares the cores
+# between the workers' torch threads)
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
