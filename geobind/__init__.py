@@ -32,6 +32,7 @@ _EXPORTS = {
     "ColourHistogram": "geobind.encoders.features",
     "BagOfWords": "geobind.encoders.features",
     "Encoder": "geobind.encoders.encoder",
+    "Views": "geobind.encoders.encoder",
     "build_encoder": "geobind.encoders.encoder",
     "VisionConfig": "geobind.encoders.vision",
     "build_vision_tower": "geobind.encoders.vision",

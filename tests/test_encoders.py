@@ -104,6 +104,44 @@ def test_wrong_output_shape_names_the_plugin_and_shapes(register_plugin):
         encoder.embed([1.0, 2.0, 3.0])
 
 
+def test_a_value_of_several_views_is_the_mean_of_their_unit_embeddings(register_plugin):
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 8)
+
+    def prep(value):  # up to 4 numbers: one input; more: a view per 4 (a long recording's)
+        t = torch.tensor(value, dtype=torch.float32)
+        return t if len(t) == 4 else geobind.Views(t.split(4))
+
+    modality = geobind.Modality(
+        name="chunked",
+        config=ShapeConfig,
+        build_encoder=lambda c, w: net,
+        build_preprocess=lambda c, train: prep,
+        check=lambda v: None,
+    )
+
+    @geobind.hookimpl
+    def geobind_register_modalities(register):
+        register(modality)
+
+    register_plugin(
+        types.SimpleNamespace(geobind_register_modalities=geobind_register_modalities),
+        name="acme-chunked",
+    )
+    encoder = geobind.build_encoder("chunked").train()
+    one, five = [1.0, 2.0, 3.0, 4.0], [float(i) for i in range(20)]
+    out = encoder.embed([one, five, one, five[:8]], batch_size=3)  # five views, batches of 3
+
+    unit = torch.nn.functional.normalize
+    with torch.no_grad():
+        views = unit(net(torch.tensor(five).view(5, 4)), dim=1)
+        expected = [unit(net(torch.tensor(one)), dim=0), unit(views.mean(0), dim=0)]
+        expected += [expected[0], unit(views[:2].mean(0), dim=0)]
+    torch.testing.assert_close(out, torch.stack(expected))
+    assert not torch.allclose(out[1], views[2])  # pooled, not one view chosen
+    assert encoder.training  # embed leaves the mode it found
+
+
 def clip_state_dict(embed_dim: int = 32) -> tuple:
     """A small open_clip CLIP and its state dict, as a CLIP checkpoint holds it."""
     import open_clip

@@ -21,7 +21,17 @@ from geobind.errors import EncoderShapeError
 from geobind.modality import Modality
 from geobind.plugins import get_registry
 
-__all__ = ["Encoder", "build_encoder"]
+__all__ = ["Encoder", "Views", "build_encoder"]
+
+
+class Views(tuple):
+    """Several inputs that stand for one raw value: a modality's inference preprocessing may
+    return one where a value is more than the network reads at once (the windows of a recording
+    longer than the audio encoder's clip). :meth:`Encoder.embed` embeds each view and gives the
+    value the mean of their unit embeddings, made unit length again, as CLAP's users embed a
+    long recording. Training preprocessing never returns one: a training step reads one view
+    (a random crop) per value.
+    """
 
 
 class Encoder(nn.Module):
@@ -82,24 +92,54 @@ class Encoder(nn.Module):
         return self.modality.build_preprocess(self.config, train)
 
     def collate(self, values: Iterable[Any], train: bool = False) -> Any:
-        """Preprocess raw values and stack them into one batch."""
+        """Preprocess raw values and stack them into one batch, one input per value (a value
+        that preprocesses into :class:`Views` is refused: :meth:`embed` pools them)."""
         prep = self.preprocess(train)
-        return default_collate([prep(v) for v in values])
+        inputs = [prep(v) for v in values]
+        if any(isinstance(x, Views) for x in inputs):
+            raise ValueError(
+                f"modality {self.name!r}: a value preprocessed into several views (a long "
+                "recording's clips) is not one input of a batch; embed() pools its views"
+            )
+        return default_collate(inputs)
 
     @torch.no_grad()
     def embed(self, values: Iterable[Any], batch_size: int = 64) -> torch.Tensor:
-        """Unit embeddings ``[n, embed_dim]`` of raw values, in eval mode and without grad."""
+        """Unit embeddings ``[n, embed_dim]`` of raw values, in eval mode and without grad.
+
+        A value that preprocesses into :class:`Views` gets the mean of its views' embeddings,
+        made unit length; the network never reads more than ``batch_size`` inputs at once.
+        """
         was_training = self.training
         self.eval()
         values = list(values)
         prep = self.preprocess(False)
-        device = self.device
-        parts = [
-            self(_to(default_collate([prep(v) for v in values[i : i + batch_size]]), device))
-            for i in range(0, len(values), batch_size)
-        ]
-        self.train(was_training)
+        try:
+            parts = [
+                self._pooled([prep(v) for v in values[i : i + batch_size]], batch_size)
+                for i in range(0, len(values), batch_size)
+            ]
+        finally:
+            self.train(was_training)
         return torch.cat(parts) if parts else torch.empty(0, self.embed_dim)
+
+    def _pooled(self, inputs: list[Any], batch_size: int) -> torch.Tensor:
+        """Embeddings of preprocessed inputs, each :class:`Views` pooled into one row."""
+        device = self.device
+        if not any(isinstance(x, Views) for x in inputs):
+            return self(_to(default_collate(inputs), device))
+        counts = [len(x) if isinstance(x, Views) else 1 for x in inputs]
+        if 0 in counts:
+            raise ValueError(f"modality {self.name!r}: a value preprocessed into no views")
+        flat = [v for x in inputs for v in (x if isinstance(x, Views) else (x,))]
+        z = torch.cat(
+            [
+                self(_to(default_collate(flat[i : i + batch_size]), device))
+                for i in range(0, len(flat), batch_size)
+            ]
+        )
+        pooled = torch.stack([part.mean(dim=0) for part in z.split(counts)])
+        return F.normalize(pooled, dim=-1)
 
 
 def batch_len(batch: Any) -> int:
