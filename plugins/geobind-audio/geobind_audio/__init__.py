@@ -41,10 +41,12 @@ def build_encoder(config: AudioConfig, weights: Path | None = None) -> AudioEnco
 
 
 def build_preprocess(config: AudioConfig, train: bool) -> AudioPreprocess:
-    """Audio file bytes -> mono float32 waveform ``[clip_samples]`` at ``config.sample_rate``."""
+    """Audio file bytes -> mono float32 waveform ``[clip_samples]`` at ``config.sample_rate``
+    (for embedding, a longer recording -> :class:`geobind.Views` of up to
+    ``config.clip_windows`` such clips)."""
     from geobind_audio.audio import AudioPreprocess
 
-    return AudioPreprocess(config.sample_rate, config.clip_seconds, train)
+    return AudioPreprocess(config.sample_rate, config.clip_seconds, train, config.clip_windows)
 
 
 def check(data: bytes) -> None:

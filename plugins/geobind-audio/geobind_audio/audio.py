@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from geobind import Views
+
 __all__ = [
     "AudioPreprocess",
     "BandEnergies",
@@ -99,6 +101,21 @@ def _pcm16(
         return None
     samples = np.frombuffer(raw, dtype="<i2").reshape(wanted, channels)
     return samples.astype(np.float32) * np.float32(1 / 32768), rate, count < 0
+
+
+def _frames(data: bytes) -> tuple[int, int]:
+    """A file's sample rate and length in frames, from its header (a 16-bit PCM WAV's by the
+    standard library's ``wave``, as :func:`_pcm16` reads it; any other by libsndfile)."""
+    seen: list[tuple[int, int]] = []
+
+    def header(rate: int, frames: int) -> tuple[int, int]:
+        seen.append((rate, frames))
+        return 0, 0  # no frames: the header is all that is wanted
+
+    if _pcm16(data, header) is not None:
+        return seen[0]
+    with _open(data) as f:
+        return f.samplerate, f.frames
 
 
 def _read(f, start: int = 0, frames: int = -1) -> np.ndarray:
@@ -226,27 +243,62 @@ class AudioPreprocess:
 
     Decodes, down-mixes to mono (the mean of the channels), resamples with soxr and fixes the
     length: shorter clips are repeat-padded; longer ones are cropped at random when training
-    (torch's RNG, so ``torch.manual_seed`` and DataLoader worker seeds govern it) and centred
-    otherwise, since recordings often start with handling noise. Only the window that is kept
-    is decoded from a long file. Picklable: it holds three numbers.
+    (torch's RNG, so ``torch.manual_seed`` and DataLoader worker seeds govern it). For
+    embedding, a recording longer than one clip is read whole, as up to ``windows`` clips
+    spread evenly from its start to its end (:class:`geobind.Views`: the encoder embeds each
+    and takes their mean), so a field recording of minutes is heard throughout, not only in
+    its middle five seconds; ``windows=1`` keeps only the middle clip. Only the windows that
+    are kept are decoded from a long file. Picklable: it holds four numbers.
     """
 
-    def __init__(self, sample_rate: int, clip_seconds: float, train: bool) -> None:
+    def __init__(
+        self, sample_rate: int, clip_seconds: float, train: bool, windows: int = 1
+    ) -> None:
         self.sample_rate = int(sample_rate)
         self.clip_samples = int(round(sample_rate * clip_seconds))
         self.train = bool(train)
+        if int(windows) < 1:
+            raise ValueError(f"windows: expected 1 or more, got {windows}")
+        self.windows = int(windows)
 
-    def __call__(self, data: bytes) -> torch.Tensor:
+    def __call__(self, data: bytes) -> torch.Tensor | Views:
+        if not self.train and self.windows > 1:
+            starts = self._starts(data)
+            if len(starts) > 1:
+                from geobind import Views
+
+                return Views(self._view(data, s) for s in starts)
+        return self._clip(data, self._window)
+
+    def _view(self, data: bytes, start: int) -> torch.Tensor:
+        """The clip of a long recording from frame ``start``; a fault in it says where it is."""
+        seen: list[tuple[int, int]] = []
+
+        def window(rate: int, total: int) -> tuple[int, int]:
+            seen.append((rate, total))
+            return start, self._need(rate)
+
+        try:
+            return self._clip(data, window)
+        except InputError as exc:
+            if not seen:
+                raise
+            rate, total = seen[0]
+            where = f"{start / rate:.1f}-{(start + self._need(rate)) / rate:.1f} s"
+            raise InputError(f"{exc} (in its clip at {where} of {total / rate:.1f} s)") from None
+
+    def _clip(self, data: bytes, window: Callable[[int, int], tuple[int, int]]) -> torch.Tensor:
+        """One clip of ``data``: the frames ``window(rate, total)`` picks, at the clip's length."""
         import numpy as np
         import torch
 
-        pcm = _pcm16(data, self._window)
+        pcm = _pcm16(data, window)
         if pcm is not None:
             samples, rate, whole = pcm
         else:
             with _open(data) as f:
                 rate, total = f.samplerate, f.frames
-                start, count = self._window(rate, total)
+                start, count = window(rate, total) if rate > 0 else (0, -1)
                 samples = _read(f, start, count)
                 whole = count < 0
         _check_samples(samples, rate, whole=whole)
@@ -255,12 +307,34 @@ class AudioPreprocess:
         offset = _random_start(room) if self.train and room > 0 else None
         return torch.from_numpy(np.ascontiguousarray(fix_length(wave, self.clip_samples, offset)))
 
+    def _need(self, rate: int) -> int:
+        """Source frames at ``rate`` that make one clip (one spare against resampling's
+        rounding)."""
+        return -(-self.clip_samples * rate // self.sample_rate) + (rate != self.sample_rate)
+
+    def _starts(self, data: bytes) -> list[int]:
+        """First frames of the clips a long recording is embedded as: ``ceil(frames / clip)``
+        of them, at most ``windows``, evenly from its first frame to its last clip's start;
+        one (or none, for a file that cannot be read: the single clip says why) otherwise."""
+        import math
+
+        try:
+            rate, total = _frames(data)
+        except InputError:
+            return []
+        if rate <= 0:
+            return []
+        need = self._need(rate)
+        if total <= need:
+            return [0]
+        k = min(self.windows, math.ceil(total / need))
+        return [round(i * (total - need) / (k - 1)) for i in range(k)]
+
     def _window(self, rate: int, total: int) -> tuple[int, int]:
         """The source frames to decode: all, or just enough for one clip from a long file."""
         if rate <= 0:
             return 0, -1
-        need = -(-self.clip_samples * rate // self.sample_rate)  # ceil
-        need += rate != self.sample_rate  # one spare frame against resampling's rounding
+        need = self._need(rate)
         room = total - need
         if room <= 0:
             return 0, -1
@@ -269,7 +343,7 @@ class AudioPreprocess:
     def __repr__(self) -> str:
         return (
             f"AudioPreprocess(sample_rate={self.sample_rate}, "
-            f"clip_samples={self.clip_samples}, train={self.train})"
+            f"clip_samples={self.clip_samples}, train={self.train}, windows={self.windows})"
         )
 
 

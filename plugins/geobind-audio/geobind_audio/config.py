@@ -28,6 +28,10 @@ class AudioConfig:
     sample_rate: int = 16000
     #: Clips are repeat-padded or cropped to this length (seconds).
     clip_seconds: float = 5.0
+    #: A recording longer than a clip is embedded as the mean of up to this many clips spread
+    #: evenly over it (a minute at 5 s clips); training reads one random clip of it. 1: only
+    #: the middle clip.
+    clip_windows: int = 12
     #: Mel filter-bank bins.
     n_mels: int = 64
     #: STFT window (and FFT) length, in samples.
@@ -115,6 +119,10 @@ def check_geometry(config: AudioConfig) -> list[str]:
             f"a {config.clip_seconds} s clip gives {frames} frames at hop "
             f"{config.hop}; at most spec_size * freq_ratio = "
             f"{config.spec_size * ratio} fit"
+        )
+    if not isinstance(config.clip_windows, int) or config.clip_windows < 1:
+        problems.append(
+            f"clip_windows must be a whole number of clips, 1 or more, got {config.clip_windows!r}"
         )
     if config.window > config.clip_samples:
         problems.append(

@@ -163,6 +163,62 @@ def test_long_file_decodes_only_the_centre_window_it_needs():
     assert error < 5e-3  # the same window, to within a sample
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])  # read by `wave`, by libsndfile
+def test_a_long_recording_is_embedded_as_clips_spread_over_all_of_it(subtype):
+    full = ramp(16000 * 12)  # 12 s: three 5 s clips cover it, from its start to its end
+    data = encode(full, 16000, "WAV", subtype)
+    heard = sf.read(io.BytesIO(data), dtype="float32")[0]  # as stored: PCM_16 rounds
+    views = AudioPreprocess(16000, 5.0, False, windows=12)(data)
+    assert isinstance(views, geobind.Views)
+    starts = [0, (full.size - L) // 2, full.size - L]
+    assert len(views) == 3
+    for view, start in zip(views, starts):
+        np.testing.assert_array_equal(view.numpy(), heard[start : start + L])
+    two = AudioPreprocess(16000, 5.0, False, windows=2)(data)  # at most two: both ends
+    assert [float(v[0]) for v in two] == [heard[0], heard[full.size - L]]
+    middle = AudioPreprocess(16000, 5.0, False, windows=1)(data)  # the middle clip, as before
+    np.testing.assert_array_equal(middle.numpy(), heard[starts[1] : starts[1] + L])
+    short = AudioPreprocess(16000, 5.0, False, windows=12)(encode(ramp(L), 16000, "WAV"))
+    assert isinstance(short, torch.Tensor) and short.shape == (L,)  # one clip: no views
+    crop = AudioPreprocess(16000, 5.0, True, windows=12)(data)  # training: one random clip
+    assert isinstance(crop, torch.Tensor) and crop.shape == (L,)
+    with pytest.raises(ValueError, match="windows"):
+        AudioPreprocess(16000, 5.0, False, windows=0)
+
+
+def test_a_long_recording_embeds_as_the_mean_of_its_clips_and_reads_only_them(encoder, monkeypatch):
+    import wave
+
+    clips = [tone(5.0, 16000, 1, seed=s)[:, 0] for s in range(3)]
+    hour = np.zeros(16000 * 3600, dtype="f4")  # an hour, silent but where the clips lie
+    spots = [0, (hour.size - L) // 2, hour.size - L]
+    for clip, spot in zip(clips, spots):
+        hour[spot : spot + L] = clip
+    long = encode(hour, 16000, "WAV")
+    asked = []
+    real = wave.Wave_read.readframes
+    monkeypatch.setattr(wave.Wave_read, "readframes", lambda w, n: asked.append(n) or real(w, n))
+    config = encoder.config.clip_windows
+    try:
+        encoder.config.clip_windows = 3
+        got = encoder.embed([long])
+    finally:
+        encoder.config.clip_windows = config
+    assert asked == [0, L, L, L]  # the header, then three clips' frames: not the hour
+    alone = encoder.embed([encode(c, 16000, "WAV") for c in clips])
+    expected = torch.nn.functional.normalize(alone.mean(0), dim=0)
+    torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=0)
+    assert min(float(got[0] @ a) for a in alone) < 0.999  # the mean, not one clip
+
+
+def test_a_bad_stretch_inside_a_long_recording_is_named():
+    full = tone(12.0, 16000, 1)[:, 0].copy()
+    full[16000 * 9] = np.nan  # in the last clip only
+    data = encode(full, 16000, "WAV", "FLOAT")
+    with pytest.raises(geobind.InputError, match=r"NaN or infinite .*at 7.0-12.0 s of 12.0 s"):
+        AudioPreprocess(16000, 5.0, False, windows=12)(data)
+
+
 def test_stereo_is_down_mixed_to_the_channel_mean():
     left, right = ramp(16000), np.full(16000, 0.25, "f4")
     data = encode(np.stack([left, right], 1), 16000, "WAV", "FLOAT")
@@ -257,6 +313,7 @@ def test_checkpoint_of_another_size_names_the_shapes(encoder, tmp_path):
         ({"clip_seconds": 10.0}, "frames at hop"),
         ({"swin_window": 5}, "swin_window"),
         ({"fmax": 9000.0}, "fmax"),
+        ({"clip_windows": 0}, "clip_windows must be a whole number of clips, 1 or more, got 0"),
     ],
 )
 def test_impossible_geometry_is_a_config_error(overrides, problem):
@@ -417,7 +474,7 @@ def test_band_stats_feed_each_mel_bands_mean_spread_and_peak_to_the_projection(c
     torch.manual_seed(0)
     encoder = geobind.build_encoder("audio", {"band_stats": True})
     net = encoder.net.eval()
-    batch = encoder.collate(clips)
+    batch = encoder.collate(clips, train=True)  # one clip of each: the 7 s ones cropped
     seen = []
     handle = net.audio_branch.bn0.register_forward_hook(lambda m, a, out: seen.append(out))
     with torch.no_grad():
