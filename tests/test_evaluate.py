@@ -397,6 +397,31 @@ def test_unlearned_words_reads_captions_up_to_its_limit(tmp_path, monkeypatch):
     assert unlearned_words(space, words) == {"sand": ["dunes"]}
 
 
+def test_eval_of_another_dataset_of_the_same_name_keeps_the_first_ones_results(built, tmp_path):
+    import shutil
+
+    built_space, data = built
+    space = tmp_path / "space"  # a copy: the results written here stay this test's
+    shutil.copytree(built_space, space)
+    other = tmp_path / "city-b" / data.name
+    shutil.copytree(data, other)
+    first = run_eval(space, str(data), ks=(1,), rows=6, floor=False, say=lambda s: None)
+    again = run_eval(space, str(data), ks=(1, 5), rows=6, floor=False, say=lambda s: None)
+    second = run_eval(space, str(other), ks=(1,), rows=4, floor=False, say=lambda s: None)
+    saved: dict[str, list[Path]] = {}
+    for p in sorted((space / "eval").glob("*/eval.json")):
+        saved.setdefault(json.loads(p.read_text())["dataset"], []).append(p.parent)
+    # the same dataset again: its own folder, rewritten; another of its name: a second folder
+    assert [len(saved[str(data)]), len(saved[str(other)])] == [1, 1]
+    saved = {k: v[0] for k, v in saved.items()}
+    assert saved[str(data)].name == data.stem and saved[str(other)].name.startswith(data.stem)
+    assert json.loads((saved[str(data)] / "eval.json").read_text())["places"] == 6
+    assert first["dataset"] == again["dataset"] != second["dataset"]
+    (saved[str(data)] / "eval.json").write_text("{not json")  # unreadable: never overwritten
+    run_eval(space, str(data), ks=(1,), rows=6, floor=False, say=lambda s: None)
+    assert (saved[str(data)] / "eval.json").read_text() == "{not json"
+
+
 # -- (d) the command line --------------------------------------------------------------------
 def test_cli_eval_end_to_end_and_its_errors(built, tmp_path, capsys):
     space, data = built

@@ -39,7 +39,8 @@ def add_eval(sub: Subcommands) -> None:
         "--out",
         default=None,
         metavar="DIR",
-        help="where to write eval.json and eval.md (default: SPACE/eval/<dataset>)",
+        help="where to write eval.json and eval.md (default: SPACE/eval/<dataset>; "
+        "SPACE/eval/<dataset>-<hash> when another dataset of that name has results there)",
     )
     ev.add_argument(
         "--rows",

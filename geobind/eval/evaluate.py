@@ -88,7 +88,7 @@ def run_eval(
     trained pair beside its floor and the label ceiling.
 
     Prints the tables through ``say`` and writes ``OUT/eval.json`` and ``OUT/eval.md``
-    (default ``OUT``: ``SPACE/eval/<dataset stem>``). ``rows`` limits it to the first N rows;
+    (default ``OUT``: :func:`results_folder`). ``rows`` limits it to the first N rows;
     ``floor=False`` skips fitting the floors (see :mod:`geobind.eval.floor`).
     """
     start = time.perf_counter()
@@ -101,12 +101,45 @@ def run_eval(
     result["zeroshot"] = zeroshot_landcover(space, dataset_uri, rows=rows, embeddings=embeddings)
     result.update(baselines(space, dataset_uri, rows, ks, convention, floor, embeddings))
     result["seconds"] = time.perf_counter() - start
-    folder = Path(out) if out else space.path / "eval" / Path(str(dataset_uri).rstrip("/")).stem
+    result["dataset_path"] = _where(dataset_uri)
+    folder = Path(out) if out else results_folder(space.path, dataset_uri)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "eval.json", json.dumps(result, indent=2).encode())
     atomic_write(folder / "eval.md", markdown_report(result).encode())
     say(format_report(result) + f"\n\nwritten: {folder / 'eval.json'}, {folder / 'eval.md'}")
     return result
+
+
+def _where(dataset_uri: str) -> str:
+    """A dataset's path made absolute (a URI such as ``s3://...`` as it is), to tell two
+    datasets of one name apart."""
+    text = str(dataset_uri).rstrip("/")
+    return text if "://" in text else str(Path(text).resolve())
+
+
+def results_folder(space_path: Path, dataset_uri: str) -> Path:
+    """Where ``geobind eval`` writes a dataset's results by default: ``SPACE/eval/<dataset
+    stem>``, unless that folder holds the results of another dataset of the same name
+    (``city-a/heldout.lance`` and ``city-b/heldout.lance``) or results it cannot read; then
+    ``SPACE/eval/<stem>-<8 hex digits of the dataset's path>``, so that no earlier results
+    are overwritten."""
+    import hashlib
+
+    where = _where(dataset_uri)
+    stem = Path(where).stem if "://" not in where else Path(where.split("://", 1)[1]).stem
+    folder = Path(space_path) / "eval" / stem
+    try:
+        saved = json.loads((folder / "eval.json").read_text())
+        # results written before "dataset_path" was kept: their path as given, from here
+        if isinstance(saved, dict) and where == saved.get(
+            "dataset_path", _where(str(saved.get("dataset", "")))
+        ):
+            return folder
+    except FileNotFoundError:
+        return folder
+    except (OSError, ValueError):
+        pass  # unreadable: kept as it is
+    return folder.with_name(f"{stem}-{hashlib.sha1(where.encode()).hexdigest()[:8]}")
 
 
 def baselines(
