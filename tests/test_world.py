@@ -258,8 +258,10 @@ def test_pictures_and_sounds_are_separate_visits(world: World):
 
 def _replay(world: World, p, sound_rng, trace: dict | None = None) -> np.ndarray:
     """The place's clip rendered again from what the recorder hears there."""
-    far, near, sea_share = world.heard_cover(p.lat, p.lon)
-    return world.sound.render(far, sea_share, p.heard, sound_rng, trace=trace, near=near)
+    far, near, sea_share, kinds = world.heard_cover(p.lat, p.lon)
+    return world.sound.render(
+        far, sea_share, p.heard, sound_rng, trace=trace, near=near, kinds=kinds
+    )
 
 
 def test_a_recorder_hears_its_surroundings_most(world: World):
@@ -270,7 +272,7 @@ def test_a_recorder_hears_its_surroundings_most(world: World):
     gains = []
     for i in range(60):
         p = world.place(i, modalities=())
-        far, near, sea = world.heard_cover(p.lat, p.lon)
+        far, near, sea, _ = world.heard_cover(p.lat, p.lon)
         assert far.shape == near.shape == p.fractions.shape
         assert np.isclose(far.sum(), 1.0, atol=1e-5) and np.isclose(near.sum(), 1.0, atol=1e-5)
         assert 0.0 <= sea <= 1.0
@@ -289,8 +291,56 @@ def test_a_recorder_hears_its_surroundings_most(world: World):
     edited.terrain.labels[y0 : y0 + T, x0 : x0 + T] = FOREST
     x, _ = world.latlon_to_pixel(p.lat, p.lon)
     edited.terrain.labels[y0 : y0 + T, int(x) + 2 : x0 + T] = URBAN  # east of the recorder
-    far, near, _ = edited.heard_cover(p.lat, p.lon)
+    far, near, _, _ = edited.heard_cover(p.lat, p.lon)
     assert near[FOREST] > far[FOREST] > 0.5 and far[URBAN] > near[URBAN] > 0.0
+
+
+def test_a_recorder_hears_which_crop_and_which_wood_around_it(world: World):
+    """``kinds`` are shares of what is heard near: conifers a part of the forest, each crop a
+    part of the farmland; and a field's crop is what the tile paints it with."""
+    from geobind.world.audio import KINDS
+    from geobind.world.terrain import FARM
+
+    heard_any = {k: 0.0 for k in KINDS}
+    for i in range(80):
+        p = world.place(i, modalities=())
+        _, near, _, kinds = world.heard_cover(p.lat, p.lon)
+        assert set(kinds) == set(KINDS) and all(v >= 0.0 for v in kinds.values())
+        assert kinds["conifer"] <= near[FOREST] + 1e-6
+        crops = sum(v for k, v in kinds.items() if k != "conifer")
+        assert crops <= near[FARM] + 1e-6
+        for k, v in kinds.items():
+            heard_any[k] = max(heard_any[k], v)
+    assert all(v > 0.05 for v in heard_any.values()), heard_any  # each is heard somewhere
+    # a tile all of one crop: that crop is all the recorder hears of it
+    p = world.place(3, modalities=())
+    x0, y0 = world._window(p.lat, p.lon)
+    T = world.config.tile_size
+    edited = copy.copy(world)
+    edited.terrain = dataclasses.replace(
+        world.terrain, labels=world.terrain.labels.copy(), aux=world.terrain.aux.copy()
+    )
+    edited.terrain.labels[y0 : y0 + T, x0 : x0 + T] = FARM
+    edited.terrain.aux[y0 : y0 + T, x0 : x0 + T] = 5 + 16  # maize, behind a hedge
+    _, near, _, kinds = edited.heard_cover(p.lat, p.lon)
+    assert kinds["maize"] == pytest.approx(1.0) and kinds["ploughed"] == 0.0
+
+
+def test_maize_and_wheat_are_heard_in_the_wind_and_named():
+    from geobind.world.audio import SoundBank, describe_sound
+
+    bank = SoundBank(16000, 16000, seed=0)
+    farm = np.array([0, 0, 0, 1.0, 0, 0, 0, 0], np.float32)
+    levels = {}
+    for weather in ("clear", "fog"):
+        trace: dict = {}
+        cond = Conditions("midday", weather, 0.0, -20.0)
+        bank.render(farm, 0.0, cond, np.random.default_rng(1), trace, kinds={"maize": 0.8})
+        levels[weather] = trace["maize"]
+        assert "wheat" not in trace
+    assert levels["clear"] > levels["fog"] > 0  # the wind drops in fog
+    assert "maize leaves rustling" in describe_sound({"maize": 0.3, "pine_warbler": 2})
+    assert "pine warblers trilling" in describe_sound({"pine_warbler": 2})
 
 
 def test_a_place_seen_under_given_conditions(world: World):
@@ -499,10 +549,11 @@ def test_each_habitat_has_its_own_species(world: World):
     bank.crickets = [np.zeros_like(c) for c in bank.crickets]
     bank.cars = [np.zeros_like(c) for c in bank.cars]
 
-    def heard(fractions, sea_share, tod) -> set:
+    def heard(fractions, sea_share, tod, kinds=None) -> set:
         cond, rng = Conditions(tod, "clear", 0.0, -20.0), np.random.default_rng(0)
         power = sum(
-            np.abs(np.fft.rfft(bank.render(fractions, sea_share, cond, rng))) ** 2 for _ in range(6)
+            np.abs(np.fft.rfft(bank.render(fractions, sea_share, cond, rng, kinds=kinds))) ** 2
+            for _ in range(6)
         )
         freqs = np.fft.rfftfreq(2 * sr, 1 / sr)
         level = {n: power[np.abs(freqs - f) < 20].sum() for n, f in pitch.items()}
@@ -526,6 +577,17 @@ def test_each_habitat_has_its_own_species(world: World):
     assert "herring_gull" in heard(
         np.array([0.5, 0.5, 0, 0, 0, 0, 0, 0], np.float32), 1.0, "morning"
     )
+    # the kinds of wood and field: conifers hold pine warblers instead of a broadleaf wood's
+    # birds; ploughed soil larks and killdeer, stubble pheasants, beside every field's birds
+    pines = {s for s, _ in ASSEMBLAGES["conifer"]}
+    assert heard(forest, 0.0, "morning", {"conifer": 1.0}) == pines
+    assert heard(forest, 0.0, "morning", {"conifer": 0.5}) == day | pines
+    farm = np.array([0, 0, 0, 1.0, 0, 0, 0, 0], np.float32)
+    fields = {s for s, _ in ASSEMBLAGES["farm"]}
+    for kind in ("ploughed", "young_crop", "stubble"):
+        kinds = {kind: 1.0, "maize": 1.0}  # maize's rustle is no bird
+        assert heard(farm, 0.0, "morning", kinds) == fields | {s for s, _ in ASSEMBLAGES[kind]}
+    assert heard(farm, 0.0, "morning") == fields  # no kinds heard: the birds of any field
 
 
 # ---- how hard retrieval is -----------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 
 from geobind.world.attributes import Conditions
 
-__all__ = ["SoundBank", "describe_sound", "encode_audio", "WAVE_BAND_HZ"]
+__all__ = ["KINDS", "SoundBank", "describe_sound", "encode_audio", "WAVE_BAND_HZ"]
 
 _F = np.float32
 #: how much a source's loudness varies from one recording to the next (the spread of its log
@@ -166,6 +166,27 @@ def _species_call(rng: np.random.Generator, sr: int, species: str) -> np.ndarray
         notes = [(u(0.25, 0.35), f0 * 1.2, f0 * 0.8, 0.2)] * 2
         notes += [(u(0.13, 0.2), f0 * 1.15, f0 * 0.85, 0.08)] * count(4, 9)
         return _song(sr, notes, harsh[:5], rough_hz=u(40, 60))
+    if species == "pine_warbler":  # a musical trill of one repeated note, 1-2 s
+        f0, k = min(u(3200, 4600), top), count(12, 24)
+        return _song(sr, [(0.045, f0 * 1.03, f0 * 0.97, 0.025)] * k, ((1, 1.0), (2, 0.2)))
+    if species == "horned_lark":  # a high, tinkling twitter of irregular notes
+        notes = [
+            (u(0.03, 0.07), min(u(4200, 6200), top), min(u(4000, 6400), top), u(0.01, 0.06))
+            for _ in range(count(8, 18))
+        ]
+        return _song(sr, notes, ((1, 1.0),))
+    if species == "killdeer":  # kill-deer: a shrill rising-falling pair, repeated
+        f0 = min(u(2900, 3600), top)
+        notes = [(0.09, f0 * 0.9, f0 * 1.1, 0.02), (0.16, f0 * 1.1, f0 * 0.8, u(0.2, 0.4))]
+        return _song(sr, notes * count(2, 5), ((1, 1.0), (2, 0.3)))
+    if species == "pheasant":  # the cock's crow: a loud, harsh kork-kok, then wing whirr
+        f0 = u(1000, 1400)
+        y = _song(sr, [(0.2, f0, f0 * 0.9, 0.05), (0.15, f0 * 1.05, f0 * 0.85, 0.1)], harsh[:4])
+        whirr = rng.standard_normal(int(0.6 * sr)) * np.sin(
+            np.pi * np.linspace(0, 1, int(0.6 * sr))
+        )
+        whirr *= 0.5 + 0.5 * np.sin(2 * np.pi * u(14, 20) * np.arange(whirr.size) / sr)
+        return np.concatenate([y, 0.25 * whirr.astype(_F)])
     if species == "spring_peeper":  # a rising peep, many frogs in chorus
         f0 = min(u(2500, 3100), top)
         return _song(sr, [(u(0.1, 0.16), f0 * 0.88, f0, 0.0)], ((1, 1.0),))
@@ -188,6 +209,10 @@ SPECIES: dict[str, dict[str, float]] = {
     "chickadee": _DAY,
     "herring_gull": {**_DAY, "night": 0.2},
     "spring_peeper": _NIGHT,
+    "pine_warbler": _DAY,
+    "horned_lark": {**_DAY, "night": 0.0},
+    "killdeer": {**_DAY, "night": 0.3},
+    "pheasant": {**_DAY, "dawn": 2.2, "night": 0.0},
 }
 #: How loud a species is against the others (a pigeon's coo is soft, a gull's call carries).
 _LEVEL = {"rock_pigeon": 0.3, "spring_peeper": 0.6, "owl": 0.7}
@@ -196,8 +221,10 @@ _LEVEL = {"rock_pigeon": 0.3, "spring_peeper": 0.6, "owl": 0.7}
 #: horned owl after dark; grassland and old fields a bobolink and a field sparrow; farmland a
 #: song sparrow and American crows; towns rock pigeons, house sparrows and chickadees; sea
 #: coasts herring gulls; fresh water a chorus of spring peepers after dusk (the habitats of the
-#: Cornell Lab's Birds of the World accounts). ``ASSEMBLAGES[h]`` is a list of
-#: ``(species, calls a second)``.
+#: Cornell Lab's Birds of the World accounts). The kinds of field and wood hold their own:
+#: conifers a pine warbler's trill; ploughed soil horned larks and killdeer, the birds of bare
+#: open ground; young crops killdeer; stubble ring-necked pheasants (their habitats in the same
+#: accounts). ``ASSEMBLAGES[h]`` is a list of ``(species, calls a second)``.
 ASSEMBLAGES: dict[str, list[tuple[str, float]]] = {
     "forest": [("wood_thrush", 0.9), ("woodpecker", 0.35), ("owl", 0.5)],
     "grass": [("bobolink", 0.35), ("field_sparrow", 0.6)],
@@ -205,7 +232,16 @@ ASSEMBLAGES: dict[str, list[tuple[str, float]]] = {
     "urban": [("rock_pigeon", 0.35), ("house_sparrow", 0.5), ("chickadee", 0.25)],
     "shore": [("herring_gull", 0.7)],
     "fresh_water": [("spring_peeper", 6.0)],
+    "conifer": [("pine_warbler", 0.6)],
+    "ploughed": [("horned_lark", 0.7), ("killdeer", 0.3)],
+    "young_crop": [("killdeer", 0.5)],
+    "stubble": [("pheasant", 0.35)],
 }
+#: The kinds of field and wood a place's sound follows beside its land cover (the keys of
+#: ``World.heard_cover``'s ``kinds``): those with birds of their own (:data:`ASSEMBLAGES`),
+#: and the two crops that sound in the wind, maize's stiff leaves rustling and ripe wheat's
+#: ears hissing.
+KINDS = ("conifer", "ploughed", "young_crop", "stubble", "ripe_wheat", "maize")
 
 
 def _car_pass(rng: np.random.Generator, sr: int, tyre: np.ndarray) -> np.ndarray:
@@ -332,6 +368,7 @@ class SoundBank:
         rng: np.random.Generator,
         trace: dict[str, float] | None = None,
         near: np.ndarray | None = None,
+        kinds: dict[str, float] | None = None,
     ) -> np.ndarray:
         """One clip (float32 in [-1, 1]) for land-cover ``fractions`` under ``cond``.
 
@@ -339,6 +376,8 @@ class SoundBank:
             a town) carry from (``World.heard_cover``'s ``far``).
         :param near: the land cover that birds, frogs and insects carry from (its ``near``);
             None: ``fractions``.
+        :param kinds: the shares heard near of the kinds of field and wood in :data:`KINDS`
+            (its ``kinds``); None: none of them (every wood broadleaf, no crop of its own).
 
         :param trace: if given, filled with what went into the clip, source by source: the
             level of each continuous source (its gain times its random loudness) and the number
@@ -411,13 +450,19 @@ class SoundBank:
             water, sand, grass, farm, forest, urban = (float(x) for x in near[:6])
         shore = (0.4 * sand + 0.3 * water * sea_share) if coast else 0.0
         fresh = np.sqrt(water) * (1.0 - sea_share) if coast else 0.0
+        kinds = kinds or {}
+        conifer = min(float(kinds.get("conifer", 0.0)), forest)
         habitat = {
-            "forest": forest,
+            "forest": forest - conifer,  # broadleaf woods
             "grass": grass,
             "farm": farm,
             "urban": urban,
             "shore": shore,
             "fresh_water": fresh,
+            "conifer": conifer,
+            "ploughed": float(kinds.get("ploughed", 0.0)),
+            "young_crop": float(kinds.get("young_crop", 0.0)),
+            "stubble": float(kinds.get("stubble", 0.0)),
         }
         fauna = {"clear": 1.0, "cloudy": 0.9, "overcast": 0.7, "rain": 0.2, "fog": 0.6}[weather]
         for name, share in habitat.items():
@@ -433,6 +478,14 @@ class SoundBank:
                     bank = [self.species[kind][int(i)] for i in singers]
                     level = _LEVEL.get(kind, 1.0)
                     self._events(y, bank, calls, rng, 0.03 * level, level)
+        # tall crops in the wind: maize's leaves rustle in gusts, ripe wheat hisses
+        breeze = {"clear": 1.0, "cloudy": 1.2, "overcast": 1.3, "rain": 1.4, "fog": 0.5}[weather]
+        g = 0.45 * float(kinds.get("maize", 0.0)) * breeze
+        if g > 0.01:
+            y += source("maize", g * loud()) * self._slow(rng, 0.3, 0.8) * self._cut("spray", rng)
+        g = 0.3 * float(kinds.get("ripe_wheat", 0.0)) * breeze
+        if g > 0.01:
+            y += source("wheat", g * loud()) * self._slow(rng, 1.0, 0.4) * self._cut("hiss", rng)
         # insects: buzzing cicadas by day, pulsing crickets at dusk and night
         g = (0.9 * farm + 0.7 * grass + 0.2 * forest) * (0.3 if weather == "rain" else 1.0)
         if g * _INSECTS[tod] > 0.02 and sr >= 12000:
@@ -478,6 +531,8 @@ _STEADY = {
     "babble": "people talking",
     "cicadas": "cicadas buzzing",
     "crickets": "crickets chirping",
+    "maize": "maize leaves rustling",
+    "wheat": "wind in the wheat",
     "rain": "rain falling",
 }
 #: How it names each kind of event, heard once and more than once.
@@ -497,6 +552,10 @@ _EVENTS = {
     "chickadee": ("a chickadee calling", "chickadees calling"),
     "herring_gull": ("a gull calling", "gulls calling"),
     "spring_peeper": ("frogs peeping", "a chorus of frogs peeping"),
+    "pine_warbler": ("a pine warbler trilling", "pine warblers trilling"),
+    "horned_lark": ("a horned lark twittering", "horned larks twittering"),
+    "killdeer": ("a killdeer calling", "killdeer calling"),
+    "pheasant": ("a pheasant crowing", "pheasants crowing"),
 }
 
 

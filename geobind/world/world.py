@@ -18,7 +18,16 @@ from geobind.world.config import LAND_COVERS, WorldConfig
 from geobind.world.ground import GroundRenderer
 from geobind.world.mosaic import render_mosaic
 from geobind.world.noise import hash_u01
-from geobind.world.terrain import ROAD, SEA, WATER, Terrain, build_terrain
+from geobind.world.terrain import (
+    CONIFER,
+    FARM,
+    FOREST,
+    ROAD,
+    SEA,
+    WATER,
+    Terrain,
+    build_terrain,
+)
 
 __all__ = ["MODALITIES", "Place", "World", "generate"]
 
@@ -35,14 +44,23 @@ REACH_NEAR_PX = 8.0
 NEAREST_PX = 1.0
 
 
+#: The kinds of field and forest whose sounds differ (:data:`geobind.world.audio.KINDS`), by
+#: the crop codes of the terrain's farmland (``aux & 7``: ripe wheat, green crop,
+#: ploughed soil, young crop, stubble, maize; the mosaic's ``CROP_COLOURS``) and its conifers.
+CROP_KINDS = {0: "ripe_wheat", 2: "ploughed", 3: "young_crop", 4: "stubble", 5: "maize"}
+
+
 class HeardCover(NamedTuple):
     """Land-cover shares as heard at a place (:meth:`World.heard_cover`): ``far`` weighted by
-    how far loud sources carry, ``near`` by how far birds, frogs and insects do, and the sea's
-    share of the water heard far."""
+    how far loud sources carry, ``near`` by how far birds, frogs and insects do, the sea's
+    share of the water heard far, and ``kinds``: the shares heard near of the kinds of field
+    and forest whose sounds differ (conifers; ploughed soil, young crops, stubble, ripe wheat,
+    maize)."""
 
     far: np.ndarray
     near: np.ndarray
     sea_share: float
+    kinds: dict[str, float]
 
 
 _PLASTIC = 1.32471795724474602596  # R2 low-discrepancy sequence constant
@@ -215,7 +233,9 @@ class World:
         in the hedge beside the microphone, a road a hundred metres off, surf from a beach
         half a kilometre away; the far side of a 2.6 km tile is seldom heard. Loud sources
         (surf, traffic, wind in the open) carry farther (:data:`REACH_FAR_PX`) than birds,
-        frogs and insects (:data:`REACH_NEAR_PX`).
+        frogs and insects (:data:`REACH_NEAR_PX`). Which crop a field holds and whether a
+        wood is of conifers are heard too, as near as birds: larks on ploughed soil, a pheasant
+        in the stubble, the rustle of maize (:data:`geobind.world.audio.KINDS`).
         """
         x, y = self.latlon_to_pixel(lat, lon)
         x0, y0 = self._window(lat, lon)
@@ -234,10 +254,16 @@ class World:
             np.bincount(labels.ravel(), w.ravel(), minlength=len(LAND_COVERS))
             for w in (far_w, near_w)
         )
+        total = float(near.sum())
         far, near = ((v / v.sum()).astype(np.float32) for v in (far, near))
         on_water = float(far_w[water].sum())  # the sea is heard as far as surf carries
         sea_share = float(far_w[sea].sum()) / on_water if on_water > 0 else 0.0
-        return HeardCover(far, near, sea_share)
+        aux = self.terrain.aux[y0 : y0 + T, x0 : x0 + T]
+        farm, crop = labels == FARM, aux & 7  # the low bits: the crop (the mosaic's too)
+        kinds = {"conifer": float(near_w[(labels == FOREST) & (aux == CONIFER)].sum()) / total}
+        for code, kind in CROP_KINDS.items():
+            kinds[kind] = float(near_w[farm & (crop == code)].sum()) / total
+        return HeardCover(far, near, sea_share, kinds)
 
     def mosaic_image(self):
         """The whole map as a PIL image (north up)."""
@@ -410,8 +436,10 @@ class World:
         audio = b""
         sources: dict[str, float] = {}
         if "audio" in wanted:  # the trace draws nothing: the clip is the same with or without
-            far, near, far_sea = self.heard_cover(lat, lon)
-            clip = self.sound.render(far, far_sea, heard, sound_rng, trace=sources, near=near)
+            far, near, far_sea, kinds = self.heard_cover(lat, lon)
+            clip = self.sound.render(
+                far, far_sea, heard, sound_rng, trace=sources, near=near, kinds=kinds
+            )
             audio = encode_audio(clip, c.sample_rate, c.audio_format)
         caption = (
             write_caption(frac, view_frac, cond, sea_share, caption_rng)
