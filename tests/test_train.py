@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -307,6 +308,32 @@ def test_a_stage_moved_with_its_data_is_the_same_recipe_and_rewritten_data_is_no
     )
     assert recipe_hash(there) != recipe_hash(stage)
     assert not stage_done(Space(tmp_path / "space"), "anchor", there)
+
+
+def test_new_weights_under_the_same_path_make_a_stage_another_recipe(tmp_path):
+    from geobind.train.recipe import SideRecipe, StageRecipe
+    from geobind.train.stage import recipe_hash
+
+    start = tmp_path / "tower.safetensors"
+    start.write_bytes(b"first weights")
+    stage = StageRecipe(
+        data=str(tmp_path / "none.lance"),
+        student=SideRecipe(modality="satellite", weights=str(start)),
+        teacher=SideRecipe(modality="ground", weights="space"),
+    )
+    before = recipe_hash(stage)
+    assert recipe_hash(stage) == before  # the same file: the same recipe
+    start.write_bytes(b"other weights, written by make pretrain")
+    assert recipe_hash(stage) != before  # skipped as done, it would keep the old tower
+    start.write_bytes(b"first weights")
+    assert recipe_hash(stage) == before
+    # only a file counts: a stage starting from the space (or nothing) hashes as before
+    import hashlib
+
+    from geobind.train.stage import weights_digests
+
+    assert weights_digests(stage) == {"student": hashlib.sha256(b"first weights").hexdigest()}
+    assert weights_digests(dataclasses.replace(stage, student=SideRecipe("satellite"))) == {}
 
 
 def test_an_included_stage_can_change_some_settings(tmp_path, data_dir):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -220,6 +222,32 @@ def recipe_hash(stage: StageRecipe) -> str:
     return _hash(stage, data_identity(stage.data))
 
 
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A weights file's sha256 (cached while its size and mtime stand)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_digests(stage: StageRecipe) -> dict[str, str]:
+    """The sha256 of each weights file the stage starts its student or teacher from (a path,
+    not ``space``): new weights under the same path (the shipped towers after ``make
+    pretrain``, a checkpoint rewritten) make it another recipe, trained again, not skipped."""
+    out = {}
+    for side in ("student", "teacher"):
+        weights = getattr(stage, side).weights
+        if not weights or str(weights).split(":")[0] == "space":
+            continue
+        path = Path(str(weights))
+        if path.is_file():
+            info = path.stat()
+            out[side] = _file_sha256(str(path.resolve()), info.st_size, info.st_mtime_ns)
+    return out
+
+
 def recipe_hashes(stage: StageRecipe) -> list[str]:
     """Every hash this stage's recipe may have been stored under: today's (first), and the one
     of spaces and checkpoints made when a stage's data counted by its path as written."""
@@ -229,6 +257,9 @@ def recipe_hashes(stage: StageRecipe) -> list[str]:
 def _hash(stage: StageRecipe, data: str) -> str:
     record = dataclasses.asdict(stage)
     record["data"] = data
+    digests = weights_digests(stage)
+    if digests:  # only where a file is named: other stages keep the hash they were stored under
+        record["weights_sha256"] = digests
     for key, old in LATER_KEYS.items():
         *path, last = key.split(".")
         part = record
