@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import resource
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -23,7 +24,12 @@ from typing import Any
 import torch
 
 from geobind.data.pairs import open_pairs
-from geobind.data.world_source import WorldOptions, make_world, refresh_class_words
+from geobind.data.world_source import (
+    WorldOptions,
+    make_world,
+    refresh_class_words,
+    renders_fingerprint,
+)
 from geobind.encoders.weights import atomic_write
 from geobind.errors import GeobindError
 from geobind.eval.breakdown import BREAKDOWN_PAIRS, format_breakdown, retrieval_by_class
@@ -75,14 +81,35 @@ def example_places(space: Any, dataset: str) -> list[tuple[str, str]]:
 
 
 def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) -> Path:
-    """Generate the world into ``out`` unless the same world is already there."""
+    """Generate the world into ``out`` unless the same world is already there: the same
+    options, rendered the same (:func:`renders_fingerprint`); a world this geobind renders
+    otherwise (its sounds changed, say) is generated again, its datasets replaced."""
+    from geobind.data.synthetic import _world_config
+    from geobind.world import World
+
     options = WorldOptions(out=str(out), places=places, seed=seed)
     stamp = out / "world.json"
+    world = None
     if stamp.exists():
         made = json.loads(stamp.read_text())
         # the same world wherever it lies: a copied or moved world is not generated again, nor
         # one made with another number of workers (they render the same places to the bit)
-        if all(made.get(k) == v for k, v in asdict(options).items() if k not in ("out", "workers")):
+        same = all(
+            made.get(k) == v for k, v in asdict(options).items() if k not in ("out", "workers")
+        )
+        if same:
+            world = World(_world_config(options))  # ~4 s: the map, to render a few places
+            same = made.get("renders") == renders_fingerprint(world)
+            if not same:
+                say(
+                    f"world: {out} was rendered by another version of the world; "
+                    "generating it again"
+                )
+                stale = [*made.get("datasets", {}), "sounds"]
+                for name in stale:  # only what the world wrote there: its datasets
+                    shutil.rmtree(out / f"{name}.lance", ignore_errors=True)
+                stamp.unlink()
+        if same:
             say(f"world: {out} (already generated)")
             # the held-out set only, which the demo's zero-shot reads: a new version of a
             # training set would be new data to the stages, and they would all train again
@@ -90,7 +117,7 @@ def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) 
                 say("world: class words of heldout brought up to date (zero-shot reads them)")
             return out
     start = time.perf_counter()
-    reports = make_world(options)
+    reports = make_world(options, world=world)
     counts = ", ".join(f"{name} {r.imported + r.already_present}" for name, r in reports.items())
     say(f"world: {places} places in {time.perf_counter() - start:.0f} s -> {out} ({counts})")
     return out

@@ -21,7 +21,8 @@ PLACES = 60
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
-    make_world(WorldOptions(out=str(out), places=PLACES, workers=1), progress=False)
+    # as `geobind world make` and the demo write it (world.json records what it renders)
+    world_source.make_world(WorldOptions(out=str(out), places=PLACES, workers=1), progress=False)
     return out
 
 
@@ -262,6 +263,32 @@ def test_a_world_of_older_class_words_is_brought_up_to_date(world, tmp_path):
         assert rows(name).equals(before[name])  # no row touched
     assert world_source.refresh_class_words(tmp_path) == ["captions", "ground", "audio"]
     assert world_source.refresh_class_words(tmp_path) == []  # once is enough
+
+
+def test_a_world_another_version_rendered_is_generated_again(world, tmp_path):
+    import json
+    import shutil
+
+    from geobind.demo import ensure_world
+
+    shutil.copytree(world, tmp_path, dirs_exist_ok=True)
+    made = json.loads((tmp_path / "world.json").read_text())
+    assert len(made["renders"]) == 64  # make_world records what its generator renders
+    said: list[str] = []
+    ensure_world(tmp_path, places=PLACES, seed=0, say=said.append)
+    assert said[0].endswith("(already generated)")
+    (tmp_path / "audio.lance" / "stale-marker").write_text("yesterday's sounds")
+    # as if an older geobind, whose sounds were otherwise, had written it: generated again
+    (tmp_path / "world.json").write_text(json.dumps({**made, "renders": "0" * 64}))
+    (tmp_path / "other.txt").write_text("not the world's")
+    said.clear()
+    ensure_world(tmp_path, places=PLACES, seed=0, say=said.append)
+    assert "rendered by another version of the world; generating it again" in said[0]
+    assert said[1].startswith(f"world: {PLACES} places in")
+    assert json.loads((tmp_path / "world.json").read_text())["renders"] == made["renders"]
+    assert not (tmp_path / "audio.lance" / "stale-marker").exists()  # replaced, not added to
+    assert open_pairs(tmp_path / "audio.lance").count_rows() == made["datasets"]["audio"]
+    assert (tmp_path / "other.txt").read_text() == "not the world's"  # only the datasets go
 
 
 def test_reader_gives_preprocessed_batches_with_row_ids(world):

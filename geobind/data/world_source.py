@@ -12,6 +12,7 @@ box in ``mosaic.json``, and the same pixels as a georeferenced Cloud-Optimised G
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,17 @@ from geobind.data.synthetic import (
     check_modalities,
 )
 from geobind.data.synthetic import make_world as make_datasets
+from geobind.encoders.weights import atomic_write
 from geobind.errors import ConfigError
 
-__all__ = ["GEOTIFF_FILE", "LABEL_COLUMN", "WorldOptions", "make_world", "refresh_class_words"]
+__all__ = [
+    "GEOTIFF_FILE",
+    "LABEL_COLUMN",
+    "WorldOptions",
+    "make_world",
+    "refresh_class_words",
+    "renders_fingerprint",
+]
 
 #: The label column of every world dataset: the true land-cover fractions of the tile.
 LABEL_COLUMN = "landcover"
@@ -36,10 +45,29 @@ LABEL_COLUMN = "landcover"
 GEOTIFF_FILE = "mosaic.tif"
 
 
-def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
+#: How many of a world's first places :func:`renders_fingerprint` renders.
+FINGERPRINT_PLACES = 4
+
+
+def renders_fingerprint(world: Any) -> str:
+    """A hash of what the world's generator renders for its first places (tile, panorama,
+    caption and sound): a world written by a geobind whose world draws or sounds otherwise has
+    another, so the demo generates it again instead of training on yesterday's places."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for i in range(min(FINGERPRINT_PLACES, world.config.places)):
+        place = world.place(i)
+        for part in (place.satellite, place.ground, place.caption.encode(), place.audio):
+            digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()
+
+
+def make_world(options: WorldOptions, progress: bool = True, world: Any = None) -> dict[str, Any]:
     """Generate the world into ``options.out``: ``{captions,ground,audio,heldout}.lance``,
-    their class names, ``mosaic.png`` / ``mosaic.json`` and ``mosaic.tif``. Returns the
-    import reports."""
+    their class names, ``mosaic.png`` / ``mosaic.json`` and ``mosaic.tif``; ``world.json``
+    records the options and :func:`renders_fingerprint`. Returns the import reports.
+    ``world``: the :class:`~geobind.world.World` of these options, when built already."""
     from geobind.data.geotiff import write_cog  # rasterio
     from geobind.world import COVER_WORDS, LAND_COVERS, World  # numpy, scipy
 
@@ -48,8 +76,12 @@ def make_world(options: WorldOptions, progress: bool = True) -> dict[str, Any]:
     if not options.out:
         raise ConfigError("world: 'out' (a folder) is required")
     Path(options.out).mkdir(parents=True, exist_ok=True)  # and a file in the way
-    world = World(config)
+    world = World(config) if world is None else world
     reports = make_datasets(options, progress=progress, world=world)
+    stamp = Path(options.out) / "world.json"
+    record = json.loads(stamp.read_text())
+    record["renders"] = renders_fingerprint(world)
+    atomic_write(stamp, json.dumps(record, indent=2).encode())
     for report in reports.values():
         name_classes(report.dataset, LABEL_COLUMN, LAND_COVERS, COVER_WORDS)
     c = world.config
