@@ -26,6 +26,7 @@ import torch
 from geobind.data.pairs import open_pairs
 from geobind.data.world_source import (
     WorldOptions,
+    build_world,
     make_world,
     refresh_class_words,
     renders_fingerprint,
@@ -84,9 +85,6 @@ def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) 
     """Generate the world into ``out`` unless the same world is already there: the same
     options, rendered the same (:func:`renders_fingerprint`); a world this geobind renders
     otherwise (its sounds changed, say) is generated again, its datasets replaced."""
-    from geobind.data.synthetic import _world_config
-    from geobind.world import World
-
     options = WorldOptions(out=str(out), places=places, seed=seed)
     stamp = out / "world.json"
     world = None
@@ -98,7 +96,7 @@ def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) 
             made.get(k) == v for k, v in asdict(options).items() if k not in ("out", "workers")
         )
         if same:
-            world = World(_world_config(options))  # ~4 s: the map, to render a few places
+            world = build_world(options)  # ~4 s: the map, to render a few places
             same = made.get("renders") == renders_fingerprint(world)
             if not same:
                 say(
