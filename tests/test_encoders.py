@@ -78,12 +78,14 @@ class WrongShape(torch.nn.Module):
         return torch.zeros(batch.shape[0], 5)
 
 
-def test_wrong_output_shape_names_the_plugin_and_shapes(register_plugin):
+def register_modality(register_plugin, name: str, net: torch.nn.Module, prep, plugin: str):
+    """Register a modality of ``ShapeConfig`` whose encoder is ``net`` and whose
+    preprocessing is ``prep``, as the distribution ``plugin``."""
     modality = geobind.Modality(
-        name="wrongshape",
+        name=name,
         config=ShapeConfig,
-        build_encoder=lambda c, w: WrongShape(),
-        build_preprocess=lambda c, t: lambda v: torch.tensor([v]),
+        build_encoder=lambda c, w: net,
+        build_preprocess=lambda c, train: prep,
         check=lambda v: None,
     )
 
@@ -93,7 +95,13 @@ def test_wrong_output_shape_names_the_plugin_and_shapes(register_plugin):
 
     register_plugin(
         types.SimpleNamespace(geobind_register_modalities=geobind_register_modalities),
-        name="acme-wrongshape",
+        name=plugin,
+    )
+
+
+def test_wrong_output_shape_names_the_plugin_and_shapes(register_plugin):
+    register_modality(
+        register_plugin, "wrongshape", WrongShape(), lambda v: torch.tensor([v]), "acme-wrongshape"
     )
     encoder = geobind.build_encoder("wrongshape")
     with pytest.raises(
@@ -112,22 +120,7 @@ def test_a_value_of_several_views_is_the_mean_of_their_unit_embeddings(register_
         t = torch.tensor(value, dtype=torch.float32)
         return t if len(t) == 4 else geobind.Views(t.split(4))
 
-    modality = geobind.Modality(
-        name="chunked",
-        config=ShapeConfig,
-        build_encoder=lambda c, w: net,
-        build_preprocess=lambda c, train: prep,
-        check=lambda v: None,
-    )
-
-    @geobind.hookimpl
-    def geobind_register_modalities(register):
-        register(modality)
-
-    register_plugin(
-        types.SimpleNamespace(geobind_register_modalities=geobind_register_modalities),
-        name="acme-chunked",
-    )
+    register_modality(register_plugin, "chunked", net, prep, "acme-chunked")
     encoder = geobind.build_encoder("chunked").train()
     one, five = [1.0, 2.0, 3.0, 4.0], [float(i) for i in range(20)]
     out = encoder.embed([one, five, one, five[:8]], batch_size=3)  # five views, batches of 3
