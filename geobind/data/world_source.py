@@ -54,14 +54,14 @@ def renders_fingerprint(world: Any) -> str:
     """A hash of what the world's generator renders for its first places (tile, panorama,
     caption and sound): a world written by a geobind whose world draws or sounds otherwise has
     another, so the demo generates it again instead of training on yesterday's places."""
-    import hashlib
+    from geobind.world.world import MODALITIES, places_digest
 
-    digest = hashlib.sha256()
-    for i in range(min(FINGERPRINT_PLACES, world.config.places)):
-        place = world.place(i)
-        for part in (place.satellite, place.ground, place.caption.encode(), place.audio):
-            digest.update(len(part).to_bytes(8, "little") + part)
-    return digest.hexdigest()
+    return places_digest(
+        world,
+        FINGERPRINT_PLACES,
+        MODALITIES,
+        lambda p: (p.satellite, p.ground, p.caption.encode(), p.audio),
+    )
 
 
 def build_world(options: WorldOptions) -> Any:

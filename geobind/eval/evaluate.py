@@ -126,7 +126,7 @@ def results_folder(space_path: Path, dataset_uri: str) -> Path:
     import hashlib
 
     where = _where(dataset_uri)
-    stem = Path(where).stem if "://" not in where else Path(where.split("://", 1)[1]).stem
+    stem = Path(where).stem  # of a URI too: Path reads "s3://b/x.lance" as "s3:/b/x.lance"
     folder = Path(space_path) / "eval" / stem
     try:
         saved = json.loads((folder / "eval.json").read_text())

@@ -41,7 +41,6 @@ copies the result into ``anchored-audio.safetensors`` with ``anchored.json``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -56,6 +55,7 @@ from geobind.encoders.weights import atomic_write, read_state_dict, save_state_d
 from geobind.errors import GeobindError, writing
 from geobind.recipes import shipped_folder
 from geobind.space import Space
+from geobind.world.world import places_digest
 
 __all__ = [
     "SHIPPED",
@@ -108,23 +108,15 @@ FINGERPRINT_PLACES = 12
 def world_fingerprint(world: Any, n: int = FINGERPRINT_PLACES) -> str:
     """A hash of the first ``n`` places of a synthetic world (tile, panorama, caption): equal
     only while the world's generator renders them as it did when the towers were pretrained."""
-    digest = hashlib.sha256()
-    for i in range(n):
-        place = world.place(i, modalities=("ground", "caption"))
-        for part in (place.satellite, place.ground, place.caption.encode()):
-            digest.update(len(part).to_bytes(8, "little") + part)
-    return digest.hexdigest()
+    return places_digest(
+        world, n, ("ground", "caption"), lambda p: (p.satellite, p.ground, p.caption.encode())
+    )
 
 
 def sounds_fingerprint(world: Any, n: int = FINGERPRINT_PLACES) -> str:
     """A hash of the sounds of the first ``n`` places of a synthetic world (clip and what is
     heard in it): equal only while the world renders them as when the sound tower trained."""
-    digest = hashlib.sha256()
-    for i in range(n):
-        place = world.place(i, modalities=("audio",))
-        for part in (place.audio, place.sound_caption.encode()):
-            digest.update(len(part).to_bytes(8, "little") + part)
-    return digest.hexdigest()
+    return places_digest(world, n, ("audio",), lambda p: (p.audio, p.sound_caption.encode()))
 
 
 def pretraining_world(record: dict[str, Any]) -> Any:

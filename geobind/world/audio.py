@@ -41,6 +41,8 @@ _CRICKETS = {
     "dusk": 0.7,
     "night": 1.3,
 }
+#: How strong the wind is in each weather (a factor on the wind, and on crops rustling in it).
+_WIND = {"clear": 1.0, "cloudy": 1.2, "overcast": 1.3, "rain": 1.4, "fog": 0.5}
 _TRAFFIC = {
     "dawn": 0.5,
     "morning": 1.1,
@@ -417,7 +419,8 @@ class SoundBank:
             )
         # wind, stronger in the open and on mountains, gusty
         g = 0.1 + 0.5 * rock + 0.22 * sand + 0.14 * grass + 0.12 * water + 0.06 * farm
-        g *= {"clear": 1.0, "cloudy": 1.2, "overcast": 1.3, "rain": 1.4, "fog": 0.5}[weather]
+        breeze = _WIND[weather]
+        g *= breeze
         y += source("wind", g * loud()) * self._slow(rng, 0.7, 0.5) * self._cut("wind", rng)
         if rock > 0.05:
             level = source("howl", 0.45 * rock * loud())
@@ -479,7 +482,6 @@ class SoundBank:
                     level = _LEVEL.get(kind, 1.0)
                     self._events(y, bank, calls, rng, 0.03 * level, level)
         # tall crops in the wind: maize's leaves rustle in gusts, ripe wheat hisses
-        breeze = {"clear": 1.0, "cloudy": 1.2, "overcast": 1.3, "rain": 1.4, "fog": 0.5}[weather]
         g = 0.45 * float(kinds.get("maize", 0.0)) * breeze
         if g > 0.01:
             y += source("maize", g * loud()) * self._slow(rng, 0.3, 0.8) * self._cut("spray", rng)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -29,7 +29,7 @@ from geobind.world.terrain import (
     build_terrain,
 )
 
-__all__ = ["MODALITIES", "Place", "World", "generate"]
+__all__ = ["MODALITIES", "Place", "World", "generate", "places_digest"]
 
 #: What a place can record besides its satellite tile, which is always cut.
 MODALITIES = ("ground", "audio", "caption")
@@ -514,3 +514,18 @@ def generate(config: WorldConfig | None = None, n: int | None = None) -> Iterato
     ``config.places``); the same config always yields the same bytes."""
     world = World(config)
     yield from world.places(n)
+
+
+def places_digest(
+    world: World, n: int, modalities: Iterable[str], parts: Callable[[Place], Iterable[bytes]]
+) -> str:
+    """A sha256 of ``parts(place)`` for the world's first ``n`` places rendered with
+    ``modalities``: equal only while the generator renders them the same (what the shipped
+    towers were pretrained on, what a world folder holds)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for i in range(min(n, world.config.places)):
+        for part in parts(world.place(i, modalities=tuple(modalities))):
+            digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()
