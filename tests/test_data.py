@@ -283,12 +283,115 @@ def test_a_world_another_version_rendered_is_generated_again(world, tmp_path):
     (tmp_path / "other.txt").write_text("not the world's")
     said.clear()
     ensure_world(tmp_path, places=PLACES, seed=0, say=said.append)
-    assert "rendered by another version of the world; generating it again" in said[0]
+    assert (
+        "holds another world (rendered by another version of the world); generating it again"
+        in said[0]
+    )
     assert said[1].startswith(f"world: {PLACES} places in")
     assert json.loads((tmp_path / "world.json").read_text())["renders"] == made["renders"]
     assert not (tmp_path / "audio.lance" / "stale-marker").exists()  # replaced, not added to
     assert open_pairs(tmp_path / "audio.lance").count_rows() == made["datasets"]["audio"]
     assert (tmp_path / "other.txt").read_text() == "not the world's"  # only the datasets go
+
+
+def _rows(folder) -> dict[str, object]:
+    return {name: open_pairs(folder / f"{name}.lance").to_table() for name in DATASETS}
+
+
+@pytest.mark.parametrize(
+    "args, why",
+    [
+        (["--seed", "1"], "seed 0, not 1"),
+        (["--places", "30"], f"{PLACES} places, not 30"),
+        (["--audio-format", "flac"], "audio_format 'wav', not 'flac'"),
+    ],
+    ids=["another-seed", "fewer-places", "other-sound-files"],
+)
+def test_world_make_into_a_folder_of_another_world_refuses_and_keeps_it(
+    world, tmp_path, capsys, args, why
+):
+    import shutil
+
+    shutil.copytree(world, tmp_path, dirs_exist_ok=True)
+    before, stamp = _rows(tmp_path), (tmp_path / "world.json").read_bytes()
+    # imports skip the ids already there: without the check the two worlds' places would mix
+    assert main(["world", "make", "--out", str(tmp_path), "--workers", "1", *args]) == 1
+    err = capsys.readouterr().err
+    assert f"world: {tmp_path} holds another world ({why})" in err and "Traceback" not in err
+    assert _rows(tmp_path) == before and (tmp_path / "world.json").read_bytes() == stamp
+    assert not (tmp_path / "world.partial.json").exists()
+
+
+def test_world_make_into_datasets_no_world_recorded_refuses(world, tmp_path):
+    import shutil
+
+    from geobind.errors import ConfigError
+
+    shutil.copytree(world / "audio.lance", tmp_path / "audio.lance")
+    with pytest.raises(ConfigError, match=r"holds audio.lance but no world.json"):
+        world_source.make_world(WorldOptions(out=str(tmp_path), places=20, workers=1), False)
+    assert (
+        open_pairs(tmp_path / "audio.lance").count_rows()
+        == open_pairs(world / "audio.lance").count_rows()
+    )
+
+
+def test_an_interrupted_world_is_recorded_as_under_way_and_resumed(world, tmp_path, monkeypatch):
+    import json
+
+    from geobind.data import synthetic
+    from geobind.demo import ensure_world
+    from geobind.errors import ConfigError
+
+    monkeypatch.setattr(synthetic, "CHUNK", 20)
+    writes = 0
+    write = synthetic._write
+
+    def killed_after_one_chunk(*a, **k):
+        nonlocal writes
+        writes += 1
+        if writes == 2:
+            raise KeyboardInterrupt  # a kill between two chunks
+        return write(*a, **k)
+
+    monkeypatch.setattr(synthetic, "_write", killed_after_one_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        world_source.make_world(WorldOptions(out=str(tmp_path), places=PLACES, workers=1), False)
+    monkeypatch.setattr(synthetic, "_write", write)
+    assert not (tmp_path / "world.json").exists()  # no claim of a whole world
+    under_way = json.loads((tmp_path / "world.partial.json").read_text())
+    assert under_way["places"] == PLACES and len(under_way["renders"]) == 64
+    # another world is refused over it, nothing written
+    with pytest.raises(ConfigError, match=r"holds another world \(seed 0, not 2\)"):
+        world_source.make_world(WorldOptions(out=str(tmp_path), places=PLACES, seed=2), False)
+    said: list[str] = []
+    ensure_world(tmp_path, places=PLACES, seed=0, say=said.append)  # the demo finishes it
+    assert said[0] == f"world: {tmp_path} was left unfinished; generating the rest"
+    assert not (tmp_path / "world.partial.json").exists()
+    assert json.loads((tmp_path / "world.json").read_text())["datasets"]["heldout"] == PLACES // 10
+    for name in DATASETS:  # the bytes of one run
+        a, b = open_pairs(tmp_path / f"{name}.lance"), open_pairs(world / f"{name}.lance")
+        rows = range(b.count_rows())
+        for column in b.schema.names:
+            assert read_values(a, column, rows) == read_values(b, column, rows), (name, column)
+
+
+def test_the_demo_generates_its_world_again_for_other_options(world, tmp_path):
+    import json
+    import shutil
+
+    from geobind.demo import ensure_world
+
+    shutil.copytree(world, tmp_path, dirs_exist_ok=True)
+    said: list[str] = []
+    ensure_world(tmp_path, places=PLACES // 2, seed=0, say=said.append)
+    assert said[0] == (
+        f"world: {tmp_path} holds another world (places {PLACES}, not {PLACES // 2}); "
+        "generating it again"
+    )
+    made = json.loads((tmp_path / "world.json").read_text())
+    assert made["places"] == PLACES // 2
+    assert open_pairs(tmp_path / "heldout.lance").count_rows() == PLACES // 20  # none kept
 
 
 def test_reader_gives_preprocessed_batches_with_row_ids(world):

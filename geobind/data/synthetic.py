@@ -24,12 +24,15 @@ from typing import Any
 from geobind.config import opt
 from geobind.data.importing import Candidate, ImportReport, import_pairs
 from geobind.data.pairs import open_pairs, read_values
+from geobind.encoders.weights import atomic_write
 from geobind.errors import ConfigError, GeobindError
 from geobind.plugins import get_registry
 
 __all__ = [
     "DATASETS",
+    "PARTIAL",
     "SOUNDS",
+    "STAMP",
     "WorldOptions",
     "check_modalities",
     "datasets_of",
@@ -67,6 +70,22 @@ def _field(dataset: str, modality: str) -> str:
     """The place's field that ``dataset``'s ``modality`` column holds."""
     return _DATASET_COLUMN.get(dataset, {}).get(modality, _MODALITY_COLUMN[modality])
 
+
+#: What a world's folder records of it: ``STAMP`` once it is whole; ``PARTIAL`` while it is
+#: being generated (an interrupted run leaves it behind, and the next run resumes against it).
+STAMP, PARTIAL = "world.json", "world.partial.json"
+#: The options that make another world. ``places`` may grow and ``sounds`` be added (place i
+#: renders the same bytes whatever the number of places); ``out`` and ``workers`` play no part.
+_SAME_WORLD = (
+    "seed",
+    "tile_size",
+    "ground_size",
+    "sample_rate",
+    "clip_seconds",
+    "audio_format",
+    "overlap",
+    "ground_view",
+)
 
 #: places generated, and written to their datasets, at a time (bounds memory: ~130 KB each)
 CHUNK = 500
@@ -270,16 +289,24 @@ def _candidates(
     ]
 
 
-def make_world(options: WorldOptions, progress: bool = True, world: Any = None) -> dict[str, Any]:
+def make_world(
+    options: WorldOptions,
+    progress: bool = True,
+    world: Any = None,
+    record: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Generate the world and write ``OUT/{captions,ground,audio,heldout}.lance`` (and, with
     ``sounds``, ``OUT/sounds.lance``).
 
     Places are generated once each, ``CHUNK`` at a time, and appended to every dataset they
     belong to. An interrupted run leaves whole chunks behind; running it again adds only the
-    places still missing (imports skip ids already present). ``world``: the
+    places still missing (imports skip ids already present), and a run with more places grows
+    the world. A folder that holds another world (other options, or ``record`` otherwise) is
+    refused before anything is written: the two worlds' places would mix. ``world``: the
     :class:`geobind.world.World` of these options, when the caller has built it already
     (building one takes ~4 s; the workers are sent a copy, 0.1 s, instead of each building
-    their own).
+    their own). ``record``: more to keep in ``world.json`` and to check against (what the
+    generator renders: :func:`geobind.data.world_source.renders_fingerprint`).
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -295,6 +322,12 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
     registry, config = get_registry(), _world_config(options)  # a bad option fails here
     check_modalities(registry)  # and a missing plugin
     out.mkdir(parents=True, exist_ok=True)
+    record = dict(record or {})
+    _check_folder(out, options, record)
+    settings = {**asdict(options), "out": str(out), **record}
+    # first the record of the world under way, then no claim that a whole one is here
+    atomic_write(out / PARTIAL, json.dumps(settings, indent=2).encode())
+    (out / STAMP).unlink(missing_ok=True)
     extra = {"landcover": pa.list_(pa.float32(), len(LAND_COVERS))}
     if world is None:
         from geobind.world import World
@@ -348,18 +381,65 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)  # at most the jobs under way (~0.3 s)
         _init_worker(None)  # rendered here (one worker): the world is not kept after the run
-    (out / "world.json").write_text(
-        json.dumps(
-            {
-                **asdict(options),
-                "out": str(out),
-                "land_covers": list(LAND_COVERS),
-                "datasets": {n: r.imported + r.already_present for n, r in reports.items()},
-            },
-            indent=2,
-        )
-    )
+    counts = {n: r.imported + r.already_present for n, r in reports.items()}
+    settings = {**settings, "land_covers": list(LAND_COVERS), "datasets": counts}
+    atomic_write(out / STAMP, json.dumps(settings, indent=2).encode())
+    (out / PARTIAL).unlink()
     return reports
+
+
+def other_world(out: Path, options: WorldOptions, record: dict[str, Any]) -> str | None:
+    """How the world recorded in ``out`` (whole, or under way) differs from the one
+    ``options`` and ``record`` make, in words; ``None`` when it is the same one (or grows into
+    it), or when ``out`` records none."""
+    for name in (STAMP, PARTIAL):
+        path = out / name
+        if not path.exists():
+            continue
+        try:
+            made = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            return f"its {name} is unreadable ({exc})"
+        if not isinstance(made, dict):
+            return f"its {name} is not a record of a world"
+        wanted = asdict(options)
+        differ = [
+            f"{k} {made.get(k)!r}, not {wanted[k]!r}"
+            for k in _SAME_WORLD
+            if made.get(k) != wanted[k]
+        ]
+        differ = differ or [  # other options render otherwise: no need to say so again
+            "rendered by another version of the world" if k == "renders" else f"{k} otherwise"
+            for k, v in record.items()
+            if made.get(k) != v
+        ]
+        if isinstance(made.get("places"), int) and made["places"] > options.places:
+            differ.append(f"{made.get('places')} places, not {options.places}")
+        if made.get("sounds") and not options.sounds:
+            differ.append("made with sounds, asked without")
+        if differ:
+            return "; ".join(differ)
+    return None
+
+
+def _check_folder(out: Path, options: WorldOptions, record: dict[str, Any]) -> None:
+    """Refuse to write a world into a folder that holds another: imports skip the ids already
+    present, and a place's id is its seed and index, so the places of both would mix (or a
+    dataset keep yesterday's renders of today's places). Nothing is written or removed."""
+    differ = other_world(out, options, record)
+    if differ:
+        raise ConfigError(
+            f"world: {out} holds another world ({differ}); its places would mix with this "
+            "one's. Choose another folder, or remove that world's datasets and records there"
+        )
+    if not any((out / name).exists() for name in (STAMP, PARTIAL)):
+        held = sorted(f"{n}.lance" for n in {**DATASETS, **SOUNDS} if (out / f"{n}.lance").exists())
+        if held:
+            raise ConfigError(
+                f"world: {out} holds {', '.join(held)} but no {STAMP} or {PARTIAL} saying "
+                "which world wrote them; this world's places would mix with theirs. Choose "
+                "another folder, or remove them"
+            )
 
 
 def _present_ids(out: Path, options: WorldOptions) -> dict[str, set[str]]:

@@ -12,7 +12,6 @@ box in ``mosaic.json``, and the same pixels as a georeferenced Cloud-Optimised G
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from geobind.data.synthetic import (
     check_modalities,
 )
 from geobind.data.synthetic import make_world as make_datasets
-from geobind.encoders.weights import atomic_write
 from geobind.errors import ConfigError
 
 __all__ = [
@@ -85,11 +83,9 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
         raise ConfigError("world: 'out' (a folder) is required")
     Path(options.out).mkdir(parents=True, exist_ok=True)  # and a file in the way
     world = World(config) if world is None else world
-    reports = make_datasets(options, progress=progress, world=world)
-    stamp = Path(options.out) / "world.json"
-    record = json.loads(stamp.read_text())
-    record["renders"] = renders_fingerprint(world)
-    atomic_write(stamp, json.dumps(record, indent=2).encode())
+    # what the generator renders is recorded, and checked against a world already there
+    record = {"renders": renders_fingerprint(world)}
+    reports = make_datasets(options, progress=progress, world=world, record=record)
     for report in reports.values():
         name_classes(report.dataset, LABEL_COLUMN, LAND_COVERS, COVER_WORDS)
     c = world.config
