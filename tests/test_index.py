@@ -308,6 +308,7 @@ def test_search_without_index_takes_the_newest_and_names_the_others(setup, tmp_p
         (["eval", "SPACE", "--data", "D", "--out", "FILE"], "--out FILE: is a file"),
         (["data", "show", "D", "--grid", "DIR"], "--grid DIR: is a folder"),
         (["demo", "--out", "FILE"], "--out FILE: is a file"),
+        (["world", "make", "--out", "FILE"], "--out FILE: is a file"),
     ],
 )
 def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(

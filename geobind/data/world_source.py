@@ -81,7 +81,9 @@ def make_world(options: WorldOptions, progress: bool = True, world: Any = None) 
     check_modalities()  # and a missing plugin
     if not options.out:
         raise ConfigError("world: 'out' (a folder) is required")
-    Path(options.out).mkdir(parents=True, exist_ok=True)  # and a file in the way
+    if Path(options.out).exists() and not Path(options.out).is_dir():
+        raise ConfigError(f"world: --out {options.out}: is a file, not a folder")
+    Path(options.out).mkdir(parents=True, exist_ok=True)
     world = World(config) if world is None else world
     # what the generator renders is recorded, and checked against a world already there
     record = {"renders": renders_fingerprint(world)}
