@@ -322,6 +322,15 @@ def test_world_make_into_a_folder_of_another_world_refuses_and_keeps_it(
     assert not (tmp_path / "world.partial.json").exists()
 
 
+@pytest.mark.parametrize("places", [0, 9])
+def test_a_world_too_small_to_hold_out_a_place_is_refused_before_any_write(tmp_path, places):
+    from geobind.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"places={places}: must be >= 10"):
+        world_source.make_world(WorldOptions(out=str(tmp_path / "w"), places=places), False)
+    assert not (tmp_path / "w").exists()
+
+
 def test_world_make_into_datasets_no_world_recorded_refuses(world, tmp_path):
     import shutil
 

@@ -134,6 +134,11 @@ def datasets_of(index: int, overlap: bool = True, sounds: bool = False) -> tuple
 def _world_config(options: WorldOptions) -> Any:
     from geobind.world import WorldConfig
 
+    if isinstance(options.places, int) and 0 <= options.places < 10:
+        # the held-out set is every tenth place: fewer would write a world with none
+        raise ConfigError(
+            f"world: places={options.places}: must be >= 10 (every tenth place is held out)"
+        )
     return WorldConfig(
         seed=options.seed,
         places=options.places,
