@@ -17,14 +17,13 @@ import resource
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from geobind.data.pairs import open_pairs
-from geobind.data.synthetic import DATASETS, PARTIAL, SOUNDS, STAMP
+from geobind.data.synthetic import DATASETS, PARTIAL, SOUNDS, STAMP, other_world, world_record
 from geobind.data.world_source import (
     WorldOptions,
     build_world,
@@ -86,42 +85,33 @@ def ensure_world(out: Path, places: int, seed: int, say: Callable[[str], None]) 
     """Generate the world into ``out`` unless the same world is already there: the same
     options, rendered the same (:func:`renders_fingerprint`). The demo's own folder holding
     another world (other options, or rendered otherwise: its sounds changed, say) has it
-    generated again, its datasets replaced; a world left unfinished is finished."""
+    generated again, its datasets replaced; a world left unfinished, or of fewer places, is
+    finished."""
     options = WorldOptions(out=str(out), places=places, seed=seed)
     stamp, partial = out / STAMP, out / PARTIAL
     world = None
     if stamp.exists() or partial.exists():
-        try:
-            made = json.loads((stamp if stamp.exists() else partial).read_text())
-        except (OSError, ValueError):
-            made = {}  # a record torn or garbled: no telling which world it was
-        made = made if isinstance(made, dict) else {}
         # the same world wherever it lies: a copied or moved world is not generated again, nor
         # one made with another number of workers (they render the same places to the bit)
-        differ = [
-            f"{k} {made.get(k)!r}, not {v!r}"
-            for k, v in asdict(options).items()
-            if k not in ("out", "workers") and made.get(k) != v
-        ]
-        if not differ:
-            world = build_world(options)  # ~4 s: the map, to render a few places
-            if made.get("renders") != renders_fingerprint(world):
-                differ = ["rendered by another version of the world"]
+        world = build_world(options)  # ~4 s: the map, to render a few places
+        differ = other_world(out, options, {"renders": renders_fingerprint(world)})
         if differ:
-            say(f"world: {out} holds another world ({'; '.join(differ)}); generating it again")
+            say(f"world: {out} holds another world ({differ}); generating it again")
             for name in (*DATASETS, *SOUNDS):  # only what a world writes there: its datasets
                 shutil.rmtree(out / f"{name}.lance", ignore_errors=True)
             stamp.unlink(missing_ok=True)
             partial.unlink(missing_ok=True)
-        elif stamp.exists():
+        elif partial.exists():
+            say(f"world: {out} was left unfinished; generating the rest")
+        elif world_record(out).get("places") != places:
+            say(f"world: {out} holds fewer places; generating the rest")
+        else:
             say(f"world: {out} (already generated)")
             # the held-out set only, which the demo's zero-shot reads: a new version of a
             # training set would be new data to the stages, and they would all train again
             if refresh_class_words(out, ["heldout"]):
                 say("world: class words of heldout brought up to date (zero-shot reads them)")
             return out
-        else:
-            say(f"world: {out} was left unfinished; generating the rest")
     start = time.perf_counter()
     reports = make_world(options, world=world)
     counts = ", ".join(f"{name} {r.imported + r.already_present}" for name, r in reports.items())

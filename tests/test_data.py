@@ -302,7 +302,7 @@ def _rows(folder) -> dict[str, object]:
     "args, why",
     [
         (["--seed", "1"], "seed 0, not 1"),
-        (["--places", "30"], f"{PLACES} places, not 30"),
+        (["--places", "30"], f"places {PLACES}, not 30"),
         (["--audio-format", "flac"], "audio_format 'wav', not 'flac'"),
     ],
     ids=["another-seed", "fewer-places", "other-sound-files"],
@@ -401,6 +401,21 @@ def test_the_demo_generates_its_world_again_for_other_options(world, tmp_path):
     made = json.loads((tmp_path / "world.json").read_text())
     assert made["places"] == PLACES // 2
     assert open_pairs(tmp_path / "heldout.lance").count_rows() == PLACES // 20  # none kept
+
+
+def test_the_demo_grows_a_world_of_fewer_places_into_the_bytes_of_one_run(world, tmp_path):
+    from geobind.demo import ensure_world
+
+    world_source.make_world(WorldOptions(out=str(tmp_path), places=PLACES // 2), False)
+    said: list[str] = []
+    ensure_world(tmp_path, places=PLACES, seed=0, say=said.append)
+    assert said[0] == f"world: {tmp_path} holds fewer places; generating the rest"
+    for name in DATASETS:
+        a, b = open_pairs(tmp_path / f"{name}.lance"), open_pairs(world / f"{name}.lance")
+        rows = range(b.count_rows())
+        assert a.count_rows() == b.count_rows()
+        for column in ("id", "landcover"):
+            assert read_values(a, column, rows) == read_values(b, column, rows), (name, column)
 
 
 def test_reader_gives_preprocessed_batches_with_row_ids(world):

@@ -38,6 +38,7 @@ __all__ = [
     "datasets_of",
     "make_world",
     "open_world",
+    "other_world",
     "world_datasets",
     "world_record",
     "world_from_record",
@@ -419,7 +420,7 @@ def other_world(out: Path, options: WorldOptions, record: dict[str, Any]) -> str
             if made.get(k) != v
         ]
         if isinstance(made.get("places"), int) and made["places"] > options.places:
-            differ.append(f"{made.get('places')} places, not {options.places}")
+            differ.append(f"places {made['places']!r}, not {options.places!r}")
         if made.get("sounds") and not options.sounds:
             differ.append("made with sounds, asked without")
         if differ:
